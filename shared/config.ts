@@ -1,0 +1,268 @@
+/**
+ * Env config parsing: one zod schema per program over the raw environment.
+ * Every missing or invalid variable is reported at once, by name, with what
+ * is accepted. Booleans accept Go's strconv.ParseBool spellings only (never
+ * z.coerce.boolean, which turns "false" into true).
+ */
+import { z } from "zod";
+import { parseDuration } from "./duration.ts";
+
+type Parse<T> = (raw: string) => T;
+
+/** A variable with a default used when it is unset or empty. */
+function envVar<T>(def: T | undefined, parse: Parse<T>) {
+  return z.string().optional().transform((raw, ctx): T => {
+    if (raw === undefined || raw.trim() === "") {
+      if (def === undefined) {
+        ctx.addIssue({ code: "custom", message: "is required but not set" });
+        return z.NEVER;
+      }
+      return def;
+    }
+    try {
+      return parse(raw.trim());
+    } catch (e) {
+      ctx.addIssue({ code: "custom", message: (e as Error).message });
+      return z.NEVER;
+    }
+  });
+}
+
+function parsePort(raw: string): number {
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < 1 || n > 65535) {
+    throw new Error(`"${raw}" is not a port: use a whole number from 1 to 65535`);
+  }
+  return n;
+}
+
+function parseNonNegInt(raw: string): number {
+  if (!/^\d+$/.test(raw)) throw new Error(`"${raw}" is not a whole number of 0 or more`);
+  return Number(raw);
+}
+
+const TRUE = new Set(["1", "t", "T", "TRUE", "true", "True"]);
+const FALSE = new Set(["0", "f", "F", "FALSE", "false", "False"]);
+
+function parseBool(raw: string): boolean {
+  if (TRUE.has(raw)) return true;
+  if (FALSE.has(raw)) return false;
+  throw new Error(`"${raw}" is not a boolean: use true or false`);
+}
+
+function parseNonNegDuration(raw: string): number {
+  const ms = parseDuration(raw);
+  if (ms < 0) throw new Error(`"${raw}" must not be negative`);
+  return ms;
+}
+
+export const env = {
+  port: (def?: number) => envVar(def, parsePort),
+  int: (def?: number) => envVar(def, parseNonNegInt),
+  bool: (def?: boolean) => envVar(def, parseBool),
+  /** A Go duration, in milliseconds. */
+  duration: (def?: string) =>
+    envVar(def === undefined ? undefined : parseDuration(def), parseNonNegDuration),
+  string: (def?: string) => envVar(def, (s) => s),
+  /** Comma-separated list, empty items dropped. */
+  list: (def: string[] = []) =>
+    envVar(def, (s) => s.split(",").map((x) => x.trim()).filter((x) => x !== "")),
+  enumOf: <T extends string>(values: readonly T[], def?: T) =>
+    envVar<T>(def, (s) => {
+      if (!(values as readonly string[]).includes(s)) {
+        throw new Error(`"${s}" is not one of ${values.join(", ")}`);
+      }
+      return s as T;
+    }),
+};
+
+export class ConfigError extends Error {
+  constructor(readonly program: string, readonly problems: string[]) {
+    super(
+      `${program}: invalid configuration (${problems.length} problem${
+        problems.length === 1 ? "" : "s"
+      }); fix these environment variables:\n` + problems.map((p) => `  - ${p}`).join("\n"),
+    );
+    this.name = "ConfigError";
+  }
+}
+
+/**
+ * Parses `source` (default: the process environment) with a program's schema.
+ * Throws ConfigError listing every bad variable by name.
+ */
+export function parseConfig<S extends z.ZodType>(
+  program: string,
+  schema: S,
+  source: Record<string, string | undefined> = Deno.env.toObject(),
+): z.output<S> {
+  const r = schema.safeParse(source);
+  if (r.success) return r.data;
+  const problems = r.error.issues.map((i) => {
+    const name = i.path.length ? i.path.map(String).join(".") : "(config)";
+    const raw = typeof i.path[0] === "string" ? source[i.path[0]] : undefined;
+    return `${name}${raw !== undefined && raw !== "" ? `="${raw}"` : ""}: ${i.message}`;
+  });
+  throw new ConfigError(program, problems);
+}
+
+// ---------------------------------------------------------------------------
+// Interceptor
+
+export const InterceptorEnvSchema = z.object({
+  KEDA_HTTP_PROXY_PORT: env.port(8080),
+  KEDA_HTTP_ADMIN_PORT: env.port(9090),
+  KEDA_HTTP_WATCH_NAMESPACE: env.string(""),
+  KEDA_HTTP_REQUEST_TIMEOUT: env.duration("0s"),
+  KEDA_HTTP_RESPONSE_HEADER_TIMEOUT: env.duration("300s"),
+  KEDA_HTTP_READINESS_TIMEOUT: env.duration("0s"),
+  KEDA_HTTP_CONNECT_TIMEOUT: env.duration("500ms"),
+  KEDA_HTTP_DRAIN_TIMEOUT: env.duration("30s"),
+  KEDA_HTTP_SHUTDOWN_DELAY: env.duration("5s"),
+  KEDA_HTTP_ENABLE_COLD_START_HEADER: env.bool(true),
+  KEDA_HTTP_PROXY_TLS_ENABLED: env.bool(false),
+  KEDA_HTTP_PROXY_TLS_CERT_PATH: env.string(""),
+  KEDA_HTTP_PROXY_TLS_KEY_PATH: env.string(""),
+  KEDA_HTTP_PROXY_TLS_CERT_STORE_PATHS: env.list(),
+  KEDA_HTTP_PROXY_TLS_PORT: env.port(8443),
+  /** Ours: held (not yet forwarded) requests allowed per route before 503. */
+  KEDA_HTTP_MAX_HELD_REQUESTS: env.int(10_000),
+  /** Ours: in-flight requests allowed per pod; 0 = no cap. */
+  KEDA_HTTP_POD_CONCURRENCY_LIMIT: env.int(0),
+}).superRefine((e, ctx) => {
+  if (
+    e.KEDA_HTTP_PROXY_TLS_ENABLED &&
+    (e.KEDA_HTTP_PROXY_TLS_CERT_PATH === "" || e.KEDA_HTTP_PROXY_TLS_KEY_PATH === "") &&
+    e.KEDA_HTTP_PROXY_TLS_CERT_STORE_PATHS.length === 0
+  ) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["KEDA_HTTP_PROXY_TLS_ENABLED"],
+      message:
+        "TLS is enabled but no certificate is configured: set KEDA_HTTP_PROXY_TLS_CERT_PATH and KEDA_HTTP_PROXY_TLS_KEY_PATH, or KEDA_HTTP_PROXY_TLS_CERT_STORE_PATHS",
+    });
+  }
+  if (e.KEDA_HTTP_PROXY_PORT === e.KEDA_HTTP_ADMIN_PORT) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["KEDA_HTTP_ADMIN_PORT"],
+      message: `must differ from KEDA_HTTP_PROXY_PORT (${e.KEDA_HTTP_PROXY_PORT})`,
+    });
+  }
+}).transform((e) => ({
+  proxyPort: e.KEDA_HTTP_PROXY_PORT,
+  adminPort: e.KEDA_HTTP_ADMIN_PORT,
+  watchNamespace: e.KEDA_HTTP_WATCH_NAMESPACE,
+  requestTimeoutMs: e.KEDA_HTTP_REQUEST_TIMEOUT,
+  responseHeaderTimeoutMs: e.KEDA_HTTP_RESPONSE_HEADER_TIMEOUT,
+  readinessTimeoutMs: e.KEDA_HTTP_READINESS_TIMEOUT,
+  connectTimeoutMs: e.KEDA_HTTP_CONNECT_TIMEOUT,
+  drainTimeoutMs: e.KEDA_HTTP_DRAIN_TIMEOUT,
+  shutdownDelayMs: e.KEDA_HTTP_SHUTDOWN_DELAY,
+  coldStartHeader: e.KEDA_HTTP_ENABLE_COLD_START_HEADER,
+  tls: {
+    enabled: e.KEDA_HTTP_PROXY_TLS_ENABLED,
+    certPath: e.KEDA_HTTP_PROXY_TLS_CERT_PATH,
+    keyPath: e.KEDA_HTTP_PROXY_TLS_KEY_PATH,
+    certStorePaths: e.KEDA_HTTP_PROXY_TLS_CERT_STORE_PATHS,
+    port: e.KEDA_HTTP_PROXY_TLS_PORT,
+  },
+  maxHeldRequests: e.KEDA_HTTP_MAX_HELD_REQUESTS,
+  podConcurrencyLimit: e.KEDA_HTTP_POD_CONCURRENCY_LIMIT,
+}));
+export type InterceptorConfig = z.output<typeof InterceptorEnvSchema>;
+
+// ---------------------------------------------------------------------------
+// Scaler
+
+export const ScalerEnvSchema = z.object({
+  KEDA_HTTP_SCALER_PORT: env.port(9090),
+  /** Ours: the HTTP server with /queue, /queue_ping, /livez, /readyz, /metrics. */
+  KEDA_HTTP_SCALER_HTTP_PORT: env.port(9091),
+  KEDA_HTTP_SCALER_TARGET_ADMIN_NAMESPACE: env.string(),
+  KEDA_HTTP_SCALER_TARGET_ADMIN_SERVICE: env.string(),
+  KEDA_HTTP_SCALER_TARGET_ADMIN_PORT: env.port(9090),
+  KEDA_HTTP_QUEUE_TICK_DURATION: env.duration("500ms"),
+  KEDA_HTTP_SCALER_STREAM_INTERVAL_MS: env.int(200),
+  /** Ours: timeout of each /queue fetch. */
+  KEDA_HTTP_SCALER_FETCH_TIMEOUT: env.duration("1s"),
+  /** Ours: how long an unreachable interceptor's last counts are kept. */
+  KEDA_HTTP_SCALER_STALE_COUNTS_TTL: env.duration("30s"),
+  /** Ours: namespace whose HTTPScaledObjects the scaler reads; "" = all. */
+  KEDA_HTTP_WATCH_NAMESPACE: env.string(""),
+}).superRefine((e, ctx) => {
+  if (e.KEDA_HTTP_SCALER_PORT === e.KEDA_HTTP_SCALER_HTTP_PORT) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["KEDA_HTTP_SCALER_HTTP_PORT"],
+      message: `must differ from KEDA_HTTP_SCALER_PORT (${e.KEDA_HTTP_SCALER_PORT})`,
+    });
+  }
+  if (e.KEDA_HTTP_QUEUE_TICK_DURATION <= 0) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["KEDA_HTTP_QUEUE_TICK_DURATION"],
+      message: "must be greater than 0",
+    });
+  }
+}).transform((e) => ({
+  grpcPort: e.KEDA_HTTP_SCALER_PORT,
+  httpPort: e.KEDA_HTTP_SCALER_HTTP_PORT,
+  targetAdmin: {
+    namespace: e.KEDA_HTTP_SCALER_TARGET_ADMIN_NAMESPACE,
+    service: e.KEDA_HTTP_SCALER_TARGET_ADMIN_SERVICE,
+    port: e.KEDA_HTTP_SCALER_TARGET_ADMIN_PORT,
+  },
+  queueTickMs: e.KEDA_HTTP_QUEUE_TICK_DURATION,
+  streamIntervalMs: e.KEDA_HTTP_SCALER_STREAM_INTERVAL_MS,
+  fetchTimeoutMs: e.KEDA_HTTP_SCALER_FETCH_TIMEOUT,
+  staleCountsTtlMs: e.KEDA_HTTP_SCALER_STALE_COUNTS_TTL,
+  watchNamespace: e.KEDA_HTTP_WATCH_NAMESPACE,
+}));
+export type ScalerConfig = z.output<typeof ScalerEnvSchema>;
+
+// ---------------------------------------------------------------------------
+// Operator
+
+export const OperatorEnvSchema = z.object({
+  KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_SERVICE: env.string(),
+  KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_PORT: env.port(9090),
+  KEDA_HTTP_OPERATOR_NAMESPACE: env.string(),
+  KEDA_HTTP_OPERATOR_WATCH_NAMESPACE: env.string(""),
+  /** Ours: admin server (/routing_table, /livez, /readyz, /metrics). */
+  KEDA_HTTP_OPERATOR_ADMIN_PORT: env.port(8081),
+  KEDA_HTTP_OPERATOR_LEADER_ELECTION: env.bool(true),
+  KEDA_HTTP_OPERATOR_LEASE_NAME: env.string("keda-http-add-on-operator"),
+  KEDA_HTTP_OPERATOR_LEASE_DURATION: env.duration("15s"),
+  KEDA_HTTP_OPERATOR_RENEW_DEADLINE: env.duration("10s"),
+  KEDA_HTTP_OPERATOR_RETRY_PERIOD: env.duration("2s"),
+  KEDA_HTTP_OPERATOR_RESYNC_PERIOD: env.duration("5m"),
+  /** Identity in the Lease; the Downward API sets it to the pod name. */
+  POD_NAME: env.string(""),
+}).superRefine((e, ctx) => {
+  if (e.KEDA_HTTP_OPERATOR_RENEW_DEADLINE >= e.KEDA_HTTP_OPERATOR_LEASE_DURATION) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["KEDA_HTTP_OPERATOR_RENEW_DEADLINE"],
+      message: "must be shorter than KEDA_HTTP_OPERATOR_LEASE_DURATION",
+    });
+  }
+}).transform((e) => ({
+  externalScaler: {
+    service: e.KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_SERVICE,
+    port: e.KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_PORT,
+  },
+  namespace: e.KEDA_HTTP_OPERATOR_NAMESPACE,
+  watchNamespace: e.KEDA_HTTP_OPERATOR_WATCH_NAMESPACE,
+  adminPort: e.KEDA_HTTP_OPERATOR_ADMIN_PORT,
+  leaderElection: {
+    enabled: e.KEDA_HTTP_OPERATOR_LEADER_ELECTION,
+    leaseName: e.KEDA_HTTP_OPERATOR_LEASE_NAME,
+    leaseDurationMs: e.KEDA_HTTP_OPERATOR_LEASE_DURATION,
+    renewDeadlineMs: e.KEDA_HTTP_OPERATOR_RENEW_DEADLINE,
+    retryPeriodMs: e.KEDA_HTTP_OPERATOR_RETRY_PERIOD,
+  },
+  resyncPeriodMs: e.KEDA_HTTP_OPERATOR_RESYNC_PERIOD,
+  podName: e.POD_NAME,
+}));
+export type OperatorConfig = z.output<typeof OperatorEnvSchema>;

@@ -1,0 +1,93 @@
+import assert from "node:assert/strict";
+import {
+  ConfigError,
+  InterceptorEnvSchema,
+  OperatorEnvSchema,
+  parseConfig,
+  ScalerEnvSchema,
+} from "./config.ts";
+
+Deno.test("interceptor defaults match the Go add-on", () => {
+  const c = parseConfig("interceptor", InterceptorEnvSchema, {});
+  assert.equal(c.proxyPort, 8080);
+  assert.equal(c.adminPort, 9090);
+  assert.equal(c.responseHeaderTimeoutMs, 300_000);
+  assert.equal(c.connectTimeoutMs, 500);
+  assert.equal(c.drainTimeoutMs, 30_000);
+  assert.equal(c.shutdownDelayMs, 5000);
+  assert.equal(c.coldStartHeader, true);
+  assert.equal(c.tls.enabled, false);
+  assert.equal(c.tls.port, 8443);
+});
+
+Deno.test("booleans take Go spellings only; 'false' is false", () => {
+  const off = parseConfig("interceptor", InterceptorEnvSchema, {
+    KEDA_HTTP_ENABLE_COLD_START_HEADER: "false",
+  });
+  assert.equal(off.coldStartHeader, false);
+  const zero = parseConfig("interceptor", InterceptorEnvSchema, {
+    KEDA_HTTP_ENABLE_COLD_START_HEADER: "0",
+  });
+  assert.equal(zero.coldStartHeader, false);
+  assert.throws(
+    () =>
+      parseConfig("interceptor", InterceptorEnvSchema, {
+        KEDA_HTTP_ENABLE_COLD_START_HEADER: "nope",
+      }),
+    /KEDA_HTTP_ENABLE_COLD_START_HEADER="nope": "nope" is not a boolean: use true or false/,
+  );
+});
+
+Deno.test("every bad variable is reported at once, by name", () => {
+  try {
+    parseConfig("interceptor", InterceptorEnvSchema, {
+      KEDA_HTTP_PROXY_PORT: "eighty",
+      KEDA_HTTP_CONNECT_TIMEOUT: "5 seconds",
+      KEDA_HTTP_DRAIN_TIMEOUT: "-1s",
+      KEDA_HTTP_MAX_HELD_REQUESTS: "-3",
+    });
+    assert.fail("expected ConfigError");
+  } catch (e) {
+    assert.ok(e instanceof ConfigError);
+    assert.equal(e.problems.length, 4);
+    assert.match(e.message, /interceptor: invalid configuration \(4 problems\)/);
+    assert.match(e.message, /KEDA_HTTP_PROXY_PORT="eighty": "eighty" is not a port/);
+    assert.match(e.message, /KEDA_HTTP_CONNECT_TIMEOUT="5 seconds": "5 seconds" is not a duration/);
+    assert.match(e.message, /KEDA_HTTP_DRAIN_TIMEOUT="-1s": "-1s" must not be negative/);
+    assert.match(e.message, /KEDA_HTTP_MAX_HELD_REQUESTS="-3": "-3" is not a whole number/);
+  }
+});
+
+Deno.test("required variables and cross-field rules", () => {
+  try {
+    parseConfig("scaler", ScalerEnvSchema, {});
+    assert.fail("expected ConfigError");
+  } catch (e) {
+    assert.ok(e instanceof ConfigError);
+    assert.match(e.message, /KEDA_HTTP_SCALER_TARGET_ADMIN_NAMESPACE: is required but not set/);
+    assert.match(e.message, /KEDA_HTTP_SCALER_TARGET_ADMIN_SERVICE: is required but not set/);
+  }
+  const s = parseConfig("scaler", ScalerEnvSchema, {
+    KEDA_HTTP_SCALER_TARGET_ADMIN_NAMESPACE: "keda",
+    KEDA_HTTP_SCALER_TARGET_ADMIN_SERVICE: "interceptor-admin",
+    KEDA_HTTP_QUEUE_TICK_DURATION: "250ms",
+  });
+  assert.equal(s.queueTickMs, 250);
+  assert.equal(s.targetAdmin.port, 9090);
+  assert.throws(
+    () => parseConfig("interceptor", InterceptorEnvSchema, { KEDA_HTTP_PROXY_TLS_ENABLED: "true" }),
+    /KEDA_HTTP_PROXY_TLS_ENABLED="true": TLS is enabled but no certificate is configured/,
+  );
+  assert.throws(
+    () => parseConfig("interceptor", InterceptorEnvSchema, { KEDA_HTTP_ADMIN_PORT: "8080" }),
+    /KEDA_HTTP_ADMIN_PORT="8080": must differ from KEDA_HTTP_PROXY_PORT/,
+  );
+  const o = parseConfig("operator", OperatorEnvSchema, {
+    KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_SERVICE: "scaler",
+    KEDA_HTTP_OPERATOR_NAMESPACE: "keda",
+    KEDA_HTTP_OPERATOR_WATCH_NAMESPACE: "apps",
+  });
+  assert.equal(o.externalScaler.port, 9090);
+  assert.equal(o.watchNamespace, "apps");
+  assert.equal(o.leaderElection.leaseDurationMs, 15_000);
+});

@@ -1,0 +1,290 @@
+/**
+ * HTTPScaledObject (http.keda.sh/v1alpha1): zod schemas and types, field for
+ * field as the Go add-on defines them, with defaults applied and the rules the
+ * CRD's CEL also enforces. Errors name the field path and say what to fix.
+ */
+import { z } from "zod";
+import { parseDuration } from "./duration.ts";
+
+export const GROUP = "http.keda.sh";
+export const VERSION = "v1alpha1";
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const KIND = "HTTPScaledObject";
+export const PLURAL = "httpscaledobjects";
+export const FINALIZER = "httpscaledobject.http.keda.sh";
+export const ANNOTATION_SKIP_SCALEDOBJECT = "httpscaledobject.keda.sh/skip-scaledobject-creation";
+export const ANNOTATION_ORPHAN_SCALEDOBJECT = "httpscaledobject.keda.sh/orphan-scaledobject";
+
+/** Defaults the scaler applies when the spec leaves them out. */
+export const DEFAULT_TARGET_VALUE = 100;
+export const DEFAULT_TARGET_PENDING_REQUESTS = 100;
+
+const nonNegInt = z.number().int("must be a whole number").min(0, "must be 0 or more");
+const portNumber = z.number().int("must be a whole number").min(1, "must be between 1 and 65535")
+  .max(65535, "must be between 1 and 65535");
+const nonEmpty = z.string().min(1, "must not be empty");
+
+/** A metav1.Duration string ("20s", "1m"), kept as text and also parsed to ms. */
+const durationText = z.string().superRefine((value, ctx) => {
+  try {
+    const ms = parseDuration(value);
+    if (ms < 0) ctx.addIssue({ code: "custom", message: `must not be negative (got "${value}")` });
+  } catch (e) {
+    ctx.addIssue({ code: "custom", message: (e as Error).message });
+  }
+});
+
+function exactlyOnePort(
+  ref: { port?: number | undefined; portName?: string | undefined },
+  ctx: z.RefinementCtx,
+) {
+  const hasPort = ref.port !== undefined;
+  const hasName = ref.portName !== undefined;
+  if (hasPort === hasName) {
+    ctx.addIssue({
+      code: "custom",
+      path: hasPort ? ["portName"] : ["port"],
+      message: hasPort
+        ? "set either port or portName, not both"
+        : "set one of port (a number) or portName (the Service port's name)",
+    });
+  }
+}
+
+export const ScaleTargetRefSchema = z.object({
+  name: nonEmpty.optional(),
+  apiVersion: nonEmpty.optional(),
+  kind: nonEmpty.optional(),
+  /** Deprecated seed spelling of {kind: Deployment, apiVersion: apps/v1, name}. */
+  deployment: nonEmpty.optional(),
+  service: nonEmpty,
+  port: portNumber.optional(),
+  portName: nonEmpty.optional(),
+}).superRefine((ref, ctx) => {
+  exactlyOnePort(ref, ctx);
+  if (ref.name === undefined && ref.deployment === undefined) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["name"],
+      message: "name of the workload to scale is required",
+    });
+  }
+  if (ref.name !== undefined && ref.deployment !== undefined && ref.name !== ref.deployment) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["deployment"],
+      message:
+        `deployment is a deprecated spelling of name; drop it or make it equal to name ("${ref.name}")`,
+    });
+  }
+}).transform((ref) => ({
+  name: (ref.name ?? ref.deployment)!,
+  apiVersion: ref.apiVersion ?? "apps/v1",
+  kind: ref.kind ?? "Deployment",
+  service: ref.service,
+  ...(ref.port !== undefined ? { port: ref.port } : {}),
+  ...(ref.portName !== undefined ? { portName: ref.portName } : {}),
+  ...(ref.deployment !== undefined ? { deprecatedDeploymentField: true } : {}),
+}));
+
+export const ColdStartFailoverRefSchema = z.object({
+  service: nonEmpty,
+  port: portNumber.optional(),
+  portName: nonEmpty.optional(),
+  timeoutSeconds: nonNegInt.default(30),
+}).superRefine(exactlyOnePort);
+
+export const HeaderMatchSchema = z.object({
+  name: z.string().min(1, "header name must not be empty"),
+  value: z.string().optional(),
+});
+
+export const ReplicasSchema = z.object({
+  min: nonNegInt.default(0),
+  max: nonNegInt.default(100),
+}).superRefine((r, ctx) => {
+  if (r.max < r.min) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["max"],
+      message: `max (${r.max}) must be at least min (${r.min})`,
+    });
+  }
+});
+
+export const ConcurrencyMetricSchema = z.object({
+  targetValue: z.number().int("must be a whole number").min(1, "must be 1 or more").default(
+    DEFAULT_TARGET_VALUE,
+  ),
+});
+
+export const RequestRateMetricSchema = z.object({
+  targetValue: z.number().int("must be a whole number").min(1, "must be 1 or more").default(
+    DEFAULT_TARGET_VALUE,
+  ),
+  window: durationText.default("1m"),
+  granularity: durationText.default("1s"),
+}).superRefine((r, ctx) => {
+  let w = 0, g = 0;
+  try {
+    w = parseDuration(r.window);
+    g = parseDuration(r.granularity);
+  } catch {
+    return; // already reported on the field
+  }
+  if (g <= 0) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["granularity"],
+      message: "must be greater than 0, e.g. 1s or 100ms",
+    });
+  } else if (w < g) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["window"],
+      message: `window (${r.window}) must be at least granularity (${r.granularity})`,
+    });
+  }
+});
+
+export const ScalingMetricSchema = z.object({
+  concurrency: ConcurrencyMetricSchema.optional(),
+  requestRate: RequestRateMetricSchema.optional(),
+}).superRefine((m, ctx) => {
+  if (m.concurrency && m.requestRate) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["requestRate"],
+      message: "concurrency and requestRate are mutually exclusive; set only one",
+    });
+  }
+});
+
+export const TimeoutsSchema = z.object({
+  conditionWait: durationText.optional(),
+  responseHeader: durationText.optional(),
+});
+
+export const HTTPScaledObjectSpecSchema = z.object({
+  hosts: z.array(nonEmpty).optional(),
+  pathPrefixes: z.array(z.string()).optional(),
+  headers: z.array(HeaderMatchSchema).optional(),
+  scaleTargetRef: ScaleTargetRefSchema,
+  coldStartTimeoutFailoverRef: ColdStartFailoverRefSchema.optional(),
+  replicas: ReplicasSchema.default({ min: 0, max: 100 }),
+  targetPendingRequests: z.number().int("must be a whole number").min(1, "must be 1 or more")
+    .optional(),
+  scaledownPeriod: nonNegInt.optional(),
+  initialCooldownPeriod: nonNegInt.optional(),
+  scalingMetric: ScalingMetricSchema.optional(),
+  timeouts: TimeoutsSchema.optional(),
+});
+
+export const ConditionSchema = z.object({
+  type: z.string(),
+  status: z.enum(["True", "False", "Unknown"]),
+  observedGeneration: z.number().int().optional(),
+  lastTransitionTime: z.string().optional(),
+  reason: z.string().optional(),
+  message: z.string().optional(),
+});
+
+export const HTTPScaledObjectStatusSchema = z.object({
+  targetWorkload: z.string().optional(),
+  targetService: z.string().optional(),
+  conditions: z.array(ConditionSchema).optional(),
+});
+
+export const ObjectMetaSchema = z.object({
+  name: nonEmpty,
+  namespace: z.string().default("default"),
+  uid: z.string().optional(),
+  generation: z.number().int().optional(),
+  resourceVersion: z.string().optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+  finalizers: z.array(z.string()).optional(),
+  deletionTimestamp: z.string().optional().nullable(),
+  creationTimestamp: z.string().optional(),
+});
+
+export const HTTPScaledObjectSchema = z.object({
+  apiVersion: z.literal(API_VERSION).optional(),
+  kind: z.literal(KIND).optional(),
+  metadata: ObjectMetaSchema,
+  spec: HTTPScaledObjectSpecSchema,
+  status: HTTPScaledObjectStatusSchema.optional(),
+});
+
+export type HTTPScaledObjectSpec = z.output<typeof HTTPScaledObjectSpecSchema>;
+export type HTTPScaledObjectStatus = z.output<typeof HTTPScaledObjectStatusSchema>;
+export type HTTPScaledObject = z.output<typeof HTTPScaledObjectSchema>;
+export type HTTPScaledObjectInput = z.input<typeof HTTPScaledObjectSchema>;
+export type Condition = z.output<typeof ConditionSchema>;
+export type ScaleTargetRef = z.output<typeof ScaleTargetRefSchema>;
+
+/** The metric an HTTPScaledObject scales on, resolved from scalingMetric and defaults. */
+export type ScalingMetric =
+  | { type: "concurrency"; targetValue: number }
+  | { type: "requestRate"; targetValue: number; windowMs: number; granularityMs: number };
+
+export function scalingMetricOf(spec: HTTPScaledObjectSpec): ScalingMetric {
+  const rr = spec.scalingMetric?.requestRate;
+  if (rr) {
+    return {
+      type: "requestRate",
+      targetValue: rr.targetValue,
+      windowMs: parseDuration(rr.window),
+      granularityMs: parseDuration(rr.granularity),
+    };
+  }
+  const c = spec.scalingMetric?.concurrency;
+  // The deprecated targetPendingRequests applies only when scalingMetric is unset.
+  return {
+    type: "concurrency",
+    targetValue: c?.targetValue ?? spec.targetPendingRequests ?? DEFAULT_TARGET_PENDING_REQUESTS,
+  };
+}
+
+/** "apiVersion/kind/name", as status.targetWorkload reads in the Go add-on. */
+export function targetWorkloadOf(spec: HTTPScaledObjectSpec): string {
+  const r = spec.scaleTargetRef;
+  return `${r.apiVersion}/${r.kind}/${r.name}`;
+}
+
+/** "service:port" (or portName), as status.targetService reads in the Go add-on. */
+export function targetServiceOf(spec: HTTPScaledObjectSpec): string {
+  const r = spec.scaleTargetRef;
+  return `${r.service}:${r.port ?? r.portName}`;
+}
+
+/** Formats zod issues as "path: message" lines, one per problem. */
+export function formatIssues(error: z.ZodError, prefix = ""): string {
+  return error.issues.map((i) => {
+    const path = [prefix, ...i.path.map(String)].filter((p) => p !== "").join(".");
+    return `${path || "(object)"}: ${i.message}`;
+  }).join("; ");
+}
+
+export class InvalidHTTPScaledObject extends Error {
+  constructor(readonly key: string, readonly problems: string) {
+    super(`HTTPScaledObject ${key} is invalid: ${problems}`);
+    this.name = "InvalidHTTPScaledObject";
+  }
+}
+
+/** Parses an object from the API server; throws InvalidHTTPScaledObject naming every bad field. */
+export function parseHTTPScaledObject(raw: unknown): HTTPScaledObject {
+  const result = HTTPScaledObjectSchema.safeParse(raw);
+  if (result.success) return result.data;
+  const meta = (raw as { metadata?: { namespace?: string; name?: string } } | null)?.metadata;
+  const key = `${meta?.namespace ?? "default"}/${meta?.name ?? "<no name>"}`;
+  throw new InvalidHTTPScaledObject(key, formatIssues(result.error));
+}
+
+/** Parses only a spec (e.g. from a test or the CLI); throws naming every bad field. */
+export function parseHTTPScaledObjectSpec(raw: unknown): HTTPScaledObjectSpec {
+  const result = HTTPScaledObjectSpecSchema.safeParse(raw);
+  if (result.success) return result.data;
+  throw new Error(formatIssues(result.error, "spec"));
+}

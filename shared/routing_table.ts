@@ -1,0 +1,161 @@
+/**
+ * The routing table: one entry per HTTPScaledObject, keyed "namespace/name",
+ * built by a pure function from the objects. The interceptor indexes it for
+ * matching; the interceptor and the operator both serve its JSON form on
+ * /routing_table.
+ */
+import {
+  type HTTPScaledObject,
+  parseHTTPScaledObject,
+  type ScalingMetric,
+  scalingMetricOf,
+} from "./httpso.ts";
+import { parseDuration } from "./duration.ts";
+
+export interface HeaderMatch {
+  /** Lower-cased header name. */
+  name: string;
+  /** Exact value to match; absent means "header present". */
+  value?: string;
+}
+
+export interface ServiceRef {
+  namespace: string;
+  service: string;
+  port?: number;
+  portName?: string;
+}
+
+export interface RouteEntry {
+  key: string;
+  namespace: string;
+  name: string;
+  /** Lower-cased, port stripped; empty = catch-all. Wildcards as "*.example.com". */
+  hosts: string[];
+  /** Normalised: leading "/", no trailing "/" (except the root "/"). */
+  pathPrefixes: string[];
+  headers: HeaderMatch[];
+  target: ServiceRef;
+  scaleTarget: { apiVersion: string; kind: string; name: string };
+  /** Per-route overrides in ms; absent = use the interceptor's global value. */
+  timeouts: { conditionWaitMs?: number; responseHeaderMs?: number };
+  fallback?: ServiceRef & { timeoutMs: number };
+  metric: ScalingMetric;
+  replicas: { min: number; max: number };
+  generation?: number;
+}
+
+export interface RoutingTable {
+  /** Entries by key, in key order (so JSON and iteration are deterministic). */
+  entries: Map<string, RouteEntry>;
+  /** Objects that failed validation, by key, with what is wrong. */
+  invalid: Map<string, string>;
+}
+
+/** Lower-cases a host and strips a port; keeps IPv6 brackets. */
+export function normalizeHost(host: string): string {
+  let h = host.trim().toLowerCase();
+  if (h.startsWith("[")) {
+    const end = h.indexOf("]");
+    return end >= 0 ? h.slice(0, end + 1) : h;
+  }
+  const colon = h.lastIndexOf(":");
+  if (colon >= 0 && h.indexOf(":") === colon) h = h.slice(0, colon);
+  if (h.endsWith(".")) h = h.slice(0, -1);
+  return h;
+}
+
+/** "/api/" → "/api", "api" → "/api", "" → "/". Matching is on whole segments. */
+export function normalizePathPrefix(prefix: string): string {
+  let p = prefix.trim();
+  if (!p.startsWith("/")) p = "/" + p;
+  while (p.length > 1 && p.endsWith("/")) p = p.slice(0, -1);
+  return p;
+}
+
+function positiveMs(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const ms = parseDuration(text);
+  return ms > 0 ? ms : undefined;
+}
+
+/** One entry from a validated HTTPScaledObject. */
+export function routeEntryOf(obj: HTTPScaledObject): RouteEntry {
+  const { spec, metadata } = obj;
+  const ns = metadata.namespace;
+  const ref = spec.scaleTargetRef;
+  const timeouts: RouteEntry["timeouts"] = {};
+  const cw = positiveMs(spec.timeouts?.conditionWait);
+  const rh = positiveMs(spec.timeouts?.responseHeader);
+  if (cw !== undefined) timeouts.conditionWaitMs = cw;
+  if (rh !== undefined) timeouts.responseHeaderMs = rh;
+  const fb = spec.coldStartTimeoutFailoverRef;
+  const entry: RouteEntry = {
+    key: `${ns}/${metadata.name}`,
+    namespace: ns,
+    name: metadata.name,
+    hosts: [...new Set((spec.hosts ?? []).map(normalizeHost))].sort(),
+    pathPrefixes: [...new Set((spec.pathPrefixes ?? []).map(normalizePathPrefix))].sort(),
+    headers: (spec.headers ?? []).map((h) => ({
+      name: h.name.toLowerCase(),
+      ...(h.value !== undefined ? { value: h.value } : {}),
+    })),
+    target: {
+      namespace: ns,
+      service: ref.service,
+      ...(ref.port !== undefined ? { port: ref.port } : {}),
+      ...(ref.portName !== undefined ? { portName: ref.portName } : {}),
+    },
+    scaleTarget: { apiVersion: ref.apiVersion, kind: ref.kind, name: ref.name },
+    timeouts,
+    metric: scalingMetricOf(spec),
+    replicas: { min: spec.replicas.min, max: spec.replicas.max },
+    ...(metadata.generation !== undefined ? { generation: metadata.generation } : {}),
+  };
+  if (fb) {
+    entry.fallback = {
+      namespace: ns,
+      service: fb.service,
+      ...(fb.port !== undefined ? { port: fb.port } : {}),
+      ...(fb.portName !== undefined ? { portName: fb.portName } : {}),
+      timeoutMs: fb.timeoutSeconds * 1000,
+    };
+  }
+  return entry;
+}
+
+/**
+ * Builds the table from raw API objects. Invalid objects are left out and
+ * listed in `invalid` with the reason, so one bad object never hides the rest.
+ * Objects being deleted still route until they are gone.
+ */
+export function buildRoutingTable(objects: Iterable<unknown>): RoutingTable {
+  const found: RouteEntry[] = [];
+  const invalid = new Map<string, string>();
+  for (const raw of objects) {
+    try {
+      found.push(routeEntryOf(parseHTTPScaledObject(raw)));
+    } catch (e) {
+      const meta = (raw as { metadata?: { namespace?: string; name?: string } } | null)?.metadata;
+      invalid.set(
+        `${meta?.namespace ?? "default"}/${meta?.name ?? "<no name>"}`,
+        (e as Error).message,
+      );
+    }
+  }
+  found.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  return { entries: new Map(found.map((e) => [e.key, e])), invalid };
+}
+
+/** The JSON served on /routing_table. */
+export interface RoutingTableJSON {
+  routes: Record<string, RouteEntry>;
+  invalid: Record<string, string>;
+}
+
+export function routingTableToJSON(table: RoutingTable): RoutingTableJSON {
+  return {
+    routes: Object.fromEntries(table.entries),
+    invalid: Object.fromEntries([...table.invalid].sort(([a], [b]) => (a < b ? -1 : 1))),
+  };
+}
