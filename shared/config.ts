@@ -129,6 +129,14 @@ export const InterceptorEnvSchema = z.object({
   KEDA_HTTP_MAX_HELD_REQUESTS: env.int(10_000),
   /** Ours: in-flight requests allowed per pod; 0 = no cap. */
   KEDA_HTTP_POD_CONCURRENCY_LIMIT: env.int(0),
+  /** Ours: data-plane isolates sharing the proxy port; 0 = one per CPU. */
+  KEDA_HTTP_PROXY_WORKERS: env.int(0),
+  /** Ours: address the proxy and admin servers listen on. */
+  KEDA_HTTP_BIND_ADDRESS: env.string("0.0.0.0"),
+  /** Ours: idle keep-alive client connections, and bodies with no progress, close after this. */
+  KEDA_HTTP_IDLE_TIMEOUT: env.duration("90s"),
+  /** Ours: a request head must be complete this long after its first byte. */
+  KEDA_HTTP_REQUEST_HEAD_TIMEOUT: env.duration("10s"),
 }).superRefine((e, ctx) => {
   if (
     e.KEDA_HTTP_PROXY_TLS_ENABLED &&
@@ -169,6 +177,10 @@ export const InterceptorEnvSchema = z.object({
   },
   maxHeldRequests: e.KEDA_HTTP_MAX_HELD_REQUESTS,
   podConcurrencyLimit: e.KEDA_HTTP_POD_CONCURRENCY_LIMIT,
+  workers: e.KEDA_HTTP_PROXY_WORKERS,
+  bindAddress: e.KEDA_HTTP_BIND_ADDRESS,
+  idleTimeoutMs: e.KEDA_HTTP_IDLE_TIMEOUT,
+  requestHeadTimeoutMs: e.KEDA_HTTP_REQUEST_HEAD_TIMEOUT,
 }));
 export type InterceptorConfig = z.output<typeof InterceptorEnvSchema>;
 
@@ -224,7 +236,27 @@ export type ScalerConfig = z.output<typeof ScalerEnvSchema>;
 // ---------------------------------------------------------------------------
 // Operator
 
-export const OperatorEnvSchema = z.object({
+/**
+ * The Go add-on's names for the leader-election durations (v0.15); each is
+ * used when our shorter name is unset, so its manifests keep working.
+ */
+const OPERATOR_ENV_ALIASES: Record<string, string> = {
+  KEDA_HTTP_OPERATOR_LEADER_ELECTION_LEASE_DURATION: "KEDA_HTTP_OPERATOR_LEASE_DURATION",
+  KEDA_HTTP_OPERATOR_LEADER_ELECTION_RENEW_DEADLINE: "KEDA_HTTP_OPERATOR_RENEW_DEADLINE",
+  KEDA_HTTP_OPERATOR_LEADER_ELECTION_RETRY_PERIOD: "KEDA_HTTP_OPERATOR_RETRY_PERIOD",
+};
+
+function withOperatorAliases(raw: unknown): unknown {
+  if (typeof raw !== "object" || raw === null) return raw;
+  const env = { ...(raw as Record<string, string | undefined>) };
+  for (const [goName, ours] of Object.entries(OPERATOR_ENV_ALIASES)) {
+    const v = env[goName];
+    if (v !== undefined && v.trim() !== "" && (env[ours] ?? "").trim() === "") env[ours] = v;
+  }
+  return env;
+}
+
+export const OperatorEnvSchema = z.preprocess(withOperatorAliases, z.object({
   KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_SERVICE: env.string(),
   KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_PORT: env.port(9090),
   KEDA_HTTP_OPERATOR_NAMESPACE: env.string(),
@@ -232,7 +264,8 @@ export const OperatorEnvSchema = z.object({
   /** Ours: admin server (/routing_table, /livez, /readyz, /metrics). */
   KEDA_HTTP_OPERATOR_ADMIN_PORT: env.port(8081),
   KEDA_HTTP_OPERATOR_LEADER_ELECTION: env.bool(true),
-  KEDA_HTTP_OPERATOR_LEASE_NAME: env.string("keda-http-add-on-operator"),
+  /** The Go add-on's Lease name, so an old and a new operator never both lead. */
+  KEDA_HTTP_OPERATOR_LEASE_NAME: env.string("http-add-on.keda.sh"),
   KEDA_HTTP_OPERATOR_LEASE_DURATION: env.duration("15s"),
   KEDA_HTTP_OPERATOR_RENEW_DEADLINE: env.duration("10s"),
   KEDA_HTTP_OPERATOR_RETRY_PERIOD: env.duration("2s"),
@@ -264,5 +297,5 @@ export const OperatorEnvSchema = z.object({
   },
   resyncPeriodMs: e.KEDA_HTTP_OPERATOR_RESYNC_PERIOD,
   podName: e.POD_NAME,
-}));
+})));
 export type OperatorConfig = z.output<typeof OperatorEnvSchema>;

@@ -1,0 +1,371 @@
+/**
+ * Helpers for the interceptor's cluster tests: apps in network namespaces
+ * the test creates (EndpointSlices reject loopback addresses), the
+ * interceptor as a real process, and the Kubernetes objects a route needs.
+ */
+import { sleep } from "../shared/lifetime.ts";
+
+const REPO = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+const NETNS_PREFIX = "kic-";
+
+async function ip(...args: string[]): Promise<string> {
+  const out = await new Deno.Command("ip", { args, stdout: "piped", stderr: "piped" }).output();
+  if (!out.success) {
+    throw new Error(`ip ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr).trim()}`);
+  }
+  return new TextDecoder().decode(out.stdout);
+}
+
+function alive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Removes namespaces left by test processes that are gone. */
+async function cleanupLeftovers(): Promise<void> {
+  let list = "";
+  try {
+    list = await ip("netns", "list");
+  } catch {
+    return;
+  }
+  for (const line of list.split("\n")) {
+    const name = line.split(" ")[0] ?? "";
+    const m = new RegExp(`^${NETNS_PREFIX}(\\d+)-`).exec(name);
+    if (m && !alive(Number(m[1]))) await ip("netns", "del", name).catch(() => {});
+  }
+}
+
+let counter = 0;
+
+export interface AppProcess {
+  name: string;
+  ip: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * A network namespace with a veth to the host: host 10.245.a.(b+1), inside
+ * 10.245.a.(b+2), /30. Apps started in it are reachable from the host at
+ * `ip`; nothing else is.
+ */
+export class Netns implements AsyncDisposable {
+  readonly #procs = new Set<Deno.ChildProcess>();
+
+  private constructor(readonly name: string, readonly hostIp: string, readonly ip: string) {}
+
+  static async create(): Promise<Netns> {
+    await cleanupLeftovers();
+    const used = await ip("-4", "-o", "addr");
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const a = Math.floor(Math.random() * 256);
+      const b = Math.floor(Math.random() * 64) * 4;
+      const hostIp = `10.245.${a}.${b + 1}`;
+      const inner = `10.245.${a}.${b + 2}`;
+      if (used.includes(` ${hostIp}/`) || used.includes(` ${inner}/`)) continue;
+      const id = `${Deno.pid}-${++counter}`;
+      const name = `${NETNS_PREFIX}${id}`;
+      const tag = (Deno.pid * 100 + counter).toString(36).slice(-8);
+      const host = `kicv${tag}`;
+      const peer = `kicp${tag}`;
+      await ip("netns", "add", name);
+      try {
+        await ip("link", "add", host, "type", "veth", "peer", "name", peer);
+        await ip("link", "set", peer, "netns", name);
+        await ip("addr", "add", `${hostIp}/30`, "dev", host);
+        await ip("link", "set", host, "up");
+        await ip("netns", "exec", name, "ip", "addr", "add", `${inner}/30`, "dev", peer);
+        await ip("netns", "exec", name, "ip", "link", "set", peer, "up");
+        await ip("netns", "exec", name, "ip", "link", "set", "lo", "up");
+      } catch (e) {
+        await ip("netns", "del", name).catch(() => {});
+        throw e;
+      }
+      return new Netns(name, hostIp, inner);
+    }
+    throw new Error("no free 10.245.x.y/30 for a test network namespace");
+  }
+
+  /** Runs interceptor/testdata/upstream_app.ts inside; resolves once it listens. */
+  async startApp(opts: { name: string; port?: number; h2c?: boolean }): Promise<AppProcess> {
+    const port = opts.port ?? 8080;
+    const child = new Deno.Command("ip", {
+      args: [
+        "netns",
+        "exec",
+        this.name,
+        Deno.execPath(),
+        "run",
+        "-A",
+        "--quiet",
+        "--unstable-no-legacy-abort",
+        `--config=${REPO}/deno.json`,
+        `${REPO}/interceptor/testdata/upstream_app.ts`,
+      ],
+      env: { PORT: String(port), NAME: opts.name, ...(opts.h2c ? { H2C: "1" } : {}) },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    this.#procs.add(child);
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    const deadline = Date.now() + 30_000;
+    while (!/listening \d+/.test(text)) {
+      const timer = sleep(Math.max(0, deadline - Date.now()));
+      const r = await Promise.race([reader.read(), timer.then(() => null)]);
+      if (r === null) throw new Error(`app ${opts.name} did not start within 30 s`);
+      if (r.done) throw new Error(`app ${opts.name} exited before listening: ${text}`);
+      text += r.value;
+    }
+    // Keep draining stdout so the app never blocks on it.
+    (async () => {
+      try {
+        while (!(await reader.read()).done) { /* discard */ }
+      } catch { /* closed */ }
+    })();
+    const stop = async () => {
+      if (!this.#procs.has(child)) return;
+      this.#procs.delete(child);
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+      await child.status;
+    };
+    return { name: opts.name, ip: this.ip, port, stop };
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    for (const p of this.#procs) {
+      try {
+        p.kill("SIGKILL");
+      } catch { /* gone */ }
+      await p.status;
+    }
+    this.#procs.clear();
+    await ip("netns", "del", this.name).catch(() => {});
+  }
+}
+
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+export interface InterceptorProcess extends AsyncDisposable {
+  proxyPort: number;
+  adminPort: number;
+  proxyUrl: string;
+  adminUrl: string;
+  child: Deno.ChildProcess;
+  /** Log lines (JSON) written so far. */
+  logs(): string[];
+  admin(path: string, init?: RequestInit): Promise<Response>;
+  adminJson<T = unknown>(path: string): Promise<T>;
+  /** Sends a request with a Host header to the proxy port. */
+  request(host: string, path: string, init?: RequestInit): Promise<Response>;
+  signal(sig: Deno.Signal): void;
+  /** Waits for the process to exit on its own. */
+  exited(): Promise<Deno.CommandStatus>;
+  stop(): Promise<Deno.CommandStatus>;
+}
+
+/** Starts interceptor/main.ts as a process and waits for /readyz. */
+export async function startInterceptor(opts: {
+  kubeconfigPath: string;
+  env?: Record<string, string>;
+}): Promise<InterceptorProcess> {
+  const proxyPort = freePort();
+  let adminPort = freePort();
+  while (adminPort === proxyPort) adminPort = freePort();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--unstable-net",
+      "--quiet",
+      `--config=${REPO}/deno.json`,
+      `${REPO}/interceptor/main.ts`,
+    ],
+    env: {
+      KUBECONFIG: opts.kubeconfigPath,
+      KEDA_HTTP_PROXY_PORT: String(proxyPort),
+      KEDA_HTTP_ADMIN_PORT: String(adminPort),
+      KEDA_HTTP_BIND_ADDRESS: "127.0.0.1",
+      KEDA_HTTP_SHUTDOWN_DELAY: "0s",
+      KEDA_HTTP_PROXY_WORKERS: "2",
+      ...opts.env,
+    },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const lines: string[] = [];
+  const pump = (async () => {
+    let rest = "";
+    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+      rest += chunk;
+      let nl: number;
+      while ((nl = rest.indexOf("\n")) >= 0) {
+        lines.push(rest.slice(0, nl));
+        rest = rest.slice(nl + 1);
+      }
+    }
+    if (rest) lines.push(rest);
+  })();
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
+  const proxyUrl = `http://127.0.0.1:${proxyPort}`;
+  const client = Deno.createHttpClient({ allowHost: true });
+  let exited: Deno.CommandStatus | undefined;
+  let clientClosed = false;
+  const status = child.status.then((s) => (exited = s));
+  const deadline = Date.now() + 60_000;
+  while (true) {
+    if (exited) {
+      await pump;
+      throw new Error(`interceptor exited (${exited.code}) before ready:\n${lines.join("\n")}`);
+    }
+    try {
+      const r = await fetch(`${adminUrl}/readyz`);
+      await r.body?.cancel();
+      if (r.ok) break;
+    } catch { /* not listening yet */ }
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      await status;
+      throw new Error(`interceptor not ready within 60 s:\n${lines.join("\n")}`);
+    }
+    await sleep(100);
+  }
+  const p: InterceptorProcess = {
+    proxyPort,
+    adminPort,
+    proxyUrl,
+    adminUrl,
+    child,
+    logs: () => lines,
+    admin: (path, init) => fetch(`${adminUrl}${path}`, init),
+    async adminJson<T>(path: string) {
+      const r = await fetch(`${adminUrl}${path}`);
+      if (!r.ok) throw new Error(`${path}: ${r.status} ${await r.text()}`);
+      return await r.json() as T;
+    },
+    request: (host, path, init = {}) =>
+      fetch(`${proxyUrl}${path}`, {
+        ...init,
+        client,
+        headers: { ...Object.fromEntries(new Headers(init.headers ?? {})), host },
+      }),
+    signal: (sig) => {
+      try {
+        child.kill(sig);
+      } catch { /* gone */ }
+    },
+    async exited() {
+      const s = await status;
+      await pump;
+      return s;
+    },
+    async stop() {
+      if (!exited) {
+        try {
+          child.kill("SIGTERM");
+        } catch { /* gone */ }
+        const timer = setTimeout(() => {
+          try {
+            child.kill("SIGKILL");
+          } catch { /* gone */ }
+        }, 20_000);
+        await status;
+        clearTimeout(timer);
+      }
+      await pump;
+      if (!clientClosed) {
+        clientClosed = true;
+        client.close();
+      }
+      return exited!;
+    },
+    async [Symbol.asyncDispose]() {
+      await p.stop();
+    },
+  };
+  return p;
+}
+
+/** The objects of one routed app: Service (no selector), EndpointSlice, HTTPScaledObject. */
+export function appObjects(opts: {
+  namespace: string;
+  name: string;
+  spec?: Record<string, unknown>;
+  servicePort?: number;
+  appProtocol?: string;
+}): { service: Record<string, unknown>; httpso: Record<string, unknown> } {
+  return {
+    service: {
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: opts.name, namespace: opts.namespace },
+      spec: {
+        ports: [{
+          name: "http",
+          port: opts.servicePort ?? 80,
+          targetPort: 8080,
+          ...(opts.appProtocol ? { appProtocol: opts.appProtocol } : {}),
+        }],
+      },
+    },
+    httpso: {
+      apiVersion: "http.keda.sh/v1alpha1",
+      kind: "HTTPScaledObject",
+      metadata: { name: opts.name, namespace: opts.namespace },
+      spec: {
+        scaleTargetRef: {
+          name: opts.name,
+          kind: "Deployment",
+          apiVersion: "apps/v1",
+          service: opts.name,
+          port: opts.servicePort ?? 80,
+        },
+        ...opts.spec,
+      },
+    },
+  };
+}
+
+/** An EndpointSlice for a selector-less Service: these addresses, ready or not. */
+export function endpointSlice(opts: {
+  namespace: string;
+  service: string;
+  endpoints: Array<{ ip: string; ready: boolean }>;
+  port?: number;
+  appProtocol?: string;
+}): Record<string, unknown> {
+  return {
+    apiVersion: "discovery.k8s.io/v1",
+    kind: "EndpointSlice",
+    metadata: {
+      name: `${opts.service}-manual`,
+      namespace: opts.namespace,
+      labels: { "kubernetes.io/service-name": opts.service },
+    },
+    addressType: "IPv4",
+    ports: [{
+      name: "http",
+      port: opts.port ?? 8080,
+      protocol: "TCP",
+      ...(opts.appProtocol ? { appProtocol: opts.appProtocol } : {}),
+    }],
+    endpoints: opts.endpoints.map((e) => ({
+      addresses: [e.ip],
+      conditions: { ready: e.ready, serving: e.ready, terminating: false },
+    })),
+  };
+}

@@ -1,0 +1,110 @@
+/**
+ * Byte-level connection I/O for the data plane: a reader with one buffer and
+ * at most one read in flight (so a read started to notice a hang-up is the
+ * same read that later returns the next request), and a write loop.
+ */
+
+/** What the data plane needs from a connection; Deno.Conn and TlsConn fit. */
+export interface ByteConn {
+  read(p: Uint8Array): Promise<number | null>;
+  write(p: Uint8Array): Promise<number>;
+  close(): void;
+  closeWrite(): Promise<void>;
+}
+
+export class BufferFull extends Error {
+  constructor(readonly size: number) {
+    super(`more than ${size} bytes without the end of a message head`);
+    this.name = "BufferFull";
+  }
+}
+
+/**
+ * Unread bytes live in buf[start, end). `fill()` reads more after `end`; a
+ * call while a read is in flight returns that same read. Callers consume by
+ * advancing `start` and must not touch the buffer while a read is in flight,
+ * except for bytes before `end`.
+ */
+export class ConnReader {
+  buf: Uint8Array;
+  start = 0;
+  end = 0;
+  /** The peer closed its side (or the connection failed). */
+  eof = false;
+  error: unknown = undefined;
+  #pending: Promise<number> | null = null;
+  readonly #onRead = (n: number | null): number => {
+    this.#pending = null;
+    if (n === null) {
+      this.eof = true;
+      return 0;
+    }
+    this.end += n;
+    return n;
+  };
+  readonly #onError = (e: unknown): number => {
+    this.#pending = null;
+    this.eof = true;
+    this.error = e;
+    return 0;
+  };
+
+  constructor(readonly conn: ByteConn, size = 16 * 1024, readonly maxSize = 64 * 1024) {
+    this.buf = new Uint8Array(size);
+  }
+
+  get buffered(): number {
+    return this.end - this.start;
+  }
+
+  get reading(): boolean {
+    return this.#pending !== null;
+  }
+
+  /** Resolves with the number of bytes added; 0 means EOF or a failed read. */
+  fill(): Promise<number> {
+    if (this.#pending) return this.#pending;
+    if (this.eof) return Promise.resolve(0);
+    if (this.start === this.end) {
+      this.start = this.end = 0;
+    } else if (this.end === this.buf.length) {
+      if (this.start > 0) {
+        this.buf.copyWithin(0, this.start, this.end);
+        this.end -= this.start;
+        this.start = 0;
+      } else if (this.buf.length < this.maxSize) {
+        const bigger = new Uint8Array(Math.min(this.maxSize, this.buf.length * 2));
+        bigger.set(this.buf.subarray(0, this.end));
+        this.buf = bigger;
+      } else {
+        return Promise.reject(new BufferFull(this.maxSize));
+      }
+    }
+    this.#pending = this.conn.read(this.buf.subarray(this.end)).then(this.#onRead, this.#onError);
+    return this.#pending;
+  }
+
+  /** Drops everything buffered (e.g. after a protocol error). */
+  clear(): void {
+    this.start = this.end;
+  }
+}
+
+/** Writes all of `data`; throws when the connection fails. */
+export async function writeAll(conn: ByteConn, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.length) {
+    const n = await conn.write(off === 0 ? data : data.subarray(off));
+    if (n <= 0) throw new Error("connection accepted no bytes");
+    off += n;
+  }
+}
+
+/** Closes a connection, ignoring "already closed". */
+export function closeQuietly(conn: { close(): void }): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed.
+  }
+}

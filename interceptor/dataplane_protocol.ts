@@ -1,0 +1,54 @@
+/** Messages between the main isolate and the data-plane workers. */
+import type { CounterLayout } from "./counters.ts";
+import type { MetricsSnapshot } from "./metrics.ts";
+import type { LiveRoute, ProxyConfig, TargetUpdate } from "./proxy.ts";
+import type { Level } from "../shared/log.ts";
+
+export interface TlsSettings {
+  port: number;
+  certPath: string;
+  keyPath: string;
+  certStorePaths: string[];
+}
+
+export interface InitMessage {
+  type: "init";
+  index: number;
+  config: ProxyConfig;
+  counters: { buffer: SharedArrayBuffer; layout: CounterLayout };
+  listen: { hostname: string; port: number };
+  /** Only one isolate terminates TLS (node:tls has no shared port). */
+  tls: TlsSettings | null;
+  logLevel: Level;
+}
+
+export type ToIsolate =
+  | InitMessage
+  | { type: "routes"; version: number; routes: LiveRoute[] }
+  | { type: "targets"; version: number; updates: TargetUpdate[] }
+  | { type: "metrics"; id: number }
+  | { type: "drain"; timeoutMs: number }
+  | { type: "stop" };
+
+export type FromIsolate =
+  | { type: "listening"; index: number; port: number; tlsPort?: number }
+  | { type: "failed"; index: number; message: string }
+  | { type: "ack"; index: number; version: number }
+  | { type: "activity"; slot: number; active: boolean }
+  | {
+    type: "metrics";
+    id: number;
+    index: number;
+    snapshot: MetricsSnapshot;
+    connections: number;
+  }
+  | { type: "drained"; index: number };
+
+/**
+ * SO_REUSEPORT needs --unstable-net (or "unstable": ["net"] in deno.json);
+ * without it Deno.listen({reusePort}) exits the process instead of throwing,
+ * so look for another API behind the same flag first.
+ */
+export function reusePortAvailable(): boolean {
+  return typeof (Deno as unknown as { listenDatagram?: unknown }).listenDatagram === "function";
+}

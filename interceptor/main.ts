@@ -1,0 +1,169 @@
+/**
+ * The interceptor: wiring only. The data plane runs in worker isolates
+ * (dataplane.ts, proxy.ts); the watches, counters and admin API run here
+ * (control.ts, admin.ts).
+ */
+import {
+  ConfigError,
+  type InterceptorConfig,
+  InterceptorEnvSchema,
+  parseConfig,
+} from "../shared/config.ts";
+import { KubeClient, loadKubeConfig } from "../shared/kube.ts";
+import { aborted, LifetimeGroup, osSignals, sleep } from "../shared/lifetime.ts";
+import { type Level, loggerFromEnv, parseLevel } from "../shared/log.ts";
+import { adminHandler } from "./admin.ts";
+import { Control } from "./control.ts";
+import { SharedCounters } from "./counters.ts";
+import { DataPlane } from "./dataplane.ts";
+import { renderMetrics } from "./metrics.ts";
+import type { ProxyConfig } from "./proxy.ts";
+
+const log = loggerFromEnv("interceptor");
+
+/** Readiness wait: KEDA_HTTP_READINESS_TIMEOUT, else KEDA_HTTP_REQUEST_TIMEOUT, else 20s. */
+export function proxyConfigOf(c: InterceptorConfig): ProxyConfig {
+  return {
+    readinessTimeoutMs: c.readinessTimeoutMs > 0
+      ? c.readinessTimeoutMs
+      : c.requestTimeoutMs > 0
+      ? c.requestTimeoutMs
+      : 20_000,
+    requestTimeoutMs: c.requestTimeoutMs,
+    responseHeaderTimeoutMs: c.responseHeaderTimeoutMs,
+    connectTimeoutMs: c.connectTimeoutMs > 0 ? c.connectTimeoutMs : 500,
+    coldStartHeader: c.coldStartHeader,
+    maxHeldRequests: c.maxHeldRequests,
+    podConcurrencyLimit: c.podConcurrencyLimit,
+    idleTimeoutMs: c.idleTimeoutMs,
+    headTimeoutMs: c.requestHeadTimeoutMs,
+    retryAfterSeconds: 2,
+  };
+}
+
+function logLevel(): Level {
+  try {
+    return parseLevel(Deno.env.get("LOG_LEVEL") ?? "info");
+  } catch {
+    return "info";
+  }
+}
+
+async function main(): Promise<number> {
+  let config: InterceptorConfig;
+  try {
+    config = parseConfig("interceptor", InterceptorEnvSchema);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      log.error(e.message, { problems: e.problems });
+      return 2;
+    }
+    throw e;
+  }
+  const client = new KubeClient(loadKubeConfig());
+  const counters = SharedCounters.create();
+  const workers = config.workers > 0 ? config.workers : navigator.hardwareConcurrency || 1;
+  const activity: { control?: Control } = {};
+  const dataPlane = new DataPlane({
+    workers,
+    config: proxyConfigOf(config),
+    listen: { hostname: config.bindAddress, port: config.proxyPort },
+    tls: config.tls.enabled
+      ? {
+        port: config.tls.port,
+        certPath: config.tls.certPath,
+        keyPath: config.tls.keyPath,
+        certStorePaths: config.tls.certStorePaths,
+      }
+      : null,
+    counters,
+    log,
+    logLevel: logLevel(),
+    onActivity: (slot) => activity.control?.onActivity(slot),
+  });
+  const control = new Control({
+    client,
+    log,
+    watchNamespace: config.watchNamespace,
+    counters,
+    sink: dataPlane,
+  });
+  activity.control = control;
+  try {
+    await dataPlane.start();
+  } catch (e) {
+    log.error("the proxy could not start", { error: e });
+    return 1;
+  }
+  log.info("proxy listening", {
+    port: dataPlane.port,
+    tlsPort: dataPlane.tlsPort,
+    workers,
+    watchNamespace: config.watchNamespace || "(all)",
+  });
+
+  let draining = false;
+  const group = new LifetimeGroup();
+  const c = control;
+  group.add(
+    "signals",
+    osSignals(async (signal) => {
+      draining = true;
+      log.info("shutting down: not ready, then draining", {
+        signal,
+        shutdownDelayMs: config.shutdownDelayMs,
+        drainTimeoutMs: config.drainTimeoutMs,
+      });
+      // Load balancers see /readyz fail and stop sending before we stop accepting.
+      await sleep(config.shutdownDelayMs, group.signal);
+      await dataPlane.drain(config.drainTimeoutMs);
+      log.info("drained");
+    }),
+  );
+  group.add("watches", (signal) => c.run(signal));
+  group.add("dataplane", async (signal) => {
+    await aborted(signal);
+    dataPlane.stop();
+  });
+  group.add("admin", async (signal) => {
+    const handler = adminHandler({
+      queueCounts: () => c.queueCounts(),
+      watchQueue: (send) => c.watchQueue(send),
+      routingTable: () => c.table,
+      routingPing: () => c.routingPing(),
+      deployments: () => c.deployments(),
+      ready: () => c.ready,
+      draining: () => draining,
+      metrics: async () => {
+        const { snapshots, connections } = await dataPlane.metrics();
+        const routes: Array<[string, number, number]> = [];
+        for (const [key, slot] of c.routeSlots.entries()) {
+          routes.push([key, counters.concurrency(slot), counters.held(slot)]);
+        }
+        return renderMetrics(snapshots, { routes, connections });
+      },
+      log,
+      signal,
+    });
+    const server = Deno.serve({
+      hostname: config.bindAddress,
+      port: config.adminPort,
+      signal,
+      onListen: (addr) => log.info("admin listening", { port: addr.port }),
+    }, handler);
+    await server.finished;
+  });
+  try {
+    await group.run();
+  } catch (e) {
+    log.error("stopped after a failure", { error: e });
+    return 1;
+  } finally {
+    dataPlane.stop();
+    client.close();
+  }
+  log.info("stopped");
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main());

@@ -1,0 +1,183 @@
+/**
+ * Prometheus metrics. Each data-plane isolate records into its own
+ * RequestMetrics (plain Maps, no locking); the main isolate merges their
+ * snapshots on a scrape and renders the text format.
+ */
+
+/** Histogram bucket upper bounds, in seconds. */
+export const DURATION_BUCKETS = [
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+  30,
+  60,
+];
+
+const METHODS = new Set([
+  "GET",
+  "HEAD",
+  "POST",
+  "PUT",
+  "DELETE",
+  "CONNECT",
+  "OPTIONS",
+  "TRACE",
+  "PATCH",
+]);
+
+/** Unknown methods share one label value so a client cannot blow up cardinality. */
+export function methodLabel(method: string): string {
+  return METHODS.has(method) ? method : "OTHER";
+}
+
+export interface MetricsSnapshot {
+  /** [routeKey, method, code, count] */
+  counts: Array<[string, string, number, number]>;
+  /** [routeKey, bucket counts (cumulative is computed on render)..., sum, count] */
+  durations: Array<[string, number[]]>;
+}
+
+export class RequestMetrics {
+  /** routeKey → "method code" → count */
+  readonly #counts = new Map<string, Map<string, number>>();
+  readonly #durations = new Map<string, Float64Array>();
+
+  /** `routeKey` is "namespace/name", or "" for requests that matched no route. */
+  record(routeKey: string, method: string, code: number, seconds: number): void {
+    let byRoute = this.#counts.get(routeKey);
+    if (!byRoute) this.#counts.set(routeKey, byRoute = new Map());
+    const k = `${methodLabel(method)} ${code}`;
+    byRoute.set(k, (byRoute.get(k) ?? 0) + 1);
+    let h = this.#durations.get(routeKey);
+    if (!h) {
+      this.#durations.set(routeKey, h = new Float64Array(DURATION_BUCKETS.length + 3));
+    }
+    let b = 0;
+    while (b < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[b]!) b++;
+    h[b]!++;
+    h[DURATION_BUCKETS.length + 1]! += seconds;
+    h[DURATION_BUCKETS.length + 2]!++;
+  }
+
+  /** Forgets routes that no longer exist (their series disappear). */
+  retain(keys: Set<string>): void {
+    for (const k of this.#counts.keys()) if (k !== "" && !keys.has(k)) this.#counts.delete(k);
+    for (const k of this.#durations.keys()) if (k !== "" && !keys.has(k)) this.#durations.delete(k);
+  }
+
+  snapshot(): MetricsSnapshot {
+    const counts: MetricsSnapshot["counts"] = [];
+    for (const [route, m] of this.#counts) {
+      for (const [k, n] of m) {
+        const sp = k.indexOf(" ");
+        counts.push([route, k.slice(0, sp), Number(k.slice(sp + 1)), n]);
+      }
+    }
+    const durations: MetricsSnapshot["durations"] = [];
+    for (const [route, h] of this.#durations) durations.push([route, [...h]]);
+    return { counts, durations };
+  }
+}
+
+function escapeLabel(v: string): string {
+  return v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+}
+
+function routeLabels(key: string): string {
+  const slash = key.indexOf("/");
+  const ns = slash >= 0 ? key.slice(0, slash) : "";
+  const name = slash >= 0 ? key.slice(slash + 1) : key;
+  return `route_name="${escapeLabel(name)}",route_namespace="${escapeLabel(ns)}"`;
+}
+
+function num(v: number): string {
+  if (Number.isInteger(v)) return String(v);
+  return String(+v.toPrecision(12));
+}
+
+export interface Gauges {
+  /** routeKey → [concurrency, held] */
+  routes: Array<[string, number, number]>;
+  /** Open client connections across isolates. */
+  connections: number;
+}
+
+/** Merges isolate snapshots and renders the Prometheus text exposition format. */
+export function renderMetrics(snapshots: MetricsSnapshot[], gauges: Gauges): string {
+  const counts = new Map<string, number>();
+  for (const s of snapshots) {
+    for (const [route, method, code, n] of s.counts) {
+      const k = `code="${code}",method="${escapeLabel(method)}",${routeLabels(route)}`;
+      counts.set(k, (counts.get(k) ?? 0) + n);
+    }
+  }
+  const width = DURATION_BUCKETS.length + 3;
+  const durations = new Map<string, number[]>();
+  for (const s of snapshots) {
+    for (const [route, h] of s.durations) {
+      let acc = durations.get(route);
+      if (!acc) durations.set(route, acc = new Array(width).fill(0));
+      for (let i = 0; i < width; i++) acc[i]! += h[i] ?? 0;
+    }
+  }
+  const lines: string[] = [];
+  lines.push(
+    "# HELP interceptor_request_count_total Requests answered by the interceptor, by status code, method and route.",
+    "# TYPE interceptor_request_count_total counter",
+  );
+  for (const k of [...counts.keys()].sort()) {
+    lines.push(`interceptor_request_count_total{${k}} ${counts.get(k)}`);
+  }
+  lines.push(
+    "# HELP interceptor_request_duration_seconds Time from the request head to the end of the response, held time included.",
+    "# TYPE interceptor_request_duration_seconds histogram",
+  );
+  for (const route of [...durations.keys()].sort()) {
+    const h = durations.get(route)!;
+    const labels = routeLabels(route);
+    let cum = 0;
+    for (let b = 0; b < DURATION_BUCKETS.length; b++) {
+      cum += h[b]!;
+      lines.push(
+        `interceptor_request_duration_seconds_bucket{${labels},le="${DURATION_BUCKETS[b]}"} ${cum}`,
+      );
+    }
+    cum += h[DURATION_BUCKETS.length]!;
+    lines.push(`interceptor_request_duration_seconds_bucket{${labels},le="+Inf"} ${cum}`);
+    lines.push(
+      `interceptor_request_duration_seconds_sum{${labels}} ${num(h[DURATION_BUCKETS.length + 1]!)}`,
+    );
+    lines.push(`interceptor_request_duration_seconds_count{${labels}} ${h[width - 1]}`);
+  }
+  lines.push(
+    "# HELP interceptor_request_concurrency Requests in flight per route, held ones included.",
+    "# TYPE interceptor_request_concurrency gauge",
+  );
+  const sorted = [...gauges.routes].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  for (const [route, conc] of sorted) {
+    lines.push(`interceptor_request_concurrency{${routeLabels(route)}} ${conc}`);
+  }
+  lines.push(
+    "# HELP interceptor_pending_request_count Requests held per route, waiting for a ready endpoint.",
+    "# TYPE interceptor_pending_request_count gauge",
+  );
+  for (const [route, , held] of sorted) {
+    lines.push(`interceptor_pending_request_count{${routeLabels(route)}} ${held}`);
+  }
+  lines.push(
+    "# HELP interceptor_open_connections Client connections open on the proxy ports.",
+    "# TYPE interceptor_open_connections gauge",
+    `interceptor_open_connections ${gauges.connections}`,
+  );
+  return lines.join("\n") + "\n";
+}

@@ -1,0 +1,1280 @@
+/**
+ * The data plane of one isolate: HTTP/1.1 over raw connections, forwarded
+ * straight to ready pod addresses over pooled keep-alive connections.
+ *
+ * Per request: route lookup → count → pick the least-loaded ready endpoint
+ * (or hold until the EndpointSlice watch reports one) → one write of head
+ * and buffered body upstream → one write of response head and buffered body
+ * back. Bodies stream in both directions at once (an echoing app must not
+ * deadlock us), framing is followed, not rewritten, so connections can be
+ * reused.
+ *
+ * Timeouts are checked by one coarse ticker over all connections instead of
+ * a timer per request.
+ */
+import type { Logger } from "../shared/log.ts";
+import type { RouteEntry } from "../shared/routing_table.ts";
+import { formatDuration } from "../shared/duration.ts";
+import { BufferFull, type ByteConn, closeQuietly, ConnReader, writeAll } from "./conn_io.ts";
+import type { SharedCounters } from "./counters.ts";
+import {
+  binaryBytes,
+  binaryString,
+  ChunkedScanner,
+  clientResponseHead,
+  findHeadEnd,
+  HttpError,
+  MAX_HEAD_BYTES,
+  parseRequestHead,
+  parseResponseHead,
+  plainResponse,
+  type RequestHead,
+  responseHasNoBody,
+  type ResponseHead,
+  upstreamRequestHead,
+  utf8Of,
+} from "./http1.ts";
+import type { RequestMetrics } from "./metrics.ts";
+import { RouteIndex } from "./routing.ts";
+import { forwardH2c } from "./h2c.ts";
+import { Gone, ProxyFailure } from "./exchange_errors.ts";
+
+export interface ProxyConfig {
+  /** Readiness wait when the route sets no conditionWait (already resolved from env). */
+  readinessTimeoutMs: number;
+  /** Bound on hold + connect + waiting for the response head; 0 = none. */
+  requestTimeoutMs: number;
+  responseHeaderTimeoutMs: number;
+  connectTimeoutMs: number;
+  coldStartHeader: boolean;
+  maxHeldRequests: number;
+  /** In-flight requests per pod; 0 = no cap. */
+  podConcurrencyLimit: number;
+  /** Idle keep-alive connections and stalled bodies are closed after this. */
+  idleTimeoutMs: number;
+  /** A request head must arrive within this once its first byte has. */
+  headTimeoutMs: number;
+  /** Retry-After seconds on the 503 answered when too many requests are held. */
+  retryAfterSeconds: number;
+}
+
+/**
+ * A route as the data plane sees it: what matching and forwarding need from
+ * the table entry (kept small: every table change is copied to each worker),
+ * plus its counter slot and target keys.
+ */
+export interface LiveRoute
+  extends Pick<RouteEntry, "key" | "hosts" | "pathPrefixes" | "headers" | "timeouts"> {
+  slot: number;
+  targetKey: string;
+  fallbackKey?: string;
+  fallback?: { service: string; timeoutMs: number };
+}
+
+/** The data plane's view of a table entry. */
+export function liveRouteOf(
+  e: RouteEntry,
+  slot: number,
+  targetKey: string,
+  fallbackKey?: string,
+): LiveRoute {
+  const r: LiveRoute = {
+    key: e.key,
+    hosts: e.hosts,
+    pathPrefixes: e.pathPrefixes,
+    headers: e.headers,
+    timeouts: e.timeouts,
+    slot,
+    targetKey,
+  };
+  if (e.fallback && fallbackKey !== undefined) {
+    r.fallbackKey = fallbackKey;
+    r.fallback = { service: e.fallback.service, timeoutMs: e.fallback.timeoutMs };
+  }
+  return r;
+}
+
+export interface EndpointUpdate {
+  ip: string;
+  port: number;
+  /** Pod counter slot (shared in-flight count). */
+  slot: number;
+}
+
+export interface TargetUpdate {
+  key: string;
+  endpoints: EndpointUpdate[];
+  h2c: boolean;
+}
+
+export interface Endpoint {
+  ip: string;
+  port: number;
+  addr: string;
+  slot: number;
+}
+
+type BodyMode = "none" | "length" | "chunked" | "close";
+
+interface RequestBody {
+  remaining: number;
+  scanner: ChunkedScanner | null;
+  done: boolean;
+  failed: boolean;
+}
+
+interface Waiter {
+  wake(): void;
+}
+
+class Target {
+  endpoints: Endpoint[] = [];
+  h2c = false;
+  readonly waiters = new Set<Waiter>();
+  rr = 0;
+  constructor(readonly key: string) {}
+}
+
+const IDLE_POOL_MAX = 256;
+const POOL_IDLE_MS = 60_000;
+const TICK_MS = 50;
+
+export class UpstreamConn {
+  readonly reader: ConnReader;
+  idle = false;
+  idleSince = 0;
+  reused = false;
+  constructor(readonly conn: Deno.TcpConn | ByteConn, readonly addr: string) {
+    this.reader = new ConnReader(conn);
+  }
+}
+
+class Pool {
+  readonly idle: UpstreamConn[] = [];
+  /** Targets that list this address; the pool closes when none do. */
+  refs = 0;
+
+  take(): UpstreamConn | undefined {
+    while (this.idle.length > 0) {
+      const u = this.idle.pop()!;
+      u.idle = false;
+      if (!u.reader.eof && u.reader.buffered === 0) {
+        u.reused = true;
+        return u;
+      }
+      closeQuietly(u.conn);
+    }
+    return undefined;
+  }
+
+  release(u: UpstreamConn): void {
+    if (this.idle.length >= IDLE_POOL_MAX) {
+      closeQuietly(u.conn);
+      return;
+    }
+    u.idle = true;
+    u.idleSince = Date.now();
+    this.idle.push(u);
+    // The read that will carry the next response also tells us when the app
+    // closes an idle connection, so a dead one is never handed out.
+    u.reader.fill().then((n) => {
+      if (!u.idle) return;
+      if (n === 0 || u.reader.buffered > 0) this.#drop(u);
+    }, () => this.#drop(u));
+  }
+
+  #drop(u: UpstreamConn): void {
+    const i = this.idle.indexOf(u);
+    if (i >= 0) this.idle.splice(i, 1);
+    u.idle = false;
+    closeQuietly(u.conn);
+  }
+
+  sweep(now: number): void {
+    for (let i = this.idle.length - 1; i >= 0; i--) {
+      const u = this.idle[i]!;
+      if (now - u.idleSince > POOL_IDLE_MS) this.#drop(u);
+    }
+  }
+
+  closeAll(): void {
+    for (const u of this.idle.splice(0)) {
+      u.idle = false;
+      closeQuietly(u.conn);
+    }
+  }
+}
+
+/** One client connection; also the unit the ticker watches for timeouts. */
+export class ClientConn {
+  readonly reader: ConnReader;
+  /** Deadline (Date.now() ms) and what to do when it passes. */
+  at = Infinity;
+  onTimeout: (() => void) | null = null;
+  /** Waiting for the next request with nothing buffered. */
+  idle = true;
+  closed = false;
+  exchange: Exchange | null = null;
+  constructor(
+    readonly conn: ByteConn,
+    readonly remoteIp: string,
+    readonly proto: "http" | "https",
+  ) {
+    this.reader = new ConnReader(conn, 16 * 1024, MAX_HEAD_BYTES);
+  }
+
+  deadline(ms: number, fn: () => void): void {
+    this.at = Date.now() + ms;
+    this.onTimeout = fn;
+  }
+
+  deadlineAt(at: number, fn: () => void): void {
+    this.at = at;
+    this.onTimeout = fn;
+  }
+
+  clearDeadline(): void {
+    this.at = Infinity;
+    this.onTimeout = null;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    closeQuietly(this.conn);
+  }
+}
+
+/** Phases of an exchange, for deciding what a hang-up or a timeout means. */
+const enum Phase {
+  Route,
+  Hold,
+  Connect,
+  AwaitHead,
+  Body,
+  Upgraded,
+  Done,
+}
+
+export class Exchange {
+  phase = Phase.Route;
+  /** Status for metrics and logs: what the client got, or 499. */
+  status = 0;
+  cold = false;
+  gone = false;
+  timedOut = false;
+  stalled = false;
+  responseStarted = false;
+  keepClient = false;
+  ep: Endpoint | null = null;
+  up: UpstreamConn | null = null;
+  wake: ((why: "wake" | "timeout" | "aborted") => void) | null = null;
+  /** Called when the client hangs up mid-exchange (e.g. to abort a fetch). */
+  onGone: (() => void) | null = null;
+  /** The client deadline is an inactivity one, pushed back on progress. */
+  stallWatch = false;
+  /** Ends at the response head: hold + connect + response header wait. */
+  requestDeadline: number;
+
+  constructor(
+    readonly c: ClientConn,
+    readonly req: RequestHead,
+    readonly route: LiveRoute,
+    readonly t0: number,
+    requestTimeoutMs: number,
+  ) {
+    this.requestDeadline = requestTimeoutMs > 0 ? t0 + requestTimeoutMs : Infinity;
+  }
+}
+
+export interface ProxyOptions {
+  config: ProxyConfig;
+  counters: SharedCounters;
+  metrics: RequestMetrics;
+  log: Logger;
+  /** A route's concurrency went 0 → 1 (true) or back to 0 (false). */
+  onActivity: (slot: number, active: boolean) => void;
+}
+
+export class Proxy {
+  readonly #cfg: ProxyConfig;
+  readonly #counters: SharedCounters;
+  readonly #metrics: RequestMetrics;
+  readonly #log: Logger;
+  readonly #onActivity: (slot: number, active: boolean) => void;
+  #routes = new RouteIndex<LiveRoute>([]);
+  readonly #targets = new Map<string, Target>();
+  readonly #pools = new Map<string, Pool>();
+  readonly #conns = new Set<ClientConn>();
+  #ticker: ReturnType<typeof setInterval> | undefined;
+  #draining = false;
+  #drained: (() => void) | null = null;
+  #lastSweep = 0;
+
+  constructor(opts: ProxyOptions) {
+    this.#cfg = opts.config;
+    this.#counters = opts.counters;
+    this.#metrics = opts.metrics;
+    this.#log = opts.log;
+    this.#onActivity = opts.onActivity;
+  }
+
+  get connections(): number {
+    return this.#conns.size;
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /** Swaps the routing table (the index is built before the swap). */
+  setRoutes(routes: LiveRoute[]): void {
+    const index = new RouteIndex(routes);
+    this.#routes = index;
+    for (const p of index.problems) {
+      this.#log.warn("route host ignored", { route: p.key, host: p.host, problem: p.problem });
+    }
+    this.#metrics.retain(new Set(routes.map((r) => r.key)));
+  }
+
+  /** Applies endpoint changes and wakes requests held for those targets. */
+  setTargets(updates: TargetUpdate[]): void {
+    for (const u of updates) {
+      let t = this.#targets.get(u.key);
+      if (!t) this.#targets.set(u.key, t = new Target(u.key));
+      const next: Endpoint[] = u.endpoints.map((e) => ({
+        ip: e.ip,
+        port: e.port,
+        slot: e.slot,
+        addr: e.ip.includes(":") ? `[${e.ip}]:${e.port}` : `${e.ip}:${e.port}`,
+      }));
+      for (const e of next) {
+        let p = this.#pools.get(e.addr);
+        if (!p) this.#pools.set(e.addr, p = new Pool());
+        p.refs++;
+      }
+      for (const e of t.endpoints) {
+        const p = this.#pools.get(e.addr);
+        if (p && --p.refs <= 0) {
+          p.closeAll();
+          this.#pools.delete(e.addr);
+        }
+      }
+      t.endpoints = next;
+      t.h2c = u.h2c;
+      if (next.length > 0) { for (const w of [...t.waiters]) w.wake(); }
+    }
+  }
+
+  /** Serves one accepted connection until it closes; never throws. */
+  serve(conn: ByteConn, remoteIp: string, proto: "http" | "https" = "http"): void {
+    const c = new ClientConn(conn, remoteIp, proto);
+    if (this.#draining) {
+      c.close();
+      return;
+    }
+    this.#conns.add(c);
+    this.#ensureTicker();
+    this.#serve(c).catch((e) => this.#log.error("connection failed", { error: e }));
+  }
+
+  /**
+   * Stops keep-alive: idle connections close now, busy ones after their
+   * response. Resolves when none are left or the timeout passes (then the
+   * rest are closed).
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    this.#draining = true;
+    for (const c of this.#conns) if (c.idle && c.reader.buffered === 0) c.close();
+    if (this.#conns.size > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.#drained = resolve;
+        timer = setTimeout(resolve, timeoutMs);
+        if (this.#conns.size === 0) resolve();
+      });
+      clearTimeout(timer);
+    }
+    for (const c of this.#conns) c.close();
+    for (const p of this.#pools.values()) p.closeAll();
+  }
+
+  /** Stops the ticker and closes everything (tests, shutdown). */
+  close(): void {
+    for (const c of this.#conns) c.close();
+    for (const p of this.#pools.values()) p.closeAll();
+    if (this.#ticker !== undefined) clearInterval(this.#ticker);
+    this.#ticker = undefined;
+  }
+
+  #ensureTicker(): void {
+    if (this.#ticker !== undefined) return;
+    const ticker = setInterval(() => this.#tick(), TICK_MS);
+    Deno.unrefTimer(ticker as unknown as number);
+    this.#ticker = ticker;
+  }
+
+  #tick(): void {
+    const now = Date.now();
+    for (const c of this.#conns) {
+      if (now >= c.at) {
+        const fn = c.onTimeout;
+        c.at = Infinity;
+        c.onTimeout = null;
+        try {
+          fn?.();
+        } catch (e) {
+          this.#log.error("timeout handler failed", { error: e });
+        }
+      }
+    }
+    if (now - this.#lastSweep > 5_000) {
+      this.#lastSweep = now;
+      for (const p of this.#pools.values()) p.sweep(now);
+    }
+    if (this.#conns.size === 0 && this.#ticker !== undefined) {
+      clearInterval(this.#ticker);
+      this.#ticker = undefined;
+    }
+  }
+
+  async #serve(c: ClientConn): Promise<void> {
+    try {
+      while (!c.closed) {
+        const req = await this.#readRequest(c);
+        if (req === null) break;
+        const keep = await this.#handle(c, req);
+        if (!keep || this.#draining) break;
+      }
+    } finally {
+      c.close();
+      this.#conns.delete(c);
+      if (this.#conns.size === 0 && this.#drained) this.#drained();
+    }
+  }
+
+  /** Reads one request head; null when the connection should close. */
+  async #readRequest(c: ClientConn): Promise<RequestHead | null> {
+    const r = c.reader;
+    let started = false;
+    c.idle = true;
+    c.deadline(this.#cfg.idleTimeoutMs, () => c.close());
+    try {
+      while (true) {
+        if (r.buffered > 0) {
+          const end = findHeadEnd(r.buf, r.start, r.end);
+          if (end >= 0) {
+            const text = binaryString(r.buf, r.start, end);
+            r.start = end;
+            c.clearDeadline();
+            c.idle = false;
+            try {
+              return parseRequestHead(text);
+            } catch (e) {
+              if (!(e instanceof HttpError)) throw e;
+              await this.#reject(c, e.status, e.message);
+              return null;
+            }
+          }
+          if (!started) {
+            started = true;
+            c.idle = false;
+            c.deadline(this.#cfg.headTimeoutMs, () => {
+              this.#metrics.record("", "OTHER", 408, this.#cfg.headTimeoutMs / 1000);
+              // Best effort: the client is too slow to send a head, tell it why.
+              c.conn.write(plainResponse(408, "request head not received in time\n", {
+                close: true,
+              })).catch(() => {}).finally(() => c.close());
+            });
+          }
+        }
+        if (c.closed) return null;
+        let n: number;
+        try {
+          n = await r.fill();
+        } catch (e) {
+          if (!(e instanceof BufferFull)) throw e;
+          await this.#reject(c, 431, `request head larger than ${MAX_HEAD_BYTES} bytes`);
+          return null;
+        }
+        if (n === 0) return null;
+      }
+    } finally {
+      if (c.exchange === null) c.clearDeadline();
+    }
+  }
+
+  async #reject(c: ClientConn, status: number, message: string): Promise<void> {
+    this.#metrics.record("", "OTHER", status, 0);
+    this.#log.debug("bad request", { status, problem: message, client: c.remoteIp });
+    try {
+      await writeAll(c.conn, plainResponse(status, `${message}\n`, { close: true }));
+    } catch {
+      // The client is gone; nothing to tell it.
+    }
+  }
+
+  /** One exchange; returns whether the client connection stays open. */
+  async #handle(c: ClientConn, req: RequestHead): Promise<boolean> {
+    const p0 = performance.now();
+    const t0 = Date.now();
+    const route = this.#routes.lookup(req.host, req.path, req.headers);
+    if (!route) return await this.#noRoute(c, req, p0);
+    const ex = new Exchange(c, req, route, t0, this.#cfg.requestTimeoutMs);
+    c.exchange = ex;
+    const slot = route.slot;
+    if (this.#counters.begin(slot)) this.#onActivity(slot, true);
+    try {
+      await this.#forward(ex);
+    } catch (e) {
+      if (e instanceof ProxyFailure) {
+        await this.#fail(ex, e.status, e.message, e.headers);
+      } else if (ex.gone) {
+        ex.status = 499;
+      } else {
+        this.#log.error("request failed", { route: route.key, error: e });
+        await this.#fail(ex, 502, "the interceptor failed to forward this request");
+      }
+    } finally {
+      ex.phase = Phase.Done;
+      c.exchange = null;
+      c.clearDeadline();
+      if (ex.ep) this.#counters.podEnd(ex.ep.slot);
+      if (ex.up) closeQuietly(ex.up.conn);
+      if (this.#counters.end(slot)) this.#onActivity(slot, false);
+      if (ex.gone && ex.status !== 101) ex.status = 499;
+      const secs = (performance.now() - p0) / 1000;
+      this.#metrics.record(route.key, req.method, ex.status, secs);
+      if (ex.status === 499) {
+        this.#log.info("client closed the request before the response was complete", {
+          route: route.key,
+          method: req.method,
+          path: utf8Of(req.path).slice(0, 200),
+          status: 499,
+          ms: Math.round(secs * 1000),
+          phase: ex.responseStarted ? "response" : "before response",
+        });
+      }
+    }
+    return ex.keepClient && !ex.gone;
+  }
+
+  async #noRoute(c: ClientConn, req: RequestHead, p0: number): Promise<boolean> {
+    const host = utf8Of(req.host).slice(0, 200);
+    const path = utf8Of(req.path).slice(0, 200);
+    const hasBody = req.contentLength > 0 || req.chunked;
+    const close = !req.keepAlive || hasBody || this.#draining;
+    try {
+      await writeAll(
+        c.conn,
+        plainResponse(404, `no route for host "${host}" and path "${path}"\n`, {
+          close,
+          http10: req.minor === 0,
+          head: req.method === "HEAD",
+        }),
+      );
+    } catch {
+      return false;
+    }
+    this.#metrics.record("", req.method, 404, (performance.now() - p0) / 1000);
+    return !close;
+  }
+
+  /** Answers with the proxy's own status when nothing has been sent yet. */
+  async #fail(
+    ex: Exchange,
+    status: number,
+    message: string,
+    headers?: Array<[string, string]>,
+  ): Promise<void> {
+    if (ex.responseStarted || ex.gone) {
+      ex.keepClient = false;
+      return;
+    }
+    const { req } = ex;
+    const hasBody = req.contentLength > 0 || req.chunked;
+    // The body may be partly unread: only keep the connection if none was sent.
+    const close = !req.keepAlive || hasBody || this.#draining;
+    const extra: Array<[string, string]> = [...(headers ?? [])];
+    if (this.#cfg.coldStartHeader) extra.push(["X-KEDA-HTTP-Cold-Start", String(ex.cold)]);
+    ex.status = status;
+    ex.responseStarted = true;
+    if (status >= 500) {
+      this.#log.warn("request failed", {
+        route: ex.route.key,
+        status,
+        problem: message,
+        method: req.method,
+        path: utf8Of(req.path).slice(0, 200),
+      });
+    }
+    try {
+      await writeAll(
+        ex.c.conn,
+        plainResponse(status, `${message}\n`, {
+          close,
+          http10: req.minor === 0,
+          headers: extra,
+          head: req.method === "HEAD",
+        }),
+      );
+      ex.keepClient = !close;
+    } catch {
+      ex.gone = true;
+      ex.keepClient = false;
+    }
+  }
+
+  /** The readiness wait for a route: conditionWait, else the configured default. */
+  #readinessMs(route: LiveRoute): number {
+    return route.timeouts.conditionWaitMs ?? this.#cfg.readinessTimeoutMs;
+  }
+
+  #target(key: string): Target {
+    let t = this.#targets.get(key);
+    if (!t) this.#targets.set(key, t = new Target(key));
+    return t;
+  }
+
+  /** Least in-flight ready endpoint (shared counts), rotating the start to spread ties. */
+  #pick(t: Target, avoid?: Endpoint): Endpoint | null {
+    const eps = t.endpoints;
+    const n = eps.length;
+    if (n === 0) return null;
+    const cap = this.#cfg.podConcurrencyLimit;
+    const start = t.rr++ % n;
+    let best: Endpoint | null = null;
+    let bestLoad = Infinity;
+    for (let k = 0; k < n; k++) {
+      const ep = eps[(start + k) % n]!;
+      let load = this.#counters.podLoad(ep.slot);
+      if (cap > 0 && load >= cap) continue;
+      if (ep === avoid && n > 1) load += 0.5;
+      if (load < bestLoad) {
+        best = ep;
+        bestLoad = load;
+        if (load === 0) break;
+      }
+    }
+    return best;
+  }
+
+  #use(ex: Exchange, ep: Endpoint): void {
+    if (ex.ep) this.#counters.podEnd(ex.ep.slot);
+    ex.ep = ep;
+    this.#counters.podBegin(ep.slot);
+  }
+
+  /** Starts noticing a client that hangs up (the read is the next request's read). */
+  #watchHangup(ex: Exchange): void {
+    const r = ex.c.reader;
+    if (r.reading || r.eof) {
+      if (r.eof) this.#clientGone(ex);
+      return;
+    }
+    if (r.end === r.buf.length) return; // Full: we cannot read without buffering more.
+    r.fill().then((n) => {
+      if (n === 0) this.#clientGone(ex);
+      else if (ex.phase === Phase.Hold) this.#watchHangup(ex);
+    });
+  }
+
+  #clientGone(ex: Exchange): void {
+    if (ex.c.exchange !== ex || ex.gone) return;
+    if (ex.phase === Phase.Done || ex.phase === Phase.Upgraded) return;
+    ex.gone = true;
+    ex.wake?.("aborted");
+    ex.onGone?.();
+    if (ex.up) closeQuietly(ex.up.conn);
+  }
+
+  async #forward(ex: Exchange): Promise<void> {
+    const route = ex.route;
+    let target = this.#target(route.targetKey);
+    const first = this.#pick(target);
+    if (first) {
+      this.#use(ex, first);
+    } else {
+      ex.cold = target.endpoints.length === 0;
+      const fb = route.fallbackKey !== undefined ? route.fallback : undefined;
+      const waitMs = fb ? fb.timeoutMs : this.#readinessMs(route);
+      const deadline = Math.min(ex.t0 + waitMs, ex.requestDeadline);
+      const r = await this.#hold(ex, target, deadline);
+      if (r === "aborted") return;
+      if (r === "full") {
+        throw new ProxyFailure(
+          503,
+          `too many requests are waiting for ${route.key} to become ready; retry later`,
+          [["Retry-After", String(this.#cfg.retryAfterSeconds)]],
+        );
+      }
+      if (r === "timeout") {
+        if (fb && route.fallbackKey !== undefined && Date.now() < ex.requestDeadline) {
+          target = this.#target(route.fallbackKey);
+          const ep = this.#pick(target);
+          if (!ep) {
+            throw new ProxyFailure(
+              503,
+              `${route.key} did not become ready within ${
+                formatDuration(waitMs)
+              } and its fallback Service ${fb.service} has no ready endpoint`,
+            );
+          }
+          this.#use(ex, ep);
+        } else {
+          throw new ProxyFailure(
+            504,
+            `${route.key} did not become ready within ${
+              formatDuration(Math.min(waitMs, ex.requestDeadline - ex.t0))
+            }; the app may still be starting, retry later`,
+          );
+        }
+      }
+    }
+    if (target.h2c && ex.req.upgrade === null) {
+      ex.phase = Phase.Connect;
+      const deadline = Math.max(ex.t0 + this.#readinessMs(route), Date.now()) +
+        this.#cfg.connectTimeoutMs;
+      await forwardH2c(ex, this.#h2cContext(target, deadline));
+      return;
+    }
+    await this.#proxy(ex, target);
+  }
+
+  /** Waits for a usable endpoint; resolves how the wait ended. */
+  async #hold(
+    ex: Exchange,
+    target: Target,
+    deadline: number,
+  ): Promise<"ready" | "timeout" | "aborted" | "full"> {
+    const slot = ex.route.slot;
+    if (!this.#counters.holdBegin(slot, this.#cfg.maxHeldRequests)) return "full";
+    ex.phase = Phase.Hold;
+    this.#watchHangup(ex);
+    try {
+      while (true) {
+        if (ex.gone) return "aborted";
+        const ep = this.#pick(target);
+        if (ep) {
+          this.#use(ex, ep);
+          return "ready";
+        }
+        const now = Date.now();
+        if (now >= deadline) return "timeout";
+        // Endpoints exist but are all at the per-pod cap: releases in other
+        // isolates do not wake us, so look again soon.
+        const capped = target.endpoints.length > 0;
+        const at = capped ? Math.min(deadline, now + 20) : deadline;
+        const waiter: Waiter = { wake: () => {} };
+        const why = await new Promise<"wake" | "timeout" | "aborted">((resolve) => {
+          waiter.wake = () => resolve("wake");
+          target.waiters.add(waiter);
+          ex.wake = resolve;
+          ex.c.deadlineAt(at, () => resolve(at < deadline ? "wake" : "timeout"));
+        });
+        target.waiters.delete(waiter);
+        ex.wake = null;
+        ex.c.clearDeadline();
+        if (why === "aborted") return "aborted";
+        if (why === "timeout") return "timeout";
+      }
+    } finally {
+      ex.wake = null;
+      this.#counters.holdEnd(slot);
+    }
+  }
+
+  /** A live connection to the exchange's endpoint, retrying until the deadline. */
+  async #connect(ex: Exchange, target: Target): Promise<UpstreamConn> {
+    ex.phase = Phase.Connect;
+    const deadline = Math.min(
+      Math.max(ex.t0 + this.#readinessMs(ex.route), Date.now() + this.#cfg.connectTimeoutMs),
+      ex.requestDeadline,
+    );
+    let attempt = 0;
+    let lastError = "";
+    while (true) {
+      const ep = ex.ep!;
+      const pooled = this.#pools.get(ep.addr)?.take();
+      if (pooled) return pooled;
+      try {
+        const conn = await Deno.connect({
+          hostname: ep.ip,
+          port: ep.port,
+          signal: AbortSignal.timeout(this.#cfg.connectTimeoutMs),
+        });
+        conn.setNoDelay(true);
+        const u = new UpstreamConn(conn, ep.addr);
+        if (ex.gone) {
+          this.#release(u);
+          throw new Gone();
+        }
+        return u;
+      } catch (e) {
+        if (e instanceof Gone || ex.gone) throw new Gone();
+        lastError = (e as Error).name === "TimeoutError"
+          ? `no answer within ${formatDuration(this.#cfg.connectTimeoutMs)}`
+          : (e as Error).message;
+      }
+      const wait = Math.min(10 * 2 ** attempt++, 250);
+      if (Date.now() + wait >= deadline) {
+        throw new ProxyFailure(
+          502,
+          `could not connect to ${target.key} at ${ep.addr}: ${lastError}`,
+        );
+      }
+      await new Promise<void>((resolve) => {
+        ex.c.deadline(wait, resolve);
+        ex.wake = () => resolve();
+      });
+      ex.wake = null;
+      ex.c.clearDeadline();
+      if (ex.gone) throw new Gone();
+      const next = this.#pick(target, ep);
+      if (next && next !== ep) this.#use(ex, next);
+    }
+  }
+
+  #release(u: UpstreamConn): void {
+    const p = this.#pools.get(u.addr);
+    if (p && !this.#draining) p.release(u);
+    else closeQuietly(u.conn);
+  }
+
+  #h2cContext(target: Target, deadline: number) {
+    return {
+      cfg: this.#cfg,
+      log: this.#log,
+      target: target.key,
+      connectDeadline: deadline,
+      setPhaseAwaitHead: (ex: Exchange) => (ex.phase = Phase.AwaitHead),
+      setPhaseBody: (ex: Exchange) => (ex.phase = Phase.Body),
+      watchHangup: (ex: Exchange) => this.#watchHangup(ex),
+      draining: () => this.#draining,
+    };
+  }
+
+  /** HTTP/1.1 forwarding over a pooled or new connection. */
+  async #proxy(ex: Exchange, target: Target): Promise<void> {
+    const { req, c } = ex;
+    const r = c.reader;
+    const headText = upstreamRequestHead(req, { clientIp: c.remoteIp, proto: c.proto });
+
+    // The first write carries the head and whatever body is already buffered.
+    const body: RequestBody = {
+      remaining: req.contentLength > 0 ? req.contentLength : 0,
+      scanner: req.chunked ? new ChunkedScanner() : null,
+      done: false,
+      failed: false,
+    };
+    body.done = !req.chunked && body.remaining === 0;
+    let take = 0;
+    if (body.remaining > 0) {
+      take = Math.min(body.remaining, r.buffered);
+      body.remaining -= take;
+      body.done = body.remaining === 0;
+    } else if (body.scanner) {
+      const e = body.scanner.scan(r.buf, r.start, r.end);
+      take = (e >= 0 ? e : r.end) - r.start;
+      body.done = e >= 0;
+    }
+    const firstWrite = binaryBytes(headText, take);
+    if (take > 0) firstWrite.set(r.buf.subarray(r.start, r.start + take), headText.length);
+    r.start += take;
+    // A request sent whole in one write can be re-sent when a pooled
+    // connection turns out to have been closed by the app meanwhile.
+    const replayable = body.done;
+
+    let sent: { up: UpstreamConn; res: ResponseHead; pump: Promise<void> | null } | null = null;
+    for (let tries = 0; sent === null; tries++) {
+      const up = await this.#connect(ex, target);
+      ex.up = up;
+      if (ex.gone) throw new Gone();
+      try {
+        await writeAll(up.conn, firstWrite);
+      } catch (e) {
+        ex.up = null;
+        closeQuietly(up.conn);
+        if (ex.gone) throw new Gone();
+        if (up.reused && replayable && tries === 0) continue;
+        throw new ProxyFailure(
+          502,
+          `sending the request to ${target.key} at ${up.addr} failed: ${(e as Error).message}`,
+        );
+      }
+      ex.phase = Phase.AwaitHead;
+      let pump: Promise<void> | null = null;
+      if (body.done) {
+        this.#watchHangup(ex);
+        this.#armHeaderTimeout(ex, up);
+      } else {
+        this.#stallWatch(ex);
+        pump = this.#pumpRequestBody(ex, up, body).then(() => {
+          if (ex.phase === Phase.AwaitHead && !ex.gone) this.#armHeaderTimeout(ex, up);
+          this.#watchHangup(ex);
+        }, (e) => {
+          body.failed = true;
+          if (!(e instanceof Gone)) {
+            this.#log.debug("request body not fully sent", { route: ex.route.key, error: e });
+          }
+        });
+      }
+      const got = await this.#readResponseHead(ex, up, target);
+      if (got === "retry") {
+        ex.up = null;
+        closeQuietly(up.conn);
+        if (up.reused && replayable && tries === 0) continue;
+        throw new ProxyFailure(
+          502,
+          `${target.key} at ${up.addr} closed the connection without a response`,
+        );
+      }
+      sent = { up, res: got, pump };
+    }
+    const { up, res, pump } = sent;
+
+    if (res.status === 101) {
+      if (req.upgrade === null) {
+        throw new ProxyFailure(502, `${target.key} switched protocols without being asked to`);
+      }
+      await this.#upgraded(ex, up, res);
+      return;
+    }
+
+    ex.phase = Phase.Body;
+    const http10 = req.minor === 0;
+    let mode: BodyMode;
+    let left = 0;
+    if (responseHasNoBody(req.method, res.status)) mode = "none";
+    else if (res.chunked) mode = "chunked";
+    else if (res.contentLength >= 0) {
+      mode = "length";
+      left = res.contentLength;
+    } else mode = "close";
+    const dechunk = mode === "chunked" && http10;
+    const closeClient = !req.keepAlive || this.#draining || mode === "close" || dechunk ||
+      body.failed;
+    const head = clientResponseHead(res, {
+      coldStart: this.#cfg.coldStartHeader ? ex.cold : null,
+      close: closeClient,
+      http10,
+      dechunk,
+      upgraded: false,
+    });
+    const ur = up.reader;
+    const rs = mode === "chunked" ? new ChunkedScanner() : null;
+    let done = mode === "none" || (mode === "length" && left === 0);
+    // Body bytes already read go out with the head, in one write.
+    let bodyBytes = 0;
+    let parts: Array<[number, number]> | null = null;
+    if (!done && ur.buffered > 0) {
+      if (mode === "length") {
+        bodyBytes = Math.min(left, ur.buffered);
+        left -= bodyBytes;
+        done = left === 0;
+      } else if (rs) {
+        if (dechunk) parts = [];
+        const e = rs.scan(
+          ur.buf,
+          ur.start,
+          ur.end,
+          parts ? (a, b) => parts!.push([a, b]) : undefined,
+        );
+        bodyBytes = (e >= 0 ? e : ur.end) - ur.start;
+        done = e >= 0;
+      } else {
+        bodyBytes = ur.buffered;
+      }
+    }
+    ex.status = res.status;
+    ex.responseStarted = true;
+    try {
+      if (parts) {
+        await writeAll(c.conn, binaryBytes(head));
+        for (const [a, b] of parts) await writeAll(c.conn, ur.buf.subarray(a, b));
+      } else {
+        const out = binaryBytes(head, bodyBytes);
+        if (bodyBytes > 0) out.set(ur.buf.subarray(ur.start, ur.start + bodyBytes), head.length);
+        await writeAll(c.conn, out);
+      }
+    } catch {
+      this.#abort(ex);
+      return;
+    }
+    ur.start += bodyBytes;
+    let upstreamOk = true;
+    if (!done) {
+      this.#stallWatch(ex);
+      upstreamOk = await this.#relayResponseBody(ex, up, mode, left, rs, dechunk);
+      if (ex.gone) return;
+    }
+    // The client has its whole response: a hang-up from here on is no abort.
+    ex.phase = Phase.Done;
+    c.clearDeadline();
+    if (pump !== null && !body.done) {
+      // The app answered before reading the whole body: stop sending it.
+      body.failed = true;
+      closeQuietly(up.conn);
+    }
+    if (pump !== null) await pump;
+    const reusable = upstreamOk && mode !== "close" && !res.close && !body.failed &&
+      ur.buffered === 0 && !ex.stalled;
+    ex.up = null;
+    if (reusable) this.#release(up);
+    else closeQuietly(up.conn);
+    ex.keepClient = !closeClient && upstreamOk && !body.failed;
+  }
+
+  #armHeaderTimeout(ex: Exchange, up: UpstreamConn): void {
+    ex.stallWatch = false;
+    const ms = ex.route.timeouts.responseHeaderMs ?? this.#cfg.responseHeaderTimeoutMs;
+    const at = Math.min(Date.now() + ms, ex.requestDeadline);
+    ex.c.deadlineAt(at, () => {
+      if (ex.phase !== Phase.AwaitHead) return;
+      ex.timedOut = true;
+      closeQuietly(up.conn);
+    });
+  }
+
+  /** From now on, no progress for the idle timeout ends the exchange. */
+  #stallWatch(ex: Exchange): void {
+    ex.stallWatch = true;
+    ex.c.deadline(this.#cfg.idleTimeoutMs, () => {
+      ex.stalled = true;
+      if (ex.up) closeQuietly(ex.up.conn);
+      ex.c.close();
+    });
+  }
+
+  #progress(ex: Exchange): void {
+    if (ex.stallWatch) ex.c.at = Date.now() + this.#cfg.idleTimeoutMs;
+  }
+
+  /** The client is gone (a write to it failed): stop both sides. */
+  #abort(ex: Exchange): void {
+    ex.gone = true;
+    if (ex.up) closeQuietly(ex.up.conn);
+    ex.c.close();
+  }
+
+  /** Reads the final response head, relaying interim (1xx) ones. */
+  async #readResponseHead(
+    ex: Exchange,
+    up: UpstreamConn,
+    target: Target,
+  ): Promise<ResponseHead | "retry"> {
+    const ur = up.reader;
+    let sawBytes = false;
+    while (true) {
+      if (ur.buffered > 0) {
+        sawBytes = true;
+        const end = findHeadEnd(ur.buf, ur.start, ur.end);
+        if (end >= 0) {
+          let res: ResponseHead;
+          try {
+            res = parseResponseHead(binaryString(ur.buf, ur.start, end));
+          } catch (e) {
+            throw new ProxyFailure(
+              502,
+              `${target.key} sent a malformed response: ${(e as Error).message}`,
+            );
+          }
+          ur.start = end;
+          if (res.status >= 100 && res.status < 200 && res.status !== 101) {
+            if (ex.req.minor === 1) {
+              const interim = clientResponseHead(res, {
+                coldStart: null,
+                close: false,
+                http10: false,
+                dechunk: false,
+                upgraded: false,
+              });
+              try {
+                await writeAll(ex.c.conn, binaryBytes(interim));
+              } catch {
+                ex.gone = true;
+                throw new Gone();
+              }
+            }
+            continue;
+          }
+          return res;
+        }
+      }
+      let n: number;
+      try {
+        n = await ur.fill();
+      } catch (e) {
+        if (e instanceof BufferFull) {
+          throw new ProxyFailure(
+            502,
+            `${target.key} sent a response head over ${MAX_HEAD_BYTES} bytes`,
+          );
+        }
+        throw e;
+      }
+      if (n === 0) {
+        if (ex.gone) throw new Gone();
+        if (ex.timedOut) {
+          const ms = ex.route.timeouts.responseHeaderMs ?? this.#cfg.responseHeaderTimeoutMs;
+          throw new ProxyFailure(
+            504,
+            Date.now() >= ex.requestDeadline
+              ? `${target.key} did not answer within the request timeout`
+              : `${target.key} sent no response head within ${formatDuration(ms)}`,
+          );
+        }
+        if (ex.stalled) {
+          throw new ProxyFailure(504, `${target.key} stopped reading the request body`);
+        }
+        if (!sawBytes) return "retry";
+        throw new ProxyFailure(
+          502,
+          `${target.key} closed the connection in the middle of a response head`,
+        );
+      }
+    }
+  }
+
+  async #pumpRequestBody(ex: Exchange, up: UpstreamConn, body: RequestBody): Promise<void> {
+    const r = ex.c.reader;
+    while (true) {
+      const n = await r.fill();
+      if (n === 0) {
+        this.#clientGone(ex);
+        throw new Gone();
+      }
+      let take: number;
+      if (body.scanner) {
+        let e: number;
+        try {
+          e = body.scanner.scan(r.buf, r.start, r.end);
+        } catch (err) {
+          // Malformed chunked framing from the client: the exchange cannot go on.
+          this.#clientGone(ex);
+          throw err;
+        }
+        take = (e >= 0 ? e : r.end) - r.start;
+        body.done = e >= 0;
+      } else {
+        take = Math.min(body.remaining, r.buffered);
+        body.remaining -= take;
+        body.done = body.remaining === 0;
+      }
+      await writeAll(up.conn, r.buf.subarray(r.start, r.start + take));
+      r.start += take;
+      this.#progress(ex);
+      if (body.done) return;
+    }
+  }
+
+  /** Relays the rest of a response body; false when the upstream broke framing. */
+  async #relayResponseBody(
+    ex: Exchange,
+    up: UpstreamConn,
+    mode: BodyMode,
+    left: number,
+    rs: ChunkedScanner | null,
+    dechunk: boolean,
+  ): Promise<boolean> {
+    const ur = up.reader;
+    const c = ex.c;
+    while (true) {
+      const n = await ur.fill();
+      if (n === 0) {
+        if (ex.gone || ex.stalled) return false;
+        if (mode === "close") return true;
+        // Truncated: the client can only learn it from the connection closing.
+        this.#log.warn("the app closed the connection in the middle of a response body", {
+          route: ex.route.key,
+          upstream: up.addr,
+        });
+        ex.keepClient = false;
+        c.close();
+        return false;
+      }
+      let take: number;
+      let done = false;
+      let parts: Array<[number, number]> | null = null;
+      if (mode === "length") {
+        take = Math.min(left, ur.buffered);
+        left -= take;
+        done = left === 0;
+      } else if (rs) {
+        if (dechunk) parts = [];
+        let e: number;
+        try {
+          e = rs.scan(ur.buf, ur.start, ur.end, parts ? (a, b) => parts!.push([a, b]) : undefined);
+        } catch {
+          this.#log.warn("the app sent malformed chunked framing", {
+            route: ex.route.key,
+            upstream: up.addr,
+          });
+          c.close();
+          return false;
+        }
+        take = (e >= 0 ? e : ur.end) - ur.start;
+        done = e >= 0;
+      } else {
+        take = ur.buffered;
+      }
+      try {
+        if (parts) { for (const [a, b] of parts) await writeAll(c.conn, ur.buf.subarray(a, b)); }
+        else await writeAll(c.conn, ur.buf.subarray(ur.start, ur.start + take));
+      } catch {
+        this.#abort(ex);
+        return false;
+      }
+      ur.start += take;
+      this.#progress(ex);
+      if (done) return true;
+    }
+  }
+
+  /** After a 101: bytes flow both ways until both sides are done. */
+  async #upgraded(ex: Exchange, up: UpstreamConn, res: ResponseHead): Promise<void> {
+    const head = clientResponseHead(res, {
+      coldStart: this.#cfg.coldStartHeader ? ex.cold : null,
+      close: false,
+      http10: false,
+      dechunk: false,
+      upgraded: true,
+    });
+    ex.status = 101;
+    ex.responseStarted = true;
+    ex.phase = Phase.Upgraded;
+    ex.c.clearDeadline();
+    const ur = up.reader;
+    const out = binaryBytes(head, ur.buffered);
+    out.set(ur.buf.subarray(ur.start, ur.end), head.length);
+    ur.start = ur.end;
+    try {
+      await writeAll(ex.c.conn, out);
+    } catch {
+      return;
+    }
+    ex.keepClient = false;
+    const pipe = async (from: ConnReader, to: ByteConn) => {
+      try {
+        while (true) {
+          if (from.buffered > 0) {
+            await writeAll(to, from.buf.subarray(from.start, from.end));
+            from.start = from.end;
+          }
+          const n = await from.fill();
+          if (n === 0) break;
+        }
+        await to.closeWrite();
+      } catch {
+        // Either side failing ends both directions.
+        closeQuietly(up.conn);
+        ex.c.close();
+      }
+    };
+    await Promise.all([pipe(ex.c.reader, up.conn), pipe(ur, ex.c.conn)]);
+    closeQuietly(up.conn);
+    ex.up = null;
+  }
+}
+
+export { Phase as ExchangePhase };

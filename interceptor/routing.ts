@@ -1,0 +1,212 @@
+/**
+ * Route matching: an index over the routing table's entries, built once per
+ * table change and then only read, so a lookup is a handful of Map gets.
+ *
+ * Order of the search (the first route that accepts the request wins):
+ *  1. host level: the exact host, then wildcard hosts from most to least
+ *     specific ("*.a.example.com" before "*.example.com"; a wildcard covers
+ *     any number of labels), then catch-all routes (no hosts, or "*");
+ *  2. within a host level, path prefixes on whole segments, longest first;
+ *  3. within a prefix, routes whose headers all match (ANDed), those with
+ *     more header conditions first, then by key — so ties are deterministic.
+ * A prefix whose routes all reject the headers falls back to shorter
+ * prefixes, and a host level with no accepting route falls back to the next.
+ */
+import { normalizeHost, type RouteEntry } from "../shared/routing_table.ts";
+
+/** Where lookups read request headers; `get` takes a lower-case name. */
+export interface HeaderSource {
+  /** The value, or the values joined with ", " when repeated; null when absent. */
+  get(name: string): string | null;
+}
+
+/** The part of a route the index needs. */
+export type Routable = Pick<RouteEntry, "key" | "hosts" | "pathPrefixes" | "headers">;
+
+/** Routes sharing one host level and one path prefix, in match order. */
+type Candidates<T> = T[];
+
+/** Path prefix → candidates, for one host level. */
+type PathIndex<T> = Map<string, Candidates<T>>;
+
+function compareRoutes(a: Routable, b: Routable): number {
+  // More header conditions = more specific, so it is tried first.
+  const d = b.headers.length - a.headers.length;
+  if (d !== 0) return d;
+  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+}
+
+function addTo<T extends Routable>(index: PathIndex<T>, prefixes: string[], route: T): void {
+  const list = prefixes.length === 0 ? ["/"] : prefixes;
+  for (const prefix of list) {
+    const existing = index.get(prefix);
+    if (existing) existing.push(route);
+    else index.set(prefix, [route]);
+  }
+}
+
+function headerValueMatches(actual: string, expected: string): boolean {
+  if (actual === expected) return true;
+  // Repeated headers arrive joined; accept a match on any one of them.
+  if (actual.indexOf(",") < 0) return false;
+  for (const part of actual.split(",")) if (part.trim() === expected) return true;
+  return false;
+}
+
+/** True when every header condition of the route holds. */
+export function headersMatch(route: Routable, headers: HeaderSource): boolean {
+  const conds = route.headers;
+  for (let i = 0; i < conds.length; i++) {
+    const c = conds[i]!;
+    const v = headers.get(c.name);
+    if (v === null) return false;
+    if (c.value !== undefined && !headerValueMatches(v, c.value)) return false;
+  }
+  return true;
+}
+
+/** Why a host of a route was not indexed (it can never match). */
+export interface IndexProblem {
+  key: string;
+  host: string;
+  problem: string;
+}
+
+export class RouteIndex<T extends Routable = RouteEntry> {
+  readonly #exact = new Map<string, PathIndex<T>>();
+  /** Suffix after "*." → routes; the lookup walks suffixes of the host. */
+  readonly #wildcard = new Map<string, PathIndex<T>>();
+  readonly #catchAll: PathIndex<T> = new Map();
+  readonly problems: IndexProblem[] = [];
+  readonly size: number;
+
+  constructor(routes: Iterable<T>) {
+    let n = 0;
+    for (const route of routes) {
+      n++;
+      if (route.hosts.length === 0) {
+        addTo(this.#catchAll, route.pathPrefixes, route);
+        continue;
+      }
+      for (const raw of route.hosts) {
+        const host = normalizeHost(raw);
+        if (host === "" || host === "*") {
+          addTo(this.#catchAll, route.pathPrefixes, route);
+        } else if (host.startsWith("*.")) {
+          const suffix = host.slice(2);
+          if (suffix.includes("*")) {
+            this.problems.push({
+              key: route.key,
+              host: raw,
+              problem: 'only one leading "*." label is allowed in a wildcard host',
+            });
+            continue;
+          }
+          let idx = this.#wildcard.get(suffix);
+          if (!idx) this.#wildcard.set(suffix, idx = new Map());
+          addTo(idx, route.pathPrefixes, route);
+        } else if (host.includes("*")) {
+          this.problems.push({
+            key: route.key,
+            host: raw,
+            problem: 'a wildcard must be the whole first label, e.g. "*.example.com"',
+          });
+        } else {
+          let idx = this.#exact.get(host);
+          if (!idx) this.#exact.set(host, idx = new Map());
+          addTo(idx, route.pathPrefixes, route);
+        }
+      }
+    }
+    this.size = n;
+    for (const idx of this.#allPathIndexes()) {
+      for (const list of idx.values()) {
+        // A route listed twice under one prefix (duplicate hosts) is tried once.
+        list.sort(compareRoutes);
+        for (let i = list.length - 1; i > 0; i--) if (list[i] === list[i - 1]) list.splice(i, 1);
+      }
+    }
+  }
+
+  *#allPathIndexes(): Iterable<PathIndex<T>> {
+    yield* this.#exact.values();
+    yield* this.#wildcard.values();
+    yield this.#catchAll;
+  }
+
+  /**
+   * The route for a request. `host` may carry a port and any case; `path` is
+   * the request target's path (a query string is ignored).
+   */
+  lookup(host: string, path: string, headers: HeaderSource): T | undefined {
+    const h = normalizeHost(host);
+    const q = path.indexOf("?");
+    const p = q >= 0 ? path.slice(0, q) : path;
+    const exact = this.#exact.get(h);
+    if (exact) {
+      const r = matchPath(exact, p, headers);
+      if (r) return r;
+    }
+    if (this.#wildcard.size > 0) {
+      let dot = h.indexOf(".");
+      while (dot >= 0) {
+        const idx = this.#wildcard.get(h.slice(dot + 1));
+        if (idx) {
+          const r = matchPath(idx, p, headers);
+          if (r) return r;
+        }
+        dot = h.indexOf(".", dot + 1);
+      }
+    }
+    if (this.#catchAll.size > 0) return matchPath(this.#catchAll, p, headers);
+    return undefined;
+  }
+}
+
+function firstAccepting<T extends Routable>(
+  list: Candidates<T> | undefined,
+  headers: HeaderSource,
+): T | undefined {
+  if (!list) return undefined;
+  for (let i = 0; i < list.length; i++) {
+    const r = list[i]!;
+    if (r.headers.length === 0 || headersMatch(r, headers)) return r;
+  }
+  return undefined;
+}
+
+/** Longest whole-segment prefix first, then shorter ones, ending at "/". */
+function matchPath<T extends Routable>(
+  idx: PathIndex<T>,
+  path: string,
+  headers: HeaderSource,
+): T | undefined {
+  if (path.length > 1 && path.charCodeAt(path.length - 1) !== 47) {
+    const r = firstAccepting(idx.get(path), headers);
+    if (r) return r;
+  }
+  let end = path.lastIndexOf("/", path.length - 1);
+  // "/a/b/" has the whole-segment prefixes "/a/b", "/a", "/".
+  if (end === path.length - 1 && end > 0) {
+    const r = firstAccepting(idx.get(path.slice(0, end)), headers);
+    if (r) return r;
+    end = path.lastIndexOf("/", end - 1);
+  }
+  while (end > 0) {
+    const r = firstAccepting(idx.get(path.slice(0, end)), headers);
+    if (r) return r;
+    end = path.lastIndexOf("/", end - 1);
+  }
+  return firstAccepting(idx.get("/"), headers);
+}
+
+/** Headers from a plain record (tests, the admin API); names any case. */
+export function headerSourceOf(record: Record<string, string>): HeaderSource {
+  const m = new Map<string, string>();
+  for (const [k, v] of Object.entries(record)) {
+    const n = k.toLowerCase();
+    const prev = m.get(n);
+    m.set(n, prev === undefined ? v : `${prev}, ${v}`);
+  }
+  return { get: (name) => m.get(name) ?? null };
+}

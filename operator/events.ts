@@ -1,0 +1,104 @@
+/**
+ * Kubernetes Events (core/v1) about HTTPScaledObjects, so `kubectl describe`
+ * shows what is wrong. A Warning is emitted once per problem: the same
+ * reason and message for the same object is not repeated on every
+ * reconcile; it is emitted again only after the problem went away and came
+ * back. Failing to write an Event never fails a reconcile.
+ */
+import type { KubeClient, KubeObject } from "../shared/kube.ts";
+import type { Logger } from "../shared/log.ts";
+
+export interface EventRecorderOptions {
+  client: KubeClient;
+  log: Logger;
+  component: string;
+  /** Which replica wrote it (reportingInstance). */
+  instance: string;
+  /** Called after each Event written (for the write counter). */
+  onWrite?: () => void;
+}
+
+export class EventRecorder {
+  readonly #o: EventRecorderOptions;
+  /** uid → reason → message last emitted. */
+  readonly #emitted = new Map<string, Map<string, string>>();
+
+  constructor(options: EventRecorderOptions) {
+    this.#o = options;
+  }
+
+  /** Emits a Warning unless this exact problem was already reported for the object. */
+  async warning(obj: KubeObject, reason: string, message: string): Promise<void> {
+    const uid = obj.metadata?.uid ?? "";
+    let seen = this.#emitted.get(uid);
+    if (seen?.get(reason) === message) return;
+    if (!seen) this.#emitted.set(uid, seen = new Map());
+    seen.set(reason, message);
+    await this.#write(obj, "Warning", reason, message);
+  }
+
+  /** Emits a Normal event (for actions taken, which happen once each). */
+  async normal(obj: KubeObject, reason: string, message: string): Promise<void> {
+    await this.#write(obj, "Normal", reason, message);
+  }
+
+  /** Forgets problems no longer present, so they are reported again if they return. */
+  resolved(uid: string, stillActive: Iterable<string>): void {
+    const seen = this.#emitted.get(uid);
+    if (!seen) return;
+    const keep = new Set(stillActive);
+    for (const reason of [...seen.keys()]) if (!keep.has(reason)) seen.delete(reason);
+    if (seen.size === 0) this.#emitted.delete(uid);
+  }
+
+  forget(uid: string): void {
+    this.#emitted.delete(uid);
+  }
+
+  async #write(obj: KubeObject, type: string, reason: string, message: string) {
+    const meta = obj.metadata ?? {};
+    const ns = meta.namespace ?? "default";
+    const now = new Date();
+    const ts = now.toISOString().replace(/\.\d+Z$/, "Z");
+    const event = {
+      apiVersion: "v1",
+      kind: "Event",
+      metadata: {
+        // client-go's naming: object name, then a unique hex suffix.
+        name: `${meta.name}.${
+          (now.getTime() * 1000 + Math.floor(Math.random() * 1000)).toString(16)
+        }`,
+        namespace: ns,
+      },
+      involvedObject: {
+        apiVersion: obj.apiVersion,
+        kind: obj.kind,
+        name: meta.name,
+        namespace: ns,
+        uid: meta.uid,
+        resourceVersion: meta.resourceVersion,
+      },
+      type,
+      reason,
+      message: message.length > 1000 ? message.slice(0, 997) + "..." : message,
+      source: { component: this.#o.component },
+      reportingComponent: this.#o.component,
+      reportingInstance: this.#o.instance,
+      firstTimestamp: ts,
+      lastTimestamp: ts,
+      count: 1,
+    };
+    try {
+      await this.#o.client.create(`/api/v1/namespaces/${ns}/events`, event, {
+        signal: AbortSignal.timeout(10_000),
+      });
+      this.#o.onWrite?.();
+    } catch (e) {
+      this.#o.log.warn("could not write an Event", {
+        object: `${ns}/${meta.name}`,
+        reason,
+        error: e,
+      });
+    }
+  }
+}

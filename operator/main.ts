@@ -1,0 +1,126 @@
+/**
+ * The operator: turns HTTPScaledObjects into KEDA ScaledObjects. Wiring only;
+ * see controller.ts, leader_election.ts and admin.ts.
+ */
+import { ConfigError, OperatorEnvSchema, parseConfig } from "../shared/config.ts";
+import { KubeClient, loadKubeConfig } from "../shared/kube.ts";
+import { LifetimeGroup, osSignals } from "../shared/lifetime.ts";
+import { loggerFromEnv } from "../shared/log.ts";
+import { serveAdmin } from "./admin.ts";
+import { Controller } from "./controller.ts";
+import { EventRecorder } from "./events.ts";
+import { LeaderElector } from "./leader_election.ts";
+import { OperatorMetrics } from "./metrics.ts";
+import { FIELD_MANAGER, scalerAddressOf } from "./reconcile.ts";
+
+const log = loggerFromEnv("operator");
+
+async function main(): Promise<number> {
+  let config;
+  try {
+    config = parseConfig("operator", OperatorEnvSchema);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      log.error(e.message, { problems: e.problems });
+      return 2;
+    }
+    throw e;
+  }
+  const client = new KubeClient(loadKubeConfig());
+  // In a pod HOSTNAME is the pod name; the suffix keeps two local runs apart.
+  const identity = config.podName ||
+    `${Deno.env.get("HOSTNAME") ?? "operator"}_${crypto.randomUUID().slice(0, 8)}`;
+  const metrics = new OperatorMetrics();
+  const events = new EventRecorder({
+    client,
+    log,
+    component: FIELD_MANAGER,
+    instance: identity,
+    onWrite: () => metrics.writes.inc({ resource: "events", verb: "create" }),
+  });
+  const elector = config.leaderElection.enabled
+    ? new LeaderElector({
+      client,
+      namespace: config.namespace,
+      name: config.leaderElection.leaseName,
+      identity,
+      leaseDurationMs: config.leaderElection.leaseDurationMs,
+      renewDeadlineMs: config.leaderElection.renewDeadlineMs,
+      retryPeriodMs: config.leaderElection.retryPeriodMs,
+      log,
+      onChange: (leading) => metrics.leaderTransitions.inc({ to: leading ? "leader" : "follower" }),
+    })
+    : undefined;
+  const controller = new Controller({
+    client,
+    log,
+    watchNamespace: config.watchNamespace,
+    scalerAddress: scalerAddressOf(
+      config.externalScaler.service,
+      config.namespace,
+      config.externalScaler.port,
+    ),
+    resyncPeriodMs: config.resyncPeriodMs,
+    metrics,
+    events,
+    canWrite: elector ? () => elector.holdsLease() : undefined,
+  });
+  metrics.setSources({
+    queueDepth: () => controller.queue.length,
+    leader: () => elector?.isLeader ?? true,
+    httpScaledObjects: () => controller.httpsos.store.size,
+    informersSynced: () => controller.synced,
+  });
+  log.info("starting", {
+    identity,
+    watchNamespace: config.watchNamespace || "(all)",
+    scalerAddress: scalerAddressOf(
+      config.externalScaler.service,
+      config.namespace,
+      config.externalScaler.port,
+    ),
+    leaderElection: config.leaderElection.enabled ? config.leaderElection : false,
+  });
+
+  const group = new LifetimeGroup();
+  group.add("signals", osSignals((s) => log.info("shutting down", { signal: s })));
+  for (const [name, member] of controller.informerMembers()) group.add(name, member);
+  group.add("resync", (s) => controller.resync(s));
+  group.add(
+    "admin",
+    serveAdmin({
+      port: config.adminPort,
+      log,
+      httpScaledObjects: () => controller.httpsos.store.values(),
+      ready: () => {
+        const missing = controller.unsynced();
+        return missing.length
+          ? { ready: false, detail: `waiting for the first list of: ${missing.join(", ")}` }
+          : { ready: true, detail: "caches synced" };
+      },
+      metrics: () => metrics.render(),
+      info: () => ({ identity, leader: elector?.isLeader ?? true }),
+    }),
+  );
+  group.add("controller", async (signal) => {
+    if (elector) await elector.run(signal, (term) => controller.runWorker(term));
+    else await controller.runWorker(signal);
+    // A worker that returns while the group runs would leave nothing reconciling.
+    if (!signal.aborted) throw new Error("the controller stopped unexpectedly");
+  });
+  try {
+    await group.run();
+  } finally {
+    controller.queue.shutDown();
+    client.close();
+  }
+  log.info("stopped");
+  return 0;
+}
+
+try {
+  Deno.exit(await main());
+} catch (e) {
+  log.error("operator failed", { error: e });
+  Deno.exit(1);
+}

@@ -1,0 +1,533 @@
+/**
+ * KEDA's external scaler gRPC service (proto/externalscaler.proto) and the
+ * standard health service (proto/health.proto), served with @grpc/grpc-js,
+ * plus a small typed client used by tests and benchmarks.
+ *
+ * The protos are loaded at run time with @grpc/proto-loader: keepCase (field
+ * names exactly as in the proto: scalerMetadata, targetSizeFloat, ...),
+ * int64 as JS numbers (values here are far below 2^53), enums as strings.
+ *
+ * StreamIsActive: the current state is sent when the stream opens, then
+ * `true` the moment the route's aggregated concurrency goes 0 → >0 (pushed
+ * from the aggregator's change event, not a timer), `false` when it drops to
+ * 0, and the current state again every KEDA_HTTP_SCALER_STREAM_INTERVAL_MS as
+ * a heartbeat (KEDA treats each `true` as "check scale now", so the heartbeat
+ * also retries an activation KEDA failed to act on). Each heartbeat re-reads
+ * the HTTPScaledObject, so a deleted one ends the stream with NOT_FOUND.
+ */
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import type { Logger } from "../shared/log.ts";
+import { aborted } from "../shared/lifetime.ts";
+import type { Readiness } from "./readiness.ts";
+import type { ScalerMetrics } from "./scaler_metrics.ts";
+import {
+  type MetricSpecAnswer,
+  type MetricValueAnswer,
+  type ScaledObjectRef,
+  ScalerError,
+  type ScalingAnswers,
+  type Target,
+} from "./scaling_answers.ts";
+
+const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+};
+
+function protoPath(file: string): string {
+  return decodeURIComponent(new URL(`../proto/${file}`, import.meta.url).pathname);
+}
+
+interface Loaded {
+  externalScaler: grpc.ServiceClientConstructor;
+  health: grpc.ServiceClientConstructor;
+}
+
+let loaded: Loaded | undefined;
+
+/** Loads both protos once per process. */
+function loadProtos(): Loaded {
+  if (loaded) return loaded;
+  const def = protoLoader.loadSync(
+    [protoPath("externalscaler.proto"), protoPath("health.proto")],
+    LOADER_OPTIONS,
+  );
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    externalscaler: { ExternalScaler: grpc.ServiceClientConstructor };
+    grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
+  };
+  loaded = {
+    externalScaler: pkg.externalscaler.ExternalScaler,
+    health: pkg.grpc.health.v1.Health,
+  };
+  return loaded;
+}
+
+export const EXTERNAL_SCALER_SERVICE = "externalscaler.ExternalScaler";
+
+type ServingStatus = "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN" | "UNKNOWN";
+
+const STATUS_OF: Record<ScalerError["code"], grpc.status> = {
+  NOT_FOUND: grpc.status.NOT_FOUND,
+  INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT,
+  FAILED_PRECONDITION: grpc.status.FAILED_PRECONDITION,
+  UNAVAILABLE: grpc.status.UNAVAILABLE,
+};
+
+function toServiceError(e: unknown): Partial<grpc.ServiceError> {
+  if (e instanceof ScalerError) return { code: STATUS_OF[e.code], details: e.message };
+  return {
+    code: grpc.status.INTERNAL,
+    details: `internal error in the scaler: ${(e as Error)?.message ?? String(e)}`,
+  };
+}
+
+export interface ExternalScalerServerOptions {
+  answers: ScalingAnswers;
+  readiness: Readiness;
+  /** Heartbeat period of StreamIsActive (KEDA_HTTP_SCALER_STREAM_INTERVAL_MS); 0 = none. */
+  streamIntervalMs: number;
+  log: Logger;
+  metrics?: ScalerMetrics;
+  /** How long a call made during start-up waits for readiness before UNAVAILABLE. */
+  readyWaitMs?: number;
+}
+
+interface OpenStream {
+  key?: string;
+  /** Re-evaluates and sends when the state changed; `heartbeat` sends regardless. */
+  update(heartbeat: boolean): void;
+  end(): void;
+}
+
+export class ExternalScalerServer {
+  readonly #opts: ExternalScalerServerOptions;
+  readonly #server = new grpc.Server({
+    // KEDA keeps streams open for hours; keepalive pings detect dead peers.
+    "grpc.keepalive_time_ms": 30_000,
+    "grpc.keepalive_timeout_ms": 10_000,
+    "grpc.keepalive_permit_without_calls": 1,
+  });
+  readonly #streams = new Set<OpenStream>();
+  readonly #byKey = new Map<string, Set<OpenStream>>();
+  readonly #healthWatchers = new Set<() => void>();
+  #serving = false;
+  #unsubscribe?: () => void;
+  /** The bound port, once listening. */
+  port?: number;
+
+  constructor(options: ExternalScalerServerOptions) {
+    this.#opts = options;
+    const protos = loadProtos();
+    this.#server.addService(protos.externalScaler.service, {
+      IsActive: this.#unary("IsActive", (ref: ScaledObjectRef) => {
+        const target = this.#opts.answers.resolve(ref);
+        return { result: this.#opts.answers.isActive(target) };
+      }),
+      GetMetricSpec: this.#unary("GetMetricSpec", (ref: ScaledObjectRef) => {
+        const target = this.#opts.answers.resolve(ref);
+        return { metricSpecs: [this.#opts.answers.metricSpec(target)] };
+      }),
+      GetMetrics: this.#unary(
+        "GetMetrics",
+        (req: { scaledObjectRef?: ScaledObjectRef; metricName?: string }) => {
+          const target = this.#opts.answers.resolve(req.scaledObjectRef);
+          return { metricValues: [this.#opts.answers.metricValue(target)] };
+        },
+      ),
+      StreamIsActive: (call: grpc.ServerWritableStream<ScaledObjectRef, unknown>) =>
+        void this.#streamIsActive(call),
+    });
+    this.#server.addService(protos.health.service, {
+      Check: (
+        call: grpc.ServerUnaryCall<{ service: string }, unknown>,
+        callback: grpc.sendUnaryData<unknown>,
+      ) => {
+        const status = this.#healthOf(call.request.service);
+        if (status === "SERVICE_UNKNOWN") {
+          callback({
+            code: grpc.status.NOT_FOUND,
+            details:
+              `unknown service "${call.request.service}": ask for "" or "${EXTERNAL_SCALER_SERVICE}"`,
+          });
+        } else callback(null, { status });
+      },
+      Watch: (call: grpc.ServerWritableStream<{ service: string }, unknown>) => {
+        let last: ServingStatus | undefined;
+        const send = () => {
+          const status = this.#healthOf(call.request.service);
+          if (status !== last) call.write({ status });
+          last = status;
+        };
+        send();
+        this.#healthWatchers.add(send);
+        const done = () => {
+          this.#healthWatchers.delete(send);
+        };
+        call.on("cancelled", done);
+        call.on("close", done);
+        call.on("finish", done);
+      },
+    });
+  }
+
+  /** Number of StreamIsActive streams open right now. */
+  get openStreams(): number {
+    return this.#streams.size;
+  }
+
+  #healthOf(service: string): ServingStatus {
+    if (service !== "" && service !== EXTERNAL_SCALER_SERVICE) return "SERVICE_UNKNOWN";
+    return this.#serving && this.#opts.readiness.ready ? "SERVING" : "NOT_SERVING";
+  }
+
+  /** Flips the health status (and notifies Watch streams). */
+  setServing(serving: boolean): void {
+    this.#serving = serving;
+    for (const w of this.#healthWatchers) w();
+  }
+
+  #record(method: string, code: grpc.status): void {
+    this.#opts.metrics?.grpcRequests.inc({ method, code: grpc.status[code] ?? String(code) });
+  }
+
+  async #ensureStarted(): Promise<void> {
+    const ok = await this.#opts.readiness.wait(this.#opts.readyWaitMs ?? 5_000);
+    if (!ok) {
+      throw new ScalerError(
+        "UNAVAILABLE",
+        `the scaler is still starting (${this.#opts.readiness.reason()}); KEDA retries`,
+      );
+    }
+  }
+
+  #unary<Req, Res>(method: string, answer: (req: Req) => Res) {
+    return async (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>) => {
+      try {
+        await this.#ensureStarted();
+        const res = answer(call.request);
+        this.#record(method, grpc.status.OK);
+        callback(null, res);
+      } catch (e) {
+        const err = toServiceError(e);
+        this.#record(method, err.code ?? grpc.status.UNKNOWN);
+        const level = e instanceof ScalerError ? "warn" : "error";
+        this.#opts.log[level](`${method} failed`, {
+          error: err.details,
+          code: grpc.status[err.code ?? grpc.status.UNKNOWN],
+          ref: method === "GetMetrics"
+            ? (call.request as { scaledObjectRef?: unknown }).scaledObjectRef
+            : call.request,
+        });
+        callback(err);
+      }
+    };
+  }
+
+  async #streamIsActive(call: grpc.ServerWritableStream<ScaledObjectRef, unknown>): Promise<void> {
+    const ref = call.request;
+    const log = this.#opts.log.with({ stream: `${ref.namespace}/${ref.name}` });
+    let target: Target;
+    const fail = (e: unknown) => {
+      const err = toServiceError(e);
+      this.#record("StreamIsActive", err.code ?? grpc.status.UNKNOWN);
+      log.warn("StreamIsActive ended with an error", {
+        error: err.details,
+        code: grpc.status[err.code ?? grpc.status.UNKNOWN],
+      });
+      call.emit("error", err);
+    };
+    try {
+      await this.#ensureStarted();
+      target = this.#opts.answers.resolve(ref);
+    } catch (e) {
+      fail(e);
+      return;
+    }
+    if (call.cancelled) return;
+
+    let last: boolean | undefined;
+    let blocked = false;
+    let ended = false;
+    const write = (active: boolean) => {
+      if (!call.write({ result: active }) && !blocked) {
+        // The client is not reading: skip heartbeats until it drains.
+        blocked = true;
+        call.once("drain", () => (blocked = false));
+      }
+    };
+    const stream: OpenStream = {
+      key: target.kind === "route" ? target.key : undefined,
+      update: (heartbeat) => {
+        if (ended) return;
+        if (heartbeat) {
+          try {
+            target = this.#opts.answers.resolve(ref);
+          } catch (e) {
+            cleanup();
+            fail(e);
+            return;
+          }
+          if (stream.key !== (target.kind === "route" ? target.key : undefined)) {
+            this.#index(stream, false);
+            stream.key = target.kind === "route" ? target.key : undefined;
+            this.#index(stream, true);
+          }
+        }
+        const active = this.#opts.answers.isActive(target);
+        if (active === last && (!heartbeat || blocked)) return;
+        if (active && last === false && !heartbeat) this.#opts.metrics?.streamActivations.inc();
+        last = active;
+        write(active);
+      },
+      end: () => {
+        if (ended) return;
+        cleanup();
+        call.end();
+      },
+    };
+    // 0 turns the heartbeat off (transitions are still pushed).
+    const timer = this.#opts.streamIntervalMs > 0
+      ? setInterval(() => stream.update(true), this.#opts.streamIntervalMs)
+      : undefined;
+    const cleanup = () => {
+      if (ended) return;
+      ended = true;
+      clearInterval(timer);
+      this.#streams.delete(stream);
+      this.#index(stream, false);
+      this.#opts.metrics?.streamsOpen.set(this.#streams.size);
+    };
+    call.on("cancelled", cleanup);
+    call.on("close", cleanup);
+    call.on("error", cleanup);
+    this.#streams.add(stream);
+    this.#index(stream, true);
+    this.#opts.metrics?.streamsOpen.set(this.#streams.size);
+    this.#record("StreamIsActive", grpc.status.OK);
+    log.debug("StreamIsActive opened", { target: stream.key ?? "interceptor" });
+    stream.update(false);
+  }
+
+  #index(stream: OpenStream, add: boolean): void {
+    if (stream.key === undefined) return;
+    let set = this.#byKey.get(stream.key);
+    if (add) {
+      if (!set) this.#byKey.set(stream.key, set = new Set());
+      set.add(stream);
+    } else if (set) {
+      set.delete(stream);
+      if (set.size === 0) this.#byKey.delete(stream.key);
+    }
+  }
+
+  /** Binds the port; returns the port actually bound (useful with port 0). */
+  listen(port: number, host = "0.0.0.0"): Promise<number> {
+    // Route concurrency changes reach the streams of that route synchronously.
+    this.#unsubscribe ??= this.#opts.answers.aggregator.subscribe((changes) => {
+      for (const change of changes) {
+        const set = this.#byKey.get(change.key);
+        if (set) { for (const s of [...set]) s.update(false); }
+      }
+    });
+    return new Promise((resolve, reject) => {
+      this.#server.bindAsync(
+        `${host.includes(":") ? `[${host}]` : host}:${port}`,
+        grpc.ServerCredentials.createInsecure(),
+        (err, bound) => {
+          if (err) {
+            reject(
+              new Error(
+                `cannot listen for gRPC on ${host}:${port}: ${err.message}; check KEDA_HTTP_SCALER_PORT`,
+              ),
+            );
+          } else {
+            this.port = bound;
+            this.setServing(true);
+            resolve(bound);
+          }
+        },
+      );
+    });
+  }
+
+  /** Ends every stream (KEDA reconnects elsewhere) and stops the server. */
+  async close(graceMs = 5_000): Promise<void> {
+    this.setServing(false);
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
+    for (const s of [...this.#streams]) s.end();
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.#server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  /** A lifetime member: serves on `port` until the signal aborts. */
+  serve(port: number, host = "0.0.0.0"): (signal: AbortSignal) => Promise<void> {
+    return async (signal) => {
+      const bound = await this.listen(port, host);
+      this.#opts.log.info("gRPC external scaler listening", { port: bound });
+      await aborted(signal);
+      await this.close();
+    };
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Client
+
+export class GrpcCallError extends Error {
+  constructor(readonly code: grpc.status, readonly details: string) {
+    super(`${grpc.status[code] ?? code}: ${details}`);
+    this.name = "GrpcCallError";
+  }
+  get codeName(): string {
+    return grpc.status[this.code] ?? String(this.code);
+  }
+}
+
+function callError(e: unknown): Error {
+  const se = e as Partial<grpc.ServiceError>;
+  if (se && typeof se.code === "number") return new GrpcCallError(se.code, se.details ?? "");
+  return e as Error;
+}
+
+export interface CallOptions {
+  signal?: AbortSignal;
+  /** Deadline of the call (default 10 s). */
+  timeoutMs?: number;
+}
+
+type UnaryMethod = (
+  req: unknown,
+  metadata: grpc.Metadata,
+  options: grpc.CallOptions,
+  cb: (err: grpc.ServiceError | null, res: unknown) => void,
+) => grpc.ClientUnaryCall;
+
+/** A typed client of the external scaler (and its health service). */
+export class ExternalScalerClient {
+  readonly #client: grpc.Client;
+  readonly #health: grpc.Client;
+
+  /** `address`: host:port, e.g. 127.0.0.1:9090. */
+  constructor(address: string) {
+    const protos = loadProtos();
+    this.#client = new protos.externalScaler(address, grpc.credentials.createInsecure());
+    this.#health = new protos.health(address, grpc.credentials.createInsecure());
+  }
+
+  #unary<T>(client: grpc.Client, method: string, req: unknown, options: CallOptions): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const fn = (client as unknown as Record<string, UnaryMethod>)[method]!.bind(client);
+      const call = fn(
+        req,
+        new grpc.Metadata(),
+        { deadline: Date.now() + (options.timeoutMs ?? 10_000) },
+        (err, res) => {
+          options.signal?.removeEventListener("abort", onAbort);
+          if (err) reject(callError(err));
+          else resolve(res as T);
+        },
+      );
+      const onAbort = () => call.cancel();
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  async isActive(ref: ScaledObjectRef, options: CallOptions = {}): Promise<boolean> {
+    const res = await this.#unary<{ result: boolean }>(this.#client, "IsActive", ref, options);
+    return res.result;
+  }
+
+  async getMetricSpec(
+    ref: ScaledObjectRef,
+    options: CallOptions = {},
+  ): Promise<MetricSpecAnswer[]> {
+    const res = await this.#unary<{ metricSpecs: MetricSpecAnswer[] }>(
+      this.#client,
+      "GetMetricSpec",
+      ref,
+      options,
+    );
+    return res.metricSpecs;
+  }
+
+  async getMetrics(
+    ref: ScaledObjectRef,
+    metricName: string,
+    options: CallOptions = {},
+  ): Promise<MetricValueAnswer[]> {
+    const res = await this.#unary<{ metricValues: MetricValueAnswer[] }>(
+      this.#client,
+      "GetMetrics",
+      { scaledObjectRef: ref, metricName },
+      options,
+    );
+    return res.metricValues;
+  }
+
+  /** Health status of "" (the server) or a service name. */
+  async healthCheck(service = "", options: CallOptions = {}): Promise<ServingStatus> {
+    const res = await this.#unary<{ status: ServingStatus }>(
+      this.#health,
+      "Check",
+      { service },
+      options,
+    );
+    return res.status;
+  }
+
+  /**
+   * Follows StreamIsActive. Yields each `result`; ends when the server ends
+   * the stream or the signal aborts; throws GrpcCallError on an error status.
+   */
+  async *streamIsActive(
+    ref: ScaledObjectRef,
+    options: { signal?: AbortSignal } = {},
+  ): AsyncGenerator<boolean> {
+    const fn = (this.#client as unknown as Record<
+      string,
+      (req: unknown) => grpc.ClientReadableStream<{ result: boolean }>
+    >)
+      .StreamIsActive!.bind(this.#client);
+    const call = fn(ref);
+    const onAbort = () => call.cancel();
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      for await (const msg of call) yield (msg as { result: boolean }).result;
+    } catch (e) {
+      const err = callError(e);
+      if (
+        err instanceof GrpcCallError && err.code === grpc.status.CANCELLED &&
+        options.signal?.aborted
+      ) {
+        return;
+      }
+      throw err;
+    } finally {
+      options.signal?.removeEventListener("abort", onAbort);
+      call.cancel();
+    }
+  }
+
+  close(): void {
+    this.#client.close();
+    this.#health.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * The external scaler: KEDA asks it (gRPC) whether each HTTP app must run
+ * and how many replicas it needs; it answers from the queue counts of every
+ * interceptor pod. Wiring only; see README.md for the design.
+ */
+import { ConfigError, parseConfig, ScalerEnvSchema } from "../shared/config.ts";
+import { API_VERSION, PLURAL } from "../shared/httpso.ts";
+import { Informer, KubeClient, loadKubeConfig } from "../shared/kube.ts";
+import { LifetimeGroup, osSignals } from "../shared/lifetime.ts";
+import { loggerFromEnv } from "../shared/log.ts";
+import { endpointSliceInformer, followInterceptorEndpoints } from "./interceptor_endpoints.ts";
+import { buildScaler, HTTPSOS_LISTED } from "./scaler.ts";
+
+const log = loggerFromEnv("scaler");
+
+let config;
+let kube: KubeClient;
+try {
+  config = parseConfig("scaler", ScalerEnvSchema);
+  kube = new KubeClient(loadKubeConfig());
+} catch (e) {
+  log.error(e instanceof ConfigError ? e.message : `cannot start: ${(e as Error).message}`);
+  Deno.exit(2);
+}
+
+const httpsoPath = config.watchNamespace
+  ? `/apis/${API_VERSION}/namespaces/${encodeURIComponent(config.watchNamespace)}/${PLURAL}`
+  : `/apis/${API_VERSION}/${PLURAL}`;
+const httpsoInformer = new Informer(kube, { path: httpsoPath, log: log.with({ watch: PLURAL }) });
+const scaler = buildScaler(config, { httpsoStore: httpsoInformer.store, log });
+
+const { namespace, service, port } = config.targetAdmin;
+const sliceInformer = endpointSliceInformer(
+  kube,
+  namespace,
+  service,
+  log.with({ watch: "endpointslices" }),
+);
+followInterceptorEndpoints(sliceInformer, {
+  namespace,
+  service,
+  port,
+  log,
+  onPods: (pods) => scaler.fleet.setPods(pods),
+});
+void httpsoInformer.synced.then(() => scaler.readiness.done(HTTPSOS_LISTED));
+void sliceInformer.synced.then(async () => {
+  await scaler.endpointsListed();
+  log.info("ready", { interceptors: scaler.fleet.size, httpScaledObjects: scaler.httpsos.size });
+});
+
+const group = new LifetimeGroup()
+  .add("signals", osSignals((sig) => {
+    scaler.readiness.stopping();
+    log.info("shutting down", { signal: sig });
+  }))
+  .add("httpscaledobjects informer", (s) => httpsoInformer.run(s))
+  .add("endpointslices informer", (s) => sliceInformer.run(s));
+for (const [name, member] of scaler.members) group.add(name, member);
+
+log.info("starting", {
+  grpcPort: config.grpcPort,
+  httpPort: config.httpPort,
+  interceptorAdmin: config.targetAdmin,
+  queueTickMs: config.queueTickMs,
+  streamIntervalMs: config.streamIntervalMs,
+  watchNamespace: config.watchNamespace || "(all)",
+});
+
+let code = 0;
+try {
+  const first = await group.run();
+  if (first !== "signals") {
+    log.error(`${first} stopped unexpectedly; exiting`);
+    code = 1;
+  }
+} catch (e) {
+  log.error("exiting after a fatal error", { error: e });
+  code = 1;
+} finally {
+  kube.close();
+}
+log.info("stopped");
+Deno.exit(code);

@@ -1,0 +1,102 @@
+/**
+ * The scaler's parts, built from its configuration: the HTTPScaledObject
+ * index, the queue aggregator, the interceptor fleet, the gRPC server, the
+ * HTTP server and readiness. main.ts adds the Kubernetes informers and runs
+ * the members; tests build the same parts around their own stores.
+ */
+import type { ScalerConfig } from "../shared/config.ts";
+import type { Logger } from "../shared/log.ts";
+import { ExternalScalerServer } from "./external_scaler.ts";
+import { serveScalerHttp } from "./http_server.ts";
+import { HTTPScaledObjectIndex } from "./httpso_index.ts";
+import { InterceptorFleet } from "./interceptor_fleet.ts";
+import { QueueAggregator } from "./queue_aggregator.ts";
+import { Readiness } from "./readiness.ts";
+import { ScalerMetrics } from "./scaler_metrics.ts";
+import { ScalingAnswers } from "./scaling_answers.ts";
+
+export const HTTPSOS_LISTED = "HTTPScaledObjects listed";
+export const ENDPOINTS_LISTED = "interceptor endpoints listed";
+export const POLLED_ONCE = "interceptors polled once";
+
+export interface ScalerParts {
+  readiness: Readiness;
+  httpsos: HTTPScaledObjectIndex;
+  aggregator: QueueAggregator;
+  metrics: ScalerMetrics;
+  fleet: InterceptorFleet;
+  grpc: ExternalScalerServer;
+  /** Lifetime members: the interceptor fleet, the gRPC server, the HTTP server. */
+  members: Array<[string, (signal: AbortSignal) => Promise<void>]>;
+  /** Call once the interceptor endpoints are known: polls them all, then marks readiness. */
+  endpointsListed(): Promise<void>;
+}
+
+export interface ScalerDeps {
+  /** "namespace/name" → raw HTTPScaledObject, e.g. an Informer's store. */
+  httpsoStore: ReadonlyMap<string, unknown>;
+  log: Logger;
+  /** Hold a /queue/watch stream per interceptor (default true). */
+  watch?: boolean;
+  /** Host to bind both servers to (default 0.0.0.0). */
+  hostname?: string;
+}
+
+export function buildScaler(config: ScalerConfig, deps: ScalerDeps): ScalerParts {
+  const { log } = deps;
+  const readiness = new Readiness([HTTPSOS_LISTED, ENDPOINTS_LISTED, POLLED_ONCE]);
+  const httpsos = new HTTPScaledObjectIndex(deps.httpsoStore);
+  const aggregator = new QueueAggregator({
+    staleTtlMs: config.staleCountsTtlMs,
+    rateConfigOf: (key) => httpsos.rateConfigOf(key),
+    log,
+  });
+  const metrics = new ScalerMetrics();
+  metrics.attach(aggregator, httpsos);
+  const fleet = new InterceptorFleet({
+    aggregator,
+    tickMs: config.queueTickMs,
+    fetchTimeoutMs: config.fetchTimeoutMs,
+    watch: deps.watch,
+    log: log.with({ part: "fleet" }),
+    metrics,
+  });
+  const grpc = new ExternalScalerServer({
+    answers: new ScalingAnswers({
+      lookup: (namespace, name) => httpsos.lookup(namespace, name),
+      aggregator,
+      watchNamespace: config.watchNamespace,
+    }),
+    readiness,
+    streamIntervalMs: config.streamIntervalMs,
+    log: log.with({ part: "grpc" }),
+    metrics,
+  });
+  return {
+    readiness,
+    httpsos,
+    aggregator,
+    metrics,
+    fleet,
+    grpc,
+    members: [
+      ["interceptor fleet", (s) => fleet.run(s)],
+      ["grpc server", grpc.serve(config.grpcPort, deps.hostname)],
+      ["http server", serveScalerHttp({
+        aggregator,
+        fleet,
+        readiness,
+        metrics,
+        log,
+        port: config.httpPort,
+        hostname: deps.hostname,
+      })],
+    ],
+    async endpointsListed() {
+      if (readiness.started) return;
+      readiness.done(ENDPOINTS_LISTED);
+      await fleet.pingAll();
+      readiness.done(POLLED_ONCE);
+    },
+  };
+}

@@ -1,0 +1,76 @@
+/**
+ * The scaler's /metrics: instruments updated by the gRPC server and the
+ * interceptor fleet, and gauges read from live state at scrape time.
+ */
+import { type Counter, type Gauge, Registry } from "./prometheus.ts";
+import type { PodHealth, QueueAggregator } from "./queue_aggregator.ts";
+
+export class ScalerMetrics {
+  readonly registry = new Registry();
+  readonly grpcRequests: Counter = this.registry.counter(
+    "keda_http_scaler_grpc_requests_total",
+    "gRPC calls answered, by method and status code.",
+  );
+  readonly streamsOpen: Gauge = this.registry.gauge(
+    "keda_http_scaler_streams_open",
+    "StreamIsActive streams currently open (KEDA holds one per ScaledObject).",
+  );
+  readonly streamActivations: Counter = this.registry.counter(
+    "keda_http_scaler_stream_activations_total",
+    "true messages pushed on a stream because a route went from 0 to more than 0 in flight.",
+  );
+  readonly polls: Counter = this.registry.counter(
+    "keda_http_scaler_interceptor_polls_total",
+    "Polls of interceptor /queue, by result (ok, error).",
+  );
+  readonly watchReconnects: Counter = this.registry.counter(
+    "keda_http_scaler_interceptor_watch_reconnects_total",
+    "Times a /queue/watch stream to an interceptor ended and was reopened.",
+  );
+
+  /** Gauges computed from the aggregator (and the HTTPScaledObject count) at scrape time. */
+  attach(aggregator: QueueAggregator, httpsos?: { size: number; invalidCount(): number }): void {
+    this.registry.collect(
+      "keda_http_scaler_interceptor_pods",
+      "Interceptor pods known from the EndpointSlices, by health (pending, ok, stale, down).",
+      () => {
+        const counts: Record<PodHealth, number> = { pending: 0, ok: 0, stale: 0, down: 0 };
+        for (const p of aggregator.podStatuses()) counts[p.health]++;
+        return Object.entries(counts).map(([health, n]) => [{ health }, n]);
+      },
+    );
+    this.registry.collect(
+      "keda_http_scaler_interceptor_up",
+      "1 when the interceptor pod answered its last poll, else 0.",
+      () => aggregator.podStatuses().map((p) => [{ pod: p.name }, p.health === "ok" ? 1 : 0]),
+    );
+    this.registry.collect(
+      "keda_http_scaler_interceptor_last_seen_seconds",
+      "Seconds since the interceptor pod last answered (poll or watch line).",
+      () =>
+        aggregator.podStatuses().filter((p) => p.lastSeenAgeMs !== undefined).map((
+          p,
+        ) => [{ pod: p.name }, (p.lastSeenAgeMs ?? 0) / 1000]),
+    );
+    this.registry.collect(
+      "keda_http_scaler_route_concurrency",
+      "Requests in flight per route, summed over interceptor pods.",
+      () => Object.entries(aggregator.snapshot()).map(([route, t]) => [{ route }, t.Concurrency]),
+    );
+    this.registry.collect(
+      "keda_http_scaler_route_request_rate",
+      "Requests per second per route over the route's window.",
+      () => Object.entries(aggregator.snapshot()).map(([route, t]) => [{ route }, t.RPS]),
+    );
+    if (httpsos) {
+      this.registry.collect(
+        "keda_http_scaler_httpscaledobjects",
+        "HTTPScaledObjects the scaler knows, by validity.",
+        () => {
+          const invalid = httpsos.invalidCount();
+          return [[{ valid: "true" }, httpsos.size - invalid], [{ valid: "false" }, invalid]];
+        },
+      );
+    }
+  }
+}
