@@ -44,6 +44,7 @@ let counter = 0;
 
 export interface AppProcess {
   name: string;
+  pid: number;
   ip: string;
   port: number;
   stop(): Promise<void>;
@@ -91,8 +92,13 @@ export class Netns implements AsyncDisposable {
     throw new Error("no free 10.245.x.y/30 for a test network namespace");
   }
 
-  /** Runs interceptor/testdata/upstream_app.ts inside; resolves once it listens. */
-  async startApp(opts: { name: string; port?: number; h2c?: boolean }): Promise<AppProcess> {
+  /**
+   * Runs interceptor/testdata/upstream_app.ts (or `script`, which must print
+   * "listening <port>") inside; resolves once it listens.
+   */
+  async startApp(
+    opts: { name: string; port?: number; h2c?: boolean; script?: string; denoFlags?: string[] },
+  ): Promise<AppProcess> {
     const port = opts.port ?? 8080;
     const child = new Deno.Command("ip", {
       args: [
@@ -104,8 +110,9 @@ export class Netns implements AsyncDisposable {
         "-A",
         "--quiet",
         "--unstable-no-legacy-abort",
+        ...(opts.denoFlags ?? []),
         `--config=${REPO}/deno.json`,
-        `${REPO}/interceptor/testdata/upstream_app.ts`,
+        opts.script ?? `${REPO}/interceptor/testdata/upstream_app.ts`,
       ],
       env: { PORT: String(port), NAME: opts.name, ...(opts.h2c ? { H2C: "1" } : {}) },
       stdin: "null",
@@ -137,7 +144,7 @@ export class Netns implements AsyncDisposable {
       } catch { /* gone */ }
       await child.status;
     };
-    return { name: opts.name, ip: this.ip, port, stop };
+    return { name: opts.name, ip: this.ip, port, pid: child.pid, stop };
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -181,6 +188,8 @@ export interface InterceptorProcess extends AsyncDisposable {
 export async function startInterceptor(opts: {
   kubeconfigPath: string;
   env?: Record<string, string>;
+  /** Extra flags for `deno run` (e.g. --v8-flags=...). */
+  denoFlags?: string[];
 }): Promise<InterceptorProcess> {
   const proxyPort = freePort();
   let adminPort = freePort();
@@ -191,6 +200,7 @@ export async function startInterceptor(opts: {
       "-A",
       "--unstable-net",
       "--quiet",
+      ...(opts.denoFlags ?? []),
       `--config=${REPO}/deno.json`,
       `${REPO}/interceptor/main.ts`,
     ],

@@ -8,7 +8,7 @@
  */
 import type { V1EndpointSlice, V1Service } from "@kubernetes/client-node";
 import { parseHTTPScaledObject } from "../shared/httpso.ts";
-import { Informer, type KubeClient, type KubeObject } from "../shared/kube.ts";
+import { Informer, type KubeApiClient, type KubeObject } from "../shared/kube_api.ts";
 import type { Logger } from "../shared/log.ts";
 import type { QueueCounts } from "../shared/queue_counts.ts";
 import {
@@ -38,7 +38,7 @@ export interface RouteSink {
 }
 
 export interface ControlOptions {
-  client: KubeClient;
+  client: KubeApiClient;
   log: Logger;
   /** "" = all namespaces. */
   watchNamespace: string;

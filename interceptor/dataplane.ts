@@ -1,8 +1,9 @@
 /**
- * The main isolate's handle on the data-plane workers: starts them on one
- * port, broadcasts routes and endpoints (with a version each worker acks, so
- * counter slots are reused only when safe), collects metrics, drains them,
- * and replaces a worker that crashes, replaying the current state to it.
+ * The main isolate's handle on the data plane: one isolate here and the
+ * rest in workers, all on one port. Broadcasts routes and endpoints (with a
+ * version each isolate acks, so counter slots are reused only when safe),
+ * collects metrics, drains, and replaces a worker that crashes, replaying
+ * the current state to it.
  */
 import type { Level, Logger } from "../shared/log.ts";
 import type { SharedCounters } from "./counters.ts";
@@ -15,6 +16,7 @@ import {
 } from "./dataplane_protocol.ts";
 import type { MetricsSnapshot } from "./metrics.ts";
 import type { LiveRoute, ProxyConfig, TargetUpdate } from "./proxy.ts";
+import { DataPlaneIsolate } from "./isolate.ts";
 
 export interface DataPlaneOptions {
   workers: number;
@@ -27,11 +29,13 @@ export interface DataPlaneOptions {
   onActivity: (slot: number, active: boolean) => void;
 }
 
+/** A data-plane isolate: this one (index 0) or a worker. */
 interface Slot {
   index: number;
-  worker: Worker;
   acked: number;
   alive: boolean;
+  send(msg: ToIsolate): void;
+  terminate(): void;
 }
 
 const START_TIMEOUT_MS = 30_000;
@@ -48,6 +52,7 @@ export class DataPlane {
   #nextId = 1;
   readonly #pending = new Map<number, (m: FromIsolate) => void>();
   #stopping = false;
+  readonly #ackWaiters = new Set<() => void>();
 
   constructor(opts: DataPlaneOptions) {
     this.#opts = opts;
@@ -66,24 +71,28 @@ export class DataPlane {
     return this.#version;
   }
 
-  get workers(): number {
+  /** Data-plane isolates, this one included. */
+  get isolates(): number {
     return this.#slots.length;
   }
 
-  /** The oldest state version every live worker has applied. */
+  /** The oldest state version every live isolate has applied. */
   get minAcked(): number {
     let min = this.#version;
     for (const s of this.#slots) if (s.alive && s.acked < min) min = s.acked;
     return min;
   }
 
-  /** Starts the workers; the first picks the port when it is 0, the rest share it. */
+  /**
+   * Starts the isolates: the first runs in this isolate (a worker costs
+   * ~8 MB) and picks the port when it is 0; the workers share the port.
+   */
   async start(): Promise<void> {
     let n = Math.max(1, this.#opts.workers);
     if (n > 1 && !reusePortAvailable()) {
       this.#opts.log.warn(
-        'one data-plane worker only: sharing the proxy port needs SO_REUSEPORT, which Deno enables with --unstable-net (or "unstable": ["net"] in deno.json)',
-        { requestedWorkers: n },
+        'one data-plane isolate only: sharing the proxy port needs SO_REUSEPORT, which Deno enables with --unstable-net (or "unstable": ["net"] in deno.json)',
+        { requestedIsolates: n },
       );
       n = 1;
     }
@@ -92,16 +101,22 @@ export class DataPlane {
   }
 
   #spawn(index: number, port: number): Promise<void> {
-    const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
-    const slot: Slot = { index, worker, acked: 0, alive: true };
-    this.#slots[index] = slot;
+    const init: InitMessage = {
+      type: "init",
+      index,
+      config: this.#opts.config,
+      counters: { buffer: this.#opts.counters.buffer, layout: this.#opts.counters.layout },
+      listen: { hostname: this.#opts.listen.hostname, port },
+      tls: index === 0 ? this.#opts.tls : null,
+      logLevel: this.#opts.logLevel,
+    };
     return new Promise<void>((resolve, reject) => {
       let started = false;
+      let slot: Slot;
       const timer = setTimeout(() => {
-        if (!started) reject(new Error(`data-plane worker ${index} did not start in time`));
+        if (!started) reject(new Error(`data-plane isolate ${index} did not start in time`));
       }, START_TIMEOUT_MS);
-      worker.onmessage = (e: MessageEvent<FromIsolate>) => {
-        const m = e.data;
+      const onMessage = (m: FromIsolate) => {
         if (m.type === "listening") {
           started = true;
           clearTimeout(timer);
@@ -114,7 +129,7 @@ export class DataPlane {
         } else if (m.type === "failed") {
           clearTimeout(timer);
           slot.alive = false;
-          worker.terminate();
+          slot.terminate();
           reject(
             new Error(
               `the proxy could not listen on ${this.#opts.listen.hostname}:${port}: ${m.message}`,
@@ -124,6 +139,33 @@ export class DataPlane {
           this.#onMessage(slot, m);
         }
       };
+      if (index === 0) {
+        const isolate = new DataPlaneIsolate(init, onMessage);
+        slot = {
+          index,
+          acked: 0,
+          alive: true,
+          send: (msg) => {
+            isolate.handle(msg).catch((e) =>
+              this.#opts.log.error("data plane message failed", { type: msg.type, error: e })
+            );
+          },
+          terminate: () => slot.send({ type: "stop" }),
+        };
+        this.#slots[index] = slot;
+        isolate.start();
+        return;
+      }
+      const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+      slot = {
+        index,
+        acked: 0,
+        alive: true,
+        send: (msg) => worker.postMessage(msg),
+        terminate: () => worker.terminate(),
+      };
+      this.#slots[index] = slot;
+      worker.onmessage = (e: MessageEvent<FromIsolate>) => onMessage(e.data);
       worker.onerror = (e: ErrorEvent) => {
         e.preventDefault();
         this.#opts.log.error("data-plane worker crashed", { worker: index, error: e.message });
@@ -138,15 +180,6 @@ export class DataPlane {
           );
         }
       };
-      const init: InitMessage = {
-        type: "init",
-        index,
-        config: this.#opts.config,
-        counters: { buffer: this.#opts.counters.buffer, layout: this.#opts.counters.layout },
-        listen: { hostname: this.#opts.listen.hostname, port },
-        tls: index === 0 ? this.#opts.tls : null,
-        logLevel: this.#opts.logLevel,
-      };
       worker.postMessage(init);
     });
   }
@@ -154,10 +187,10 @@ export class DataPlane {
   /** A new (or replaced) worker gets the current routes and endpoints. */
   #replay(slot: Slot): void {
     if (this.#routes) {
-      slot.worker.postMessage({ type: "routes", ...this.#routes } satisfies ToIsolate);
+      slot.send({ type: "routes", ...this.#routes } satisfies ToIsolate);
     }
     if (this.#targets.size > 0) {
-      slot.worker.postMessage(
+      slot.send(
         {
           type: "targets",
           version: this.#targetsVersion,
@@ -172,6 +205,7 @@ export class DataPlane {
     switch (m.type) {
       case "ack":
         if (m.version > slot.acked) slot.acked = m.version;
+        for (const w of [...this.#ackWaiters]) w();
         break;
       case "activity":
         this.#opts.onActivity(m.slot, m.active);
@@ -184,7 +218,26 @@ export class DataPlane {
   }
 
   #broadcast(msg: ToIsolate): void {
-    for (const s of this.#slots) if (s.alive) s.worker.postMessage(msg);
+    for (const s of this.#slots) if (s.alive) s.send(msg);
+  }
+
+  /** Resolves once every live worker has applied `version` (false on timeout). */
+  applied(version: number, timeoutMs = 10_000): Promise<boolean> {
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.minAcked >= version) {
+          clearTimeout(timer);
+          this.#ackWaiters.delete(check);
+          resolve(true);
+        }
+      };
+      const timer = setTimeout(() => {
+        this.#ackWaiters.delete(check);
+        resolve(false);
+      }, timeoutMs);
+      this.#ackWaiters.add(check);
+      check();
+    });
   }
 
   /** Sends a new table; returns its version. */
@@ -222,7 +275,7 @@ export class DataPlane {
           this.#pending.delete(id);
           resolve(m);
         });
-        s.worker.postMessage({ type: "metrics", id } satisfies ToIsolate);
+        s.send({ type: "metrics", id } satisfies ToIsolate);
       });
     }));
     const snapshots: MetricsSnapshot[] = [];
@@ -249,7 +302,7 @@ export class DataPlane {
           this.#pending.delete(-1 - s.index);
           resolve();
         });
-        s.worker.postMessage({ type: "drain", timeoutMs } satisfies ToIsolate);
+        s.send({ type: "drain", timeoutMs } satisfies ToIsolate);
       })
     ));
   }
@@ -260,7 +313,7 @@ export class DataPlane {
     for (const s of this.#slots) {
       if (!s.alive) continue;
       s.alive = false;
-      s.worker.terminate();
+      s.terminate();
     }
   }
 }

@@ -14,7 +14,7 @@ import {
 } from "./dataplane_protocol.ts";
 import { RequestMetrics } from "./metrics.ts";
 import { Proxy } from "./proxy.ts";
-import { startTlsServer, type TlsServer } from "./tls.ts";
+import type { TlsServer } from "./tls.ts";
 import { backoffMs, sleep } from "../shared/lifetime.ts";
 
 export class DataPlaneIsolate {
@@ -51,6 +51,8 @@ export class DataPlaneIsolate {
       });
       let tlsPort: number | undefined;
       if (this.init.tls) {
+        // node:tls costs ~10 MB per isolate: load it only where TLS is on.
+        const { startTlsServer } = await import("./tls.ts");
         this.#tls = await startTlsServer({
           hostname: this.init.listen.hostname,
           settings: this.init.tls,

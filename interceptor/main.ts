@@ -9,7 +9,7 @@ import {
   InterceptorEnvSchema,
   parseConfig,
 } from "../shared/config.ts";
-import { KubeClient, loadKubeConfig } from "../shared/kube.ts";
+import { KubeApiClient, loadCredentials } from "../shared/kube_api.ts";
 import { aborted, LifetimeGroup, osSignals, sleep } from "../shared/lifetime.ts";
 import { type Level, loggerFromEnv, parseLevel } from "../shared/log.ts";
 import { adminHandler } from "./admin.ts";
@@ -60,7 +60,14 @@ async function main(): Promise<number> {
     }
     throw e;
   }
-  const client = new KubeClient(loadKubeConfig());
+  let client: KubeApiClient;
+  try {
+    // Not client-node's KubeConfig: loading that library alone costs ~80 MB.
+    client = new KubeApiClient(await loadCredentials());
+  } catch (e) {
+    log.error("no access to the Kubernetes API", { error: e });
+    return 2;
+  }
   const counters = SharedCounters.create();
   const workers = config.workers > 0 ? config.workers : navigator.hardwareConcurrency || 1;
   const activity: { control?: Control } = {};

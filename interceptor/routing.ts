@@ -12,7 +12,25 @@
  * A prefix whose routes all reject the headers falls back to shorter
  * prefixes, and a host level with no accepting route falls back to the next.
  */
-import { normalizeHost, type RouteEntry } from "../shared/routing_table.ts";
+import type { RouteEntry } from "../shared/routing_table.ts";
+
+/**
+ * Same as normalizeHost in shared/routing_table.ts (lower-case, port and
+ * trailing dot stripped, IPv6 brackets kept), repeated here so the data-plane
+ * isolates do not load the HTTPScaledObject schemas (and zod) just for it.
+ * routing_test.ts checks that both agree.
+ */
+export function hostKey(host: string): string {
+  let h = host.trim().toLowerCase();
+  if (h.charCodeAt(0) === 91) {
+    const end = h.indexOf("]");
+    return end >= 0 ? h.slice(0, end + 1) : h;
+  }
+  const colon = h.lastIndexOf(":");
+  if (colon >= 0 && h.indexOf(":") === colon) h = h.slice(0, colon);
+  if (h.endsWith(".")) h = h.slice(0, -1);
+  return h;
+}
 
 /** Where lookups read request headers; `get` takes a lower-case name. */
 export interface HeaderSource {
@@ -89,7 +107,7 @@ export class RouteIndex<T extends Routable = RouteEntry> {
         continue;
       }
       for (const raw of route.hosts) {
-        const host = normalizeHost(raw);
+        const host = hostKey(raw);
         if (host === "" || host === "*") {
           addTo(this.#catchAll, route.pathPrefixes, route);
         } else if (host.startsWith("*.")) {
@@ -139,7 +157,7 @@ export class RouteIndex<T extends Routable = RouteEntry> {
    * the request target's path (a query string is ignored).
    */
   lookup(host: string, path: string, headers: HeaderSource): T | undefined {
-    const h = normalizeHost(host);
+    const h = hostKey(host);
     const q = path.indexOf("?");
     const p = q >= 0 ? path.slice(0, q) : path;
     const exact = this.#exact.get(h);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { buildRoutingTable } from "../shared/routing_table.ts";
-import { headerSourceOf, RouteIndex } from "./routing.ts";
+import { buildRoutingTable, normalizeHost } from "../shared/routing_table.ts";
+import { headerSourceOf, hostKey, RouteIndex } from "./routing.ts";
 
 const obj = (name: string, spec: Record<string, unknown>, ns = "default") => ({
   metadata: { name, namespace: ns },
@@ -212,4 +212,23 @@ Deno.test("routing: a route listed under duplicate hosts is tried once", () => {
 Deno.test("routing: an empty table matches nothing", () => {
   const idx = new RouteIndex([]);
   assert.equal(idx.lookup("a", "/", headerSourceOf({})), undefined);
+});
+
+Deno.test("routing: hostKey normalises hosts exactly like the shared normalizeHost", () => {
+  const hosts = [
+    "App.Example.COM:8080",
+    "example.com.",
+    "example.com.:80",
+    "[::1]:80",
+    "[::1]",
+    "[::1",
+    "::1",
+    "*.Example.com",
+    " spaced.test ",
+    "",
+    "a:b:c",
+    "UPPER",
+    "x.test:",
+  ];
+  for (const h of hosts) assert.equal(hostKey(h), normalizeHost(h), JSON.stringify(h));
 });

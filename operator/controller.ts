@@ -401,7 +401,7 @@ export class Controller {
         error: e,
       });
       if (await this.#writeStatus(raw, undefined, readyStateOf([problem], ""), signal)) {
-        await this.#o.events.warning(raw, problem.reason, problem.message);
+        this.#o.events.warning(raw, problem.reason, problem.message);
       }
       this.#o.events.resolved(raw.metadata?.uid ?? "", [problem.reason]);
       return {};
@@ -448,7 +448,7 @@ export class Controller {
     // Events follow status changes, so a restart or a new leader that finds
     // the same problem already reported does not report it again.
     if (changed || actionProblem) {
-      for (const p of problems) await this.#o.events.warning(raw, p.reason, p.message);
+      for (const p of problems) this.#o.events.warning(raw, p.reason, p.message);
     }
     this.#o.events.resolved(uid, problems.map((p) => p.reason));
     if (actionError) throw actionError;
@@ -584,7 +584,7 @@ export class Controller {
         log.info(action.create ? "created ScaledObject" : "updated ScaledObject", {
           changed: action.diff,
         });
-        await this.#o.events.normal(
+        this.#o.events.normal(
           raw,
           action.create ? "ScaledObjectCreated" : "ScaledObjectUpdated",
           action.create

@@ -83,13 +83,16 @@ const report = createLogger({ level: "info", fields: { component: "operator-test
 Deno.test("operator controller against a real API server", async (t) => {
   await using cluster = await startCluster({ node: false });
   const api = cluster.client;
-  const op = await startInProcessOperator(cluster.kubeconfigPath);
+  // One namespace for every step (distinct object names), watched alone, so
+  // on a shared cluster the operator never touches anyone else's objects.
+  const shared = await cluster.createNamespace("op");
+  const op = await startInProcessOperator(cluster.kubeconfigPath, { watchNamespace: shared });
   let opDisposed = false;
   const get = (path: string) => api.getOrUndefined<Obj>(path);
   const wait = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 20_000) =>
     cluster.waitFor(fn, { what, timeoutMs, intervalMs: 50 });
   const dump = () => op.logs.slice(-20).join("\n");
-  const namespaces: string[] = [];
+  const namespaces: string[] = [shared];
   const newNamespace = async (prefix: string) => {
     const ns = await cluster.createNamespace(prefix);
     namespaces.push(ns);
@@ -115,7 +118,7 @@ Deno.test("operator controller against a real API server", async (t) => {
     await t.step(
       "create: the ScaledObject exists within 2 s with every field as specified",
       async (t) => {
-        const ns = await newNamespace("op-create");
+        const ns = shared;
         await api.apply([
           deployment(ns, "app"),
           service(ns, "app", [{ name: "http", port: 8080 }]),
@@ -269,7 +272,7 @@ Deno.test("operator controller against a real API server", async (t) => {
     await t.step(
       "missing Service: Ready=False with the reason and an Event; creating it flips Ready=True",
       async () => {
-        const ns = await newNamespace("op-svc");
+        const ns = shared;
         await api.apply(deployment(ns, "web"));
         await api.apply(httpso(ns, "web", {
           scaleTargetRef: { name: "web", service: "web-svc", portName: "http" },
@@ -327,7 +330,7 @@ Deno.test("operator controller against a real API server", async (t) => {
     );
 
     await t.step("scale target: missing, then a StatefulSet created later", async () => {
-      const ns = await newNamespace("op-target");
+      const ns = shared;
       await api.apply(service(ns, "db", [{ port: 5432 }]));
       await api.apply(httpso(ns, "db", {
         scaleTargetRef: {
@@ -360,7 +363,7 @@ Deno.test("operator controller against a real API server", async (t) => {
     await t.step(
       "a ScaledObject of that name owned by someone else: Ready=False, left untouched",
       async () => {
-        const ns = await newNamespace("op-conflict");
+        const ns = shared;
         await api.apply([deployment(ns, "api"), service(ns, "api", [{ port: 80 }])]);
         const [theirs] = await api.apply({
           apiVersion: "keda.sh/v1alpha1",
@@ -401,7 +404,7 @@ Deno.test("operator controller against a real API server", async (t) => {
     await t.step(
       "annotations: skip deletes our ScaledObject; orphan drops the ownerReference and deletion keeps it",
       async () => {
-        const ns = await newNamespace("op-annot");
+        const ns = shared;
         await api.apply([deployment(ns, "a"), service(ns, "a", [{ port: 80 }])]);
         await api.apply(httpso(ns, "a", { scaleTargetRef: { name: "a", service: "a", port: 80 } }));
         await wait("the ScaledObject", () => get(soPath(ns, "a")));
@@ -445,7 +448,7 @@ Deno.test("operator controller against a real API server", async (t) => {
     );
 
     await t.step("the seed's oldest manifest shape (scaleTargetRef.deployment) works", async () => {
-      const ns = await newNamespace("op-seed");
+      const ns = shared;
       await api.apply([deployment(ns, "legacy"), service(ns, "legacy", [{ port: 8080 }])]);
       await api.apply(httpso(ns, "legacy", {
         host: undefined,
@@ -465,7 +468,7 @@ Deno.test("operator controller against a real API server", async (t) => {
     });
 
     await t.step("the CRD refuses invalid objects with a readable message", async () => {
-      const ns = await newNamespace("op-crd");
+      const ns = shared;
       const refused = async (spec: Record<string, unknown>) => {
         try {
           await api.create(httpsoPath(ns), httpso(ns, "bad", spec));
@@ -530,7 +533,7 @@ Deno.test("operator controller against a real API server", async (t) => {
           report.warn("kubectl not found; the API-level check above covers the rules");
           return;
         }
-        const ns = await newNamespace("op-kubectl");
+        const ns = shared;
         const manifest = `apiVersion: http.keda.sh/v1alpha1
 kind: HTTPScaledObject
 metadata:

@@ -3,7 +3,9 @@
  * shows what is wrong. A Warning is emitted once per problem: the same
  * reason and message for the same object is not repeated on every
  * reconcile; it is emitted again only after the problem went away and came
- * back. Failing to write an Event never fails a reconcile.
+ * back. Events are written in the background (a few at a time, the rest
+ * dropped with a log line when the API server falls behind), so they never
+ * slow a reconcile down, and failing to write one never fails it.
  */
 import type { KubeClient, KubeObject } from "../shared/kube.ts";
 import type { Logger } from "../shared/log.ts";
@@ -22,24 +24,30 @@ export class EventRecorder {
   readonly #o: EventRecorderOptions;
   /** uid → reason → message last emitted. */
   readonly #emitted = new Map<string, Map<string, string>>();
+  /** Events waiting to be written, oldest first. */
+  readonly #queue: Array<[KubeObject, string, string, string]> = [];
+  #writers = 0;
+  #idle: Array<() => void> = [];
+  static readonly WRITERS = 4;
+  static readonly MAX_QUEUED = 1000;
 
   constructor(options: EventRecorderOptions) {
     this.#o = options;
   }
 
   /** Emits a Warning unless this exact problem was already reported for the object. */
-  async warning(obj: KubeObject, reason: string, message: string): Promise<void> {
+  warning(obj: KubeObject, reason: string, message: string): void {
     const uid = obj.metadata?.uid ?? "";
     let seen = this.#emitted.get(uid);
     if (seen?.get(reason) === message) return;
     if (!seen) this.#emitted.set(uid, seen = new Map());
     seen.set(reason, message);
-    await this.#write(obj, "Warning", reason, message);
+    this.#send(obj, "Warning", reason, message);
   }
 
   /** Emits a Normal event (for actions taken, which happen once each). */
-  async normal(obj: KubeObject, reason: string, message: string): Promise<void> {
-    await this.#write(obj, "Normal", reason, message);
+  normal(obj: KubeObject, reason: string, message: string): void {
+    this.#send(obj, "Normal", reason, message);
   }
 
   /** Forgets problems no longer present, so they are reported again if they return. */
@@ -53,6 +61,35 @@ export class EventRecorder {
 
   forget(uid: string): void {
     this.#emitted.delete(uid);
+  }
+
+  /** Resolves once every queued Event has been written (or failed). */
+  flush(): Promise<void> {
+    if (this.#writers === 0 && this.#queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  #send(obj: KubeObject, type: string, reason: string, message: string) {
+    if (this.#queue.length >= EventRecorder.MAX_QUEUED) {
+      const [dropped] = this.#queue.splice(0, 1);
+      this.#o.log.warn("the API server is not keeping up with Events; dropped the oldest", {
+        object: `${dropped?.[0].metadata?.namespace}/${dropped?.[0].metadata?.name}`,
+        reason: dropped?.[2],
+      });
+    }
+    this.#queue.push([obj, type, reason, message]);
+    if (this.#writers < EventRecorder.WRITERS) {
+      this.#writers++;
+      void this.#drain();
+    }
+  }
+
+  async #drain() {
+    for (let next = this.#queue.shift(); next; next = this.#queue.shift()) {
+      await this.#write(...next);
+    }
+    this.#writers--;
+    if (this.#writers === 0) { for (const resolve of this.#idle.splice(0)) resolve(); }
   }
 
   async #write(obj: KubeObject, type: string, reason: string, message: string) {

@@ -112,6 +112,7 @@ async function main(): Promise<number> {
     await group.run();
   } finally {
     controller.queue.shutDown();
+    await events.flush();
     client.close();
   }
   log.info("stopped");

@@ -229,8 +229,8 @@ Deno.test("operator program: config errors, RBAC, leader handover, restart with 
         const ns = await cluster.createNamespace("op-ha");
         appNamespaces.push(ns);
         await stopAll();
-        const a = spawn(FAST_LEASE);
-        const b = spawn(FAST_LEASE);
+        const a = spawn({ ...FAST_LEASE, KEDA_HTTP_OPERATOR_WATCH_NAMESPACE: ns });
+        const b = spawn({ ...FAST_LEASE, KEDA_HTTP_OPERATOR_WATCH_NAMESPACE: ns });
         const [leader] = await wait("both serving, exactly one leader", async () => {
           if (!(await a.metrics()) || !(await b.metrics())) return false;
           const l = await leaderOf([a, b]);
@@ -339,6 +339,7 @@ Deno.test("operator program: config errors, RBAC, leader handover, restart with 
     await t.step(
       "restart with 200 HTTPScaledObjects: all reconciled, nothing rewritten",
       async () => {
+        const t0 = performance.now();
         const ns = await cluster.createNamespace("op-200");
         appNamespaces.push(ns);
         const objects = Array.from(
@@ -351,9 +352,10 @@ Deno.test("operator program: config errors, RBAC, leader handover, restart with 
             objects.slice(i, i + 30).map((o) => cluster.client.apply(o)),
           );
         }
+        const setupMs = performance.now() - t0;
         await stopAll();
         const created = performance.now();
-        const first = spawn();
+        const first = spawn({ KEDA_HTTP_OPERATOR_WATCH_NAMESPACE: ns });
         await wait("200 Ready HTTPScaledObjects with ScaledObjects", async () => {
           const list = await cluster.client.list<Obj>(
             `${HTTPSO}/namespaces/${ns}/httpscaledobjects`,
@@ -362,13 +364,18 @@ Deno.test("operator program: config errors, RBAC, leader handover, restart with 
           return list.items.length === 200 && list.items.every(isReady) && sos.items.length === 200;
         }, 120_000);
         const coldMs = performance.now() - created;
+        const stopping = performance.now();
         first.kill("SIGTERM");
+        await wait("the first operator to exit", () => first.exited, 30_000).catch((e) => {
+          throw new Error(`${e.message}; its log:\n${first.output().slice(-3000)}`);
+        });
         assert.equal((await first.status).code, 0);
+        const stopMs = performance.now() - stopping;
         const before = await versions(cluster, ns);
         assert.equal(before.size, 400);
 
         const started = performance.now();
-        const second = spawn();
+        const second = spawn({ KEDA_HTTP_OPERATOR_WATCH_NAMESPACE: ns });
         await wait("the restarted operator to reconcile all 200", async () => {
           const m = await second.metrics();
           return (m?.get('keda_http_operator_reconcile_total{result="success"}') ?? 0) >= 200 &&
@@ -387,7 +394,9 @@ Deno.test("operator program: config errors, RBAC, leader handover, restart with 
         report.info("restart with 200 HTTPScaledObjects", {
           restartToAllReconciledMs: Math.round(restartMs),
           reconcileSecondsTotal: m.get("keda_http_operator_reconcile_duration_seconds_sum"),
+          setupMs: Math.round(setupMs),
           firstStartToAllReadyMs: Math.round(coldMs),
+          stopMs: Math.round(stopMs),
           becameLeader: becameLeader ? JSON.parse(becameLeader).ts : undefined,
         });
       },
@@ -395,20 +404,19 @@ Deno.test("operator program: config errors, RBAC, leader handover, restart with 
   } finally {
     // Release finalizers while an operator runs, so namespaces can be deleted.
     try {
-      spawn();
+      await stopAll();
       for (const ns of appNamespaces) {
+        const cleaner = spawn({ KEDA_HTTP_OPERATOR_WATCH_NAMESPACE: ns });
         await cluster.client.request("DELETE", `${HTTPSO}/namespaces/${ns}/httpscaledobjects`)
           .catch(() => {});
-      }
-      await wait("HTTPScaledObjects finalized", async () => {
-        for (const ns of appNamespaces) {
+        await wait(`HTTPScaledObjects in ${ns} finalized`, async () => {
           const list = await cluster.client.list<KubeObject>(
             `${HTTPSO}/namespaces/${ns}/httpscaledobjects`,
           );
-          if (list.items.length) return false;
-        }
-        return true;
-      }, 60_000).catch(() => {});
+          return list.items.length === 0;
+        }, 60_000).catch(() => {});
+        await cleaner[Symbol.asyncDispose]();
+      }
     } finally {
       for (const op of ops) await op[Symbol.asyncDispose]();
       await identity.cleanup().catch(() => {});

@@ -72,6 +72,7 @@ export async function startInProcessOperator(
     async [Symbol.asyncDispose]() {
       stop.abort();
       await running.catch(() => {});
+      await events.flush();
       controller.queue.shutDown();
       client.close();
     },
@@ -100,6 +101,8 @@ export interface OperatorProcess extends AsyncDisposable {
   readonly pid: number;
   readonly adminPort: number;
   readonly status: Promise<Deno.CommandStatus>;
+  /** True once the process has exited. */
+  readonly exited: boolean;
   /** stderr so far (JSON log lines). */
   output(): string;
   /** Parsed /metrics; undefined while the server is not up. */
@@ -156,6 +159,9 @@ export function spawnOperator(options: {
     pid: child.pid,
     adminPort,
     status,
+    get exited() {
+      return exited;
+    },
     output: () => text,
     async metrics() {
       try {

@@ -101,7 +101,8 @@ interface OpenStream {
   key?: string;
   /** Re-evaluates and sends when the state changed; `heartbeat` sends regardless. */
   update(heartbeat: boolean): void;
-  end(): void;
+  /** Ends the stream with status OK; resolves once that is written. */
+  end(): Promise<void>;
 }
 
 export class ExternalScalerServer {
@@ -285,9 +286,13 @@ export class ExternalScalerServer {
         write(active);
       },
       end: () => {
-        if (ended) return;
+        if (ended) return Promise.resolve();
         cleanup();
-        call.end();
+        return new Promise<void>((resolve) => {
+          call.once("finish", () => resolve());
+          call.once("error", () => resolve());
+          call.end();
+        });
       },
     };
     // 0 turns the heartbeat off (transitions are still pushed).
@@ -355,12 +360,27 @@ export class ExternalScalerServer {
     });
   }
 
-  /** Ends every stream (KEDA reconnects elsewhere) and stops the server. */
-  async close(graceMs = 5_000): Promise<void> {
+  /**
+   * Ends every stream with status OK (KEDA reconnects, to another replica if
+   * there is one) and stops answering health checks as SERVING. Waits up to
+   * graceMs for the stream endings to be written.
+   */
+  async drain(graceMs = 1_000): Promise<void> {
     this.setServing(false);
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
-    for (const s of [...this.#streams]) s.end();
+    const ends = [...this.#streams].map((s) => s.end());
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(ends),
+      new Promise((r) => (timer = setTimeout(r, graceMs))),
+    ]);
+    clearTimeout(timer);
+  }
+
+  /** Drains, then shuts the server down (used where the process lives on, e.g. tests). */
+  async close(graceMs = 5_000): Promise<void> {
+    await this.drain(Math.min(graceMs, 1_000));
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.#server.forceShutdown();
@@ -373,13 +393,19 @@ export class ExternalScalerServer {
     });
   }
 
-  /** A lifetime member: serves on `port` until the signal aborts. */
+  /**
+   * A lifetime member: serves on `port` until the signal aborts, then drains.
+   * It leaves the HTTP/2 sessions for the process exit to close: Deno 2.9's
+   * node:http2 can abort the whole process in nghttp2 while exchanging GOAWAY
+   * frames with streams just closed (denoland/deno#36788), and a program
+   * that is exiting anyway loses nothing by skipping the GOAWAY.
+   */
   serve(port: number, host = "0.0.0.0"): (signal: AbortSignal) => Promise<void> {
     return async (signal) => {
       const bound = await this.listen(port, host);
       this.#opts.log.info("gRPC external scaler listening", { port: bound });
       await aborted(signal);
-      await this.close();
+      await this.drain();
     };
   }
 }

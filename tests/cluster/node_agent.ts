@@ -45,6 +45,9 @@ import { run } from "./processes.ts";
 // deno-lint-ignore no-explicit-any
 type Json = any;
 
+/** Env var every container process carries: the cluster's state dir. */
+export const POD_PROCESS_MARKER = "KEDAHTTP_CLUSTER_STATE_DIR";
+
 export interface NodeAgentOptions {
   client: KubeClient;
   stateDir: string;
@@ -788,6 +791,9 @@ ip -n ${netns} route add default via ${BRIDGE_IP}
       PATH: Deno.env.get("PATH") ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
       HOME: Deno.env.get("HOME") ?? "/root",
       ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
+      // Lets crash recovery recognise our container processes (cleanup.ts),
+      // also those of hostNetwork pods, which no netns collects.
+      [POD_PROCESS_MARKER]: this.#opts.stateDir,
       ...cmd.env,
       ...c.env,
     };

@@ -1,0 +1,316 @@
+/**
+ * deno task bench — the interceptor against the origin direct and against
+ * nginx as a keep-alive reverse proxy, on this machine, in one run:
+ *
+ *   1. routing at scale (10,000 HTTPScaledObjects: rebuild and lookup);
+ *   2. a control-plane-only cluster, the origin in a network namespace, an
+ *      HTTPScaledObject + EndpointSlice routing to it, the real interceptor
+ *      process, and nginx (as many workers as the interceptor);
+ *   3. throughput (wrk, closed loop) and latency at a fixed rate (hey),
+ *      alternating targets over several rounds and taking medians;
+ *   4. memory: RSS of the interceptor idle and after load.
+ *
+ * Flags: --duration=10 (s per measurement), --rounds=3, --connections=50,
+ * --threads=1 (wrk), --rate=1000 (rps for hey), --workers=<n> (interceptor
+ * and nginx; default one per CPU), --soak[=600] (only: hold the fixed rate
+ * for that many seconds and report RSS growth), --skip-routing.
+ * The last line reads: interceptor/nginx throughput: <ratio>, added p99: <ms> ms
+ */
+import { startCluster } from "../tests/cluster/mod.ts";
+import type { KubeObject } from "../tests/cluster/mod.ts";
+import {
+  appObjects,
+  endpointSlice,
+  Netns,
+  startInterceptor,
+} from "../interceptor/cluster_testing.ts";
+import { sleep } from "../shared/lifetime.ts";
+import { hey, type LoadResult, missingTools, wrk } from "./load_tools.ts";
+import { measureWorkerApply, runRoutingBench } from "./routing_bench.ts";
+
+const enc = new TextEncoder();
+const out = (s = "") => Deno.stdout.writeSync(enc.encode(s + "\n"));
+
+function flag(name: string, def: number): number;
+function flag(name: string, def: undefined): number | undefined;
+function flag(name: string, def: number | undefined): number | undefined {
+  for (const a of Deno.args) {
+    if (a === `--${name}`) return def ?? 1;
+    if (a.startsWith(`--${name}=`)) {
+      const v = Number(a.slice(name.length + 3));
+      if (!Number.isFinite(v) || v <= 0) {
+        throw new Error(`--${name} must be a positive number, got "${a}"`);
+      }
+      return v;
+    }
+  }
+  return def;
+}
+
+const has = (name: string) =>
+  Deno.args.some((a) => a === `--${name}` || a.startsWith(`--${name}=`));
+
+function rssMb(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  const m = /VmRSS:\s+(\d+) kB/.exec(status);
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+function fmt(n: number, digits = 2): string {
+  return n.toFixed(digits);
+}
+
+async function startNginx(dir: string, port: number, upstream: string, workers: number) {
+  const conf = `worker_processes ${workers};
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  upstream origin { server ${upstream}; keepalive 256; }
+  server {
+    listen 127.0.0.1:${port} reuseport;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_buffering off;
+    }
+  }
+}
+`;
+  await Deno.writeTextFile(`${dir}/nginx.conf`, conf);
+  const child = new Deno.Command("nginx", {
+    args: ["-c", `${dir}/nginx.conf`, "-p", dir, "-e", `${dir}/error.log`],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const deadline = Date.now() + 10_000;
+  while (true) {
+    try {
+      const r = await fetch(`http://127.0.0.1:${port}/`);
+      await r.body?.cancel();
+      break;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`nginx did not start: see ${dir}/error.log`);
+      await sleep(100);
+    }
+  }
+  return {
+    async stop() {
+      try {
+        child.kill("SIGQUIT");
+      } catch { /* gone */ }
+      const t = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+      }, 5000);
+      await child.status;
+      clearTimeout(t);
+      await child.stderr.cancel();
+    },
+  };
+}
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const p = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return p;
+}
+
+async function main(): Promise<number> {
+  const durationS = flag("duration", 10);
+  const rounds = flag("rounds", 3);
+  const connections = flag("connections", 50);
+  const threads = flag("threads", 1);
+  const rate = flag("rate", 1000);
+  const workers = flag("workers", navigator.hardwareConcurrency || 1);
+  const soakS = has("soak") ? flag("soak", 600) : undefined;
+
+  const missing = await missingTools(["wrk", "hey", "nginx"]);
+  if (missing.length > 0) {
+    out(`missing load tools: ${missing.join(", ")}`);
+    out("install them from Debian packages: apt-get update && apt-get install -y wrk hey nginx");
+    return 2;
+  }
+
+  if (!has("skip-routing") && soakS === undefined) {
+    out("== routing with 10,000 HTTPScaledObjects");
+    const r = runRoutingBench();
+    r.workersAppliedMs = await measureWorkerApply(10_000, workers);
+    out(`full rebuild (all objects parsed):        ${fmt(r.fullRebuildMs, 1)} ms`);
+    out(`rebuild after one object changed:         ${fmt(r.incrementalRebuildMs, 1)} ms`);
+    out(`table copied to ${workers} workers + indexed:      ${fmt(r.workersAppliedMs, 1)} ms`);
+    out(
+      `lookup p50 / p99:                         ${fmt(r.lookupP50Us)} / ${fmt(r.lookupP99Us)} µs`,
+    );
+    out();
+  }
+
+  out(
+    `== starting: control plane, origin, interceptor (${workers} workers), nginx (${workers} workers)`,
+  );
+  await using cluster = await startCluster({ node: false, controllers: false });
+  const ns = await cluster.createNamespace("bench");
+  await using net = await Netns.create();
+  const origin = await net.startApp({
+    name: "origin",
+    script: new URL("./origin.ts", import.meta.url).pathname,
+  });
+  const objs = appObjects({ namespace: ns, name: "bench", spec: { hosts: ["bench.local"] } });
+  await cluster.applyYaml([
+    objs.service,
+    objs.httpso,
+    endpointSlice({ namespace: ns, service: "bench", endpoints: [{ ip: origin.ip, ready: true }] }),
+  ] as KubeObject[], { namespace: ns });
+  await using ic = await startInterceptor({
+    kubeconfigPath: cluster.kubeconfigPath,
+    env: { KEDA_HTTP_PROXY_WORKERS: String(workers), LOG_LEVEL: "warn" },
+  });
+  await cluster.waitFor(async () => {
+    const d = await ic.adminJson<Record<string, { ready: string[] }>>("/deployments");
+    return d[`${ns}/bench:80`]?.ready.length === 1;
+  }, { what: "the interceptor to know the origin's endpoint" });
+  const dir = await Deno.makeTempDir({ prefix: "bench-nginx-" });
+  const nginxPort = freePort();
+  const nginx = await startNginx(dir, nginxPort, `${origin.ip}:${origin.port}`, workers);
+  try {
+    const targets = {
+      direct: { url: `http://${origin.ip}:${origin.port}/`, host: undefined },
+      nginx: { url: `http://127.0.0.1:${nginxPort}/`, host: "bench.local" },
+      interceptor: { url: `http://127.0.0.1:${ic.proxyPort}/`, host: "bench.local" },
+    };
+    const check = await ic.request("bench.local", "/");
+    if (check.status !== 200) {
+      throw new Error(`interceptor answered ${check.status}: ${await check.text()}`);
+    }
+    await check.body?.cancel();
+    await sleep(2000);
+    const idleRss = rssMb(ic.child.pid);
+    out(`interceptor RSS idle: ${fmt(idleRss, 1)} MB`);
+
+    if (soakS !== undefined) {
+      out(`== soak: ${rate} rps for ${soakS} s through the interceptor`);
+      const samples: Array<[number, number]> = [];
+      const t0 = Date.now();
+      const load = hey(targets.interceptor.url, {
+        host: "bench.local",
+        rate,
+        workers: 50,
+        durationS: soakS,
+      });
+      let done = false;
+      load.finally(() => (done = true));
+      while (!done) {
+        await sleep(Math.min(30_000, soakS * 1000 / 10));
+        if (done) break;
+        const s = (Date.now() - t0) / 1000;
+        const rss = rssMb(ic.child.pid);
+        samples.push([s, rss]);
+        out(`  t=${fmt(s, 0)}s RSS ${fmt(rss, 1)} MB`);
+      }
+      const r = await load;
+      const warm = samples.find(([s]) => s >= 60)?.[1] ?? samples[0]?.[1] ?? idleRss;
+      const end = rssMb(ic.child.pid);
+      out(`soak: ${fmt(r.rps, 0)} rps, p99 ${fmt(r.p99Ms)} ms, errors ${r.errors}`);
+      out(
+        `RSS: idle ${fmt(idleRss, 1)} MB, after warm-up ${fmt(warm, 1)} MB, end ${fmt(end, 1)} MB`,
+      );
+      out(
+        `RSS growth during the soak: ${fmt(end - warm, 1)} MB (after warm-up), ${
+          fmt(end - idleRss, 1)
+        } MB (from idle)`,
+      );
+      return 0;
+    }
+
+    out(`== warm-up`);
+    for (const t of Object.values(targets)) {
+      await wrk(t.url, { host: t.host, threads, connections, durationS: 2 });
+    }
+    const tput: Record<string, LoadResult[]> = { direct: [], nginx: [], interceptor: [] };
+    const fixed: Record<string, LoadResult[]> = { direct: [], nginx: [], interceptor: [] };
+    for (let round = 1; round <= rounds; round++) {
+      out(
+        `== round ${round}/${rounds}: wrk -t${threads} -c${connections} ${durationS}s, then hey at ${rate} rps`,
+      );
+      // Alternate the order so drift (thermal, noisy neighbours) does not favour one target.
+      const order = round % 2
+        ? ["direct", "nginx", "interceptor"]
+        : ["interceptor", "nginx", "direct"];
+      for (const name of order) {
+        const t = targets[name as keyof typeof targets];
+        const r = await wrk(t.url, { host: t.host, threads, connections, durationS });
+        tput[name]!.push(r);
+        out(
+          `  ${name.padEnd(12)} ${fmt(r.rps, 0).padStart(8)} req/s  p50 ${fmt(r.p50Ms)} ms  p99 ${
+            fmt(r.p99Ms)
+          } ms  errors ${r.errors}`,
+        );
+      }
+      for (const name of order) {
+        const t = targets[name as keyof typeof targets];
+        const r = await hey(t.url, { host: t.host, rate, workers: 50, durationS });
+        fixed[name]!.push(r);
+        out(
+          `  ${name.padEnd(12)} @${rate} rps: p50 ${fmt(r.p50Ms)} ms  p99 ${
+            fmt(r.p99Ms)
+          } ms  errors ${r.errors}`,
+        );
+      }
+    }
+    const loadedRss = rssMb(ic.child.pid);
+    const summary = (name: string) => ({
+      rps: median(tput[name]!.map((r) => r.rps)),
+      p50: median(tput[name]!.map((r) => r.p50Ms)),
+      p99: median(tput[name]!.map((r) => r.p99Ms)),
+      fp50: median(fixed[name]!.map((r) => r.p50Ms)),
+      fp99: median(fixed[name]!.map((r) => r.p99Ms)),
+      errors: [...tput[name]!, ...fixed[name]!].reduce((n, r) => n + r.errors, 0),
+    });
+    const d = summary("direct");
+    const n = summary("nginx");
+    const i = summary("interceptor");
+    out();
+    out(
+      `== medians over ${rounds} rounds (${navigator.hardwareConcurrency} CPUs; load generator, proxies and origin share them)`,
+    );
+    out(`target        req/s     p50 ms  p99 ms | @${rate} rps p50 ms  p99 ms | errors`);
+    for (const [name, s] of [["direct", d], ["nginx", n], ["interceptor", i]] as const) {
+      out(
+        `${name.padEnd(12)} ${fmt(s.rps, 0).padStart(7)}   ${fmt(s.p50).padStart(6)}  ${
+          fmt(s.p99).padStart(6)
+        } |` +
+          `        ${fmt(s.fp50).padStart(6)}  ${fmt(s.fp99).padStart(6)} | ${s.errors}`,
+      );
+    }
+    out(`interceptor RSS: idle ${fmt(idleRss, 1)} MB, after load ${fmt(loadedRss, 1)} MB`);
+    out(
+      `nginx/direct throughput: ${fmt(n.rps / d.rps)}, added p99 at ${rate} rps: ${
+        fmt(n.fp99 - d.fp99)
+      } ms`,
+    );
+    out(
+      `interceptor/nginx throughput: ${fmt(i.rps / n.rps)}, added p99: ${fmt(i.fp99 - d.fp99)} ms`,
+    );
+    return 0;
+  } finally {
+    await nginx.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+Deno.exit(await main());

@@ -1,0 +1,51 @@
+import { startCluster } from "../tests/cluster/mod.ts";
+import { ExternalScalerClient } from "./external_scaler.ts";
+import { createTestNetns } from "./testing/netns.ts";
+const mode = Deno.args[0] ?? "client";
+const n = Number(Deno.args[1] ?? 10);
+await using cluster = await startCluster({ node: false });
+const ns = await cluster.createNamespace("probe");
+await cluster.applyYaml([{
+  apiVersion: "http.keda.sh/v1alpha1", kind: "HTTPScaledObject", metadata: { name: "app", namespace: ns },
+  spec: { hosts: ["a"], scaleTargetRef: { name: "app", service: "app", port: 8080 } },
+}], { namespace: ns });
+await using net = await createTestNetns(2);
+const reps = net.addresses.map((a) => net.spawn(Deno.execPath(), ["run", "-A", "scaler/testing/queue_server_main.ts", a, "9090", `${ns}/app`], { stdout: "null" }));
+await cluster.applyYaml([{ apiVersion: "discovery.k8s.io/v1", kind: "EndpointSlice", metadata: { name: "x-a", namespace: ns, labels: { "kubernetes.io/service-name": "x" } },
+  addressType: "IPv4", ports: [{ name: "admin", port: 9090, protocol: "TCP" }],
+  endpoints: net.addresses.map((a, i) => ({ addresses: [a], conditions: { ready: true }, targetRef: { kind: "Pod", name: `p${i}`, namespace: ns, uid: `u${i}` } })) }], { namespace: ns });
+await new Promise((r) => setTimeout(r, 2000));
+const out = (s: string) => Deno.stderr.writeSync(new TextEncoder().encode(s + "\n"));
+let crashes = 0;
+for (let i = 0; i < n; i++) {
+  const fp = () => { const l = Deno.listen({ port: 0 }); const pp = (l.addr as Deno.NetAddr).port; l.close(); return pp; };
+  const grpcPort = fp(), httpPort = fp();
+  const p = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "scaler/main.ts"],
+    env: { KUBECONFIG: cluster.kubeconfigPath, KEDA_HTTP_SCALER_PORT: String(grpcPort), KEDA_HTTP_SCALER_HTTP_PORT: String(httpPort),
+      KEDA_HTTP_SCALER_TARGET_ADMIN_NAMESPACE: ns, KEDA_HTTP_SCALER_TARGET_ADMIN_SERVICE: "x", LOG_LEVEL: "error" },
+    stdout: "null", stderr: "piped",
+  }).spawn();
+  for (let j = 0; j < 200; j++) {
+    try { const r = await fetch(`http://127.0.0.1:${httpPort}/readyz`); await r.body?.cancel(); if (r.ok) break; } catch { /* not yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await new Promise((r) => setTimeout(r, 1000));
+  if (mode === "client") try {
+    const c = new ExternalScalerClient(`127.0.0.1:${grpcPort}`);
+    const ref = { name: "app", namespace: ns, scalerMetadata: { httpScaledObject: "app" } };
+    for (let k = 0; k < 5; k++) await c.getMetrics(ref, "");
+    const ctrl = new AbortController();
+    const st = c.streamIsActive(ref, { signal: ctrl.signal });
+    for (let k = 0; k < 3; k++) await st.next();
+    ctrl.abort();
+    await st.return(undefined);
+    c.close();
+  } catch (e) { out(`iter ${i}: client error ${(e as Error).message.slice(0, 200)}`); }
+  p.kill("SIGTERM");
+  const st = await p.status;
+  const err = new TextDecoder().decode((await new Response(p.stderr).arrayBuffer()));
+  if (st.code !== 0) { crashes++; out(`iter ${i}: code ${st.code} ${err.slice(-200)}`); }
+}
+out(`mode ${mode}: crashes ${crashes}/${n}`);
+for (const r of reps) { r.kill("SIGKILL"); await r.status; }
