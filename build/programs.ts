@@ -10,7 +10,7 @@ export type Program = typeof PROGRAMS[number];
 export interface ProgramSpec {
   name: Program;
   entry: string;
-  /** Permission flags, e.g. ["--allow-net", "--allow-env", "--allow-read"]. */
+  /** Permission (and --unstable-*) flags, e.g. ["--allow-net", "--allow-env", "--allow-read"]. */
   permissions: string[];
 }
 
@@ -34,7 +34,10 @@ export function programSpecs(): ProgramSpec[] {
       );
     }
     const words = task.slice(0, task.indexOf(entry)).trim().split(/\s+/);
-    const permissions = words.filter((w) => w.startsWith("--allow-") || w.startsWith("--deny-"));
+    // Permission flags and the unstable APIs the program opts into.
+    const permissions = words.filter((w) =>
+      w.startsWith("--allow-") || w.startsWith("--deny-") || w.startsWith("--unstable")
+    );
     if (permissions.some((p) => p === "--allow-all" || p === "-A")) {
       throw new Error(`deno.json: task "${name}" must list explicit permissions, not -A`);
     }

@@ -305,6 +305,35 @@ Deno.test({
       );
     });
 
+    await t.step("an emptyDir at /tmp hides neither the log nor the token", async () => {
+      // Our own Deployments mount an emptyDir at /tmp (readOnlyRootFilesystem).
+      const marker = `khd-tmp-${crypto.randomUUID().slice(0, 8)}`;
+      await c.applyYaml(
+        `
+apiVersion: v1
+kind: Pod
+metadata: {name: tmpvol}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: busybox
+    command: ["sh", "-c", "echo ${marker} > /tmp/${marker} && cat /tmp/${marker} && test -s /var/run/secrets/kubernetes.io/serviceaccount/token && echo token-ok; sleep 600"]
+    volumeMounts: [{name: tmp, mountPath: /tmp}]
+  volumes: [{name: tmp, emptyDir: {}}]
+`,
+        { namespace: ns },
+      );
+      const log = await c.waitFor(async () => {
+        const text = await c.podLogs(ns, "tmpvol", "app");
+        return text.includes("token-ok") ? text : undefined;
+      }, { what: "tmpvol pod to write to its /tmp and read its token", timeoutMs: 30_000 });
+      assert.ok(log.includes(marker), log);
+      // The write went to the pod's emptyDir, not to the host's /tmp.
+      await assert.rejects(Deno.stat(`/tmp/${marker}`), Deno.errors.NotFound);
+      await c.client.delete(`/api/v1/namespaces/${ns}/pods/tmpvol`);
+    });
+
     await t.step("readiness follows the probe; deletion honours the grace period", async () => {
       await c.applyYaml(
         `

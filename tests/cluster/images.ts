@@ -8,11 +8,14 @@
  * | `kedacore/keda-metrics-apiserver`          | KEDA metrics adapter binary (cache, below)  |
  * | `kedacore/keda-admission-webhooks`         | KEDA admission webhooks binary              |
  * | `kedacore/keda` (`:tag`)                   | KEDA operator binary                        |
- * | `interceptor`                              | `deno run -A interceptor/main.ts`           |
- * | `scaler`                                   | `deno run -A scaler/main.ts`                |
- * | `operator`                                 | `deno run -A operator/main.ts`              |
+ * | `interceptor`                              | `deno run <perms> interceptor/main.ts`      |
+ * | `scaler`                                   | `deno run <perms> scaler/main.ts`           |
+ * | `operator`                                 | `deno run <perms> operator/main.ts`         |
  * | `demo-app`, `demo_app`, `keda-http-deno/demo` | `deno run -A tests/fixtures/demo_app.ts` |
  * | anything else, with `command:` set         | that command, as a host binary              |
+ *
+ * `<perms>` are the permissions of the program's run task in deno.json (the
+ * same the compiled executable gets), so the deploy test exercises them.
  *
  * First match wins (KEDA's images come first: "keda-operator" would match
  * `operator` otherwise). The container's `args` replace the default args;
@@ -27,6 +30,12 @@
  */
 
 import { cacheDir, REPO_ROOT } from "./paths.ts";
+import { type Program, programSpecs } from "../../build/programs.ts";
+
+/** Our programs run with the permissions of their deno.json run tasks, as the compiled images do. */
+function permissionsOf(program: Program): string[] {
+  return programSpecs().find((p) => p.name === program)!.permissions;
+}
 
 export interface ResolvedImage {
   /** argv[0..] of the entrypoint (before args). */
@@ -49,13 +58,17 @@ export interface ImageMapping {
   commands?: string[];
 }
 
-function denoProgram(description: string, entry: string): ImageMapping["resolve"] {
+function denoProgram(
+  description: string,
+  entry: string,
+  permissions: string[] = ["-A"],
+): ImageMapping["resolve"] {
   const path = `${REPO_ROOT}/${entry}`;
   return () => ({
     entrypoint: [
       Deno.execPath(),
       "run",
-      "-A",
+      ...permissions,
       "--quiet",
       `--config=${REPO_ROOT}/deno.json`,
       path,
@@ -139,17 +152,17 @@ export const IMAGE_TABLE: ImageMapping[] = [
   {
     description: "interceptor",
     matches: (i) => imageName(i).includes("interceptor"),
-    resolve: denoProgram("interceptor", "interceptor/main.ts"),
+    resolve: denoProgram("interceptor", "interceptor/main.ts", permissionsOf("interceptor")),
   },
   {
     description: "scaler",
     matches: (i) => imageName(i).includes("scaler"),
-    resolve: denoProgram("scaler", "scaler/main.ts"),
+    resolve: denoProgram("scaler", "scaler/main.ts", permissionsOf("scaler")),
   },
   {
     description: "operator",
     matches: (i) => imageName(i).includes("operator"),
-    resolve: denoProgram("operator", "operator/main.ts"),
+    resolve: denoProgram("operator", "operator/main.ts", permissionsOf("operator")),
   },
   {
     description: "demo app",

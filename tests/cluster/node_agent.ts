@@ -780,13 +780,19 @@ ip -n ${netns} route add default via ${BRIDGE_IP}
       }
       await ensureMountPoint(m.target, isFile);
     }
+    // A mount whose target hides another mount's source (an emptyDir at /tmp
+    // hides the pod dir under /tmp/keda-http-deno-cluster) must come last.
+    const hides = (m: { target: string }) =>
+      mounts.some((n) => n !== m && n.source.startsWith(m.target.replace(/\/$/, "") + "/"));
+    mounts.sort((a, b) => Number(hides(a)) - Number(hides(b)));
     const mountScript = mounts.map((m) =>
       `mount --bind ${shQuote(m.source)} ${shQuote(m.target)}` +
       (m.readOnly ? ` && mount -o remount,bind,ro ${shQuote(m.target)}` : "")
     ).join(" && ");
-    const script =
+    // Open the log before mounting: a mount at /tmp would hide its path.
+    const script = `exec >>${shQuote(c.logPath)} 2>&1; ` +
       `${mountScript ? `${mountScript} || exit 125; ` : ""}cd ${shQuote(cmd.cwd)} || exit 126; ` +
-      `exec "$@" >>${shQuote(c.logPath)} 2>&1`;
+      `exec "$@"`;
     const env: Record<string, string> = {
       PATH: Deno.env.get("PATH") ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
       HOME: Deno.env.get("HOME") ?? "/root",
