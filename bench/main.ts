@@ -25,6 +25,7 @@ import {
   startInterceptor,
 } from "../interceptor/cluster_testing.ts";
 import { sleep } from "../shared/lifetime.ts";
+import { parse as parseYaml } from "yaml";
 import { hey, type LoadResult, missingTools, wrk } from "./load_tools.ts";
 import { measureWorkerApply, runRoutingBench } from "./routing_bench.ts";
 
@@ -54,6 +55,37 @@ function rssMb(pid: number): number {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
   const m = /VmRSS:\s+(\d+) kB/.exec(status);
   return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** CPU seconds (user + system) used so far by a process and its children's threads. */
+function cpuSeconds(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // Gone.
+    }
+  }
+  return ticks / 100;
+}
+
+/** A process and its direct children (nginx's workers). */
+function processTree(pid: number): number[] {
+  const out = [pid];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) out.push(Number(e.name));
+    } catch {
+      // Gone.
+    }
+  }
+  return out;
 }
 
 function median(xs: number[]): number {
@@ -108,6 +140,7 @@ http {
     }
   }
   return {
+    pid: child.pid,
     async stop() {
       try {
         child.kill("SIGQUIT");
@@ -176,8 +209,15 @@ async function main(): Promise<number> {
     objs.httpso,
     endpointSlice({ namespace: ns, service: "bench", endpoints: [{ ip: origin.ip, ready: true }] }),
   ] as KubeObject[], { namespace: ns });
+  // The same kubeconfig as JSON: in a pod the interceptor reads service-account
+  // files and never loads a YAML parser, so neither should the measured RSS.
+  const kubeconfigJson = await Deno.makeTempFile({ prefix: "bench-kubeconfig-", suffix: ".json" });
+  await Deno.writeTextFile(
+    kubeconfigJson,
+    JSON.stringify(parseYaml(await Deno.readTextFile(cluster.kubeconfigPath))),
+  );
   await using ic = await startInterceptor({
-    kubeconfigPath: cluster.kubeconfigPath,
+    kubeconfigPath: kubeconfigJson,
     env: { KEDA_HTTP_PROXY_WORKERS: String(workers), LOG_LEVEL: "warn" },
   });
   await cluster.waitFor(async () => {
@@ -242,6 +282,10 @@ async function main(): Promise<number> {
       await wrk(t.url, { host: t.host, threads, connections, durationS: 2 });
     }
     const tput: Record<string, LoadResult[]> = { direct: [], nginx: [], interceptor: [] };
+    // CPU per request of each proxy: robust to noisy neighbours, unlike req/s.
+    const cpuPerReq: Record<string, number[]> = { nginx: [], interceptor: [] };
+    const pidsOf = (name: string) =>
+      name === "nginx" ? processTree(nginx.pid) : name === "interceptor" ? [ic.child.pid] : [];
     const fixed: Record<string, LoadResult[]> = { direct: [], nginx: [], interceptor: [] };
     for (let round = 1; round <= rounds; round++) {
       out(
@@ -253,12 +297,16 @@ async function main(): Promise<number> {
         : ["interceptor", "nginx", "direct"];
       for (const name of order) {
         const t = targets[name as keyof typeof targets];
+        const pids = pidsOf(name);
+        const cpu0 = cpuSeconds(pids);
         const r = await wrk(t.url, { host: t.host, threads, connections, durationS });
+        const cpuUs = pids.length ? ((cpuSeconds(pids) - cpu0) / r.requests) * 1e6 : NaN;
         tput[name]!.push(r);
+        cpuPerReq[name]?.push(cpuUs);
         out(
           `  ${name.padEnd(12)} ${fmt(r.rps, 0).padStart(8)} req/s  p50 ${fmt(r.p50Ms)} ms  p99 ${
             fmt(r.p99Ms)
-          } ms  errors ${r.errors}`,
+          } ms  errors ${r.errors}${Number.isNaN(cpuUs) ? "" : `  cpu ${fmt(cpuUs, 1)} µs/req`}`,
         );
       }
       for (const name of order) {
@@ -299,6 +347,11 @@ async function main(): Promise<number> {
     }
     out(`interceptor RSS: idle ${fmt(idleRss, 1)} MB, after load ${fmt(loadedRss, 1)} MB`);
     out(
+      `CPU per request: nginx ${fmt(median(cpuPerReq.nginx!), 1)} µs, interceptor ${
+        fmt(median(cpuPerReq.interceptor!), 1)
+      } µs`,
+    );
+    out(
       `nginx/direct throughput: ${fmt(n.rps / d.rps)}, added p99 at ${rate} rps: ${
         fmt(n.fp99 - d.fp99)
       } ms`,
@@ -310,6 +363,7 @@ async function main(): Promise<number> {
   } finally {
     await nginx.stop();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await Deno.remove(kubeconfigJson).catch(() => {});
   }
 }
 

@@ -327,6 +327,7 @@ export class Controller {
       const key = await this.queue.get(signal);
       if (key === undefined) break;
       const started = performance.now();
+      let steppingDown = false;
       try {
         const result = await this.reconcile(key, signal);
         this.queue.forget(key);
@@ -336,6 +337,7 @@ export class Controller {
         if (signal.aborted || e instanceof NotLeaderError) {
           // Whoever leads next starts from a full queue.
           this.queue.add(key);
+          steppingDown = true;
         } else {
           const retryInMs = this.queue.addRateLimited(key);
           this.#o.metrics.reconciles.inc({ result: "error" });
@@ -350,6 +352,12 @@ export class Controller {
       } finally {
         this.queue.done(key);
         this.#o.metrics.observeReconcile((performance.now() - started) / 1000);
+      }
+      // The lease could not be renewed in time: the term is about to end;
+      // wait for it instead of spinning on keys that cannot be written.
+      if (steppingDown && !signal.aborted) {
+        this.#log.warn("lease not renewed in time; pausing until leadership is settled", { key });
+        await aborted(signal);
       }
     }
   }

@@ -134,7 +134,7 @@ export class LeaderElector {
     while (!signal.aborted) {
       let waitMs = this.#o.retryPeriodMs;
       try {
-        if (await this.#tryAcquireOrRenew(signal)) return true;
+        if (await this.#attempt(signal, Math.max(this.#o.retryPeriodMs, 5_000))) return true;
         // Held by someone else: try again at the latest when it would expire.
         const expiresIn = this.#observedAt + this.#observedDurationMs() - performance.now();
         waitMs = Math.max(50, Math.min(this.#o.retryPeriodMs, expiresIn + 10));
@@ -173,8 +173,7 @@ export class LeaderElector {
           return;
         }
         try {
-          const attempt = AbortSignal.any([signal, AbortSignal.timeout(Math.max(left, 500))]);
-          if (await this.#tryAcquireOrRenew(attempt)) break;
+          if (await this.#attempt(signal, Math.max(left, 500))) break;
           // A 409 on the cached Lease (someone touched it) is retried with a
           // fresh read; only another holder ends the term.
           if (this.#holder() !== this.#o.identity) {
@@ -220,6 +219,32 @@ export class LeaderElector {
     if (record !== this.#observedRecord) {
       this.#observedRecord = record;
       this.#observedAt = at;
+    }
+  }
+
+  /**
+   * tryAcquireOrRenew bounded by a timer of its own: a hung request must not
+   * keep a leader past its renew deadline, and fetch's own abort cannot be
+   * relied on alone (Deno loses it once the request is garbage collected).
+   */
+  async #attempt(signal: AbortSignal, timeoutMs: number): Promise<boolean> {
+    const deadline = new AbortController();
+    const timer = setTimeout(
+      () => deadline.abort(new Error(`Lease request timed out after ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    const both = AbortSignal.any([signal, deadline.signal]);
+    let onAbort = () => {};
+    const stopped = new Promise<never>((_, reject) => {
+      onAbort = () => reject(both.reason);
+      both.addEventListener("abort", onAbort, { once: true });
+    });
+    stopped.catch(() => {});
+    try {
+      return await Promise.race([this.#tryAcquireOrRenew(both), stopped]);
+    } finally {
+      clearTimeout(timer);
+      both.removeEventListener("abort", onAbort);
     }
   }
 

@@ -82,11 +82,32 @@ async function main(): Promise<number> {
     leaderElection: config.leaderElection.enabled ? config.leaderElection : false,
   });
 
+  // Members still running during shutdown, named in a log line if it drags.
+  const running = new Set<string>();
   const group = new LifetimeGroup();
-  group.add("signals", osSignals((s) => log.info("shutting down", { signal: s })));
-  for (const [name, member] of controller.informerMembers()) group.add(name, member);
-  group.add("resync", (s) => controller.resync(s));
-  group.add(
+  const add = (name: string, member: (signal: AbortSignal) => Promise<void>) =>
+    group.add(name, async (signal) => {
+      running.add(name);
+      try {
+        await member(signal);
+      } finally {
+        running.delete(name);
+      }
+    });
+  let slowStop: ReturnType<typeof setInterval> | undefined;
+  add(
+    "signals",
+    osSignals((s) => {
+      log.info("shutting down", { signal: s });
+      slowStop = setInterval(
+        () => log.warn("still stopping", { waitingFor: [...running] }),
+        5_000,
+      );
+    }),
+  );
+  for (const [name, member] of controller.informerMembers()) add(name, member);
+  add("resync", (s) => controller.resync(s));
+  add(
     "admin",
     serveAdmin({
       port: config.adminPort,
@@ -102,7 +123,7 @@ async function main(): Promise<number> {
       info: () => ({ identity, leader: elector?.isLeader ?? true }),
     }),
   );
-  group.add("controller", async (signal) => {
+  add("controller", async (signal) => {
     if (elector) await elector.run(signal, (term) => controller.runWorker(term));
     else await controller.runWorker(signal);
     // A worker that returns while the group runs would leave nothing reconciling.
@@ -112,7 +133,10 @@ async function main(): Promise<number> {
     await group.run();
   } finally {
     controller.queue.shutDown();
+    running.add("events");
     await events.flush();
+    running.delete("events");
+    clearInterval(slowStop);
     client.close();
   }
   log.info("stopped");

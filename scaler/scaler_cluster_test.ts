@@ -136,11 +136,13 @@ Deno.test({
           KEDA_HTTP_SCALER_STALE_COUNTS_TTL: "3s",
           KEDA_HTTP_SCALER_FETCH_TIMEOUT: "500ms",
           KEDA_HTTP_WATCH_NAMESPACE: ns,
-          LOG_LEVEL: "warn",
+          LOG_LEVEL: "debug",
         },
+        cwd: "/tmp/cores",
         stdout: "null",
-        stderr: "inherit",
+        stderr: "piped",
       }).spawn();
+      void scaler.stderr.pipeTo(Deno.openSync("/tmp/cores/scaler.log", { write: true, create: true, truncate: true }).writable);
       const http = `http://127.0.0.1:${httpPort}`;
       await waitFor("the scaler to be ready", async () => {
         const res = await fetch(`${http}/readyz`);

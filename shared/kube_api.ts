@@ -466,9 +466,31 @@ export class Informer<T extends KubeObject = KubeObject> {
       signal,
     });
     if (!res.body) return rv;
+    // Deno 2.9 stops propagating a fetch's abort to its response body once
+    // the request has been garbage collected, so a busy watch would outlive
+    // shutdown or relist() until the server ends it (timeoutSeconds); cancel
+    // the reader ourselves.
+    const reader = res.body.getReader();
+    const onAbort = () => void reader.cancel(signal.reason).catch(() => {});
+    signal.addEventListener("abort", onAbort, { once: true });
+    if (signal.aborted) onAbort();
+    try {
+      return await this.#readWatch(reader, rv);
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      reader.cancel().catch(() => {});
+    }
+  }
+
+  async #readWatch(
+    reader: ReadableStreamDefaultReader<Uint8Array>,
+    rv: string,
+  ): Promise<string | null> {
     const text = new TextDecoder();
     let buffer = "";
-    for await (const chunk of res.body) {
+    for (;;) {
+      const { value: chunk, done } = await reader.read();
+      if (done) break;
       buffer += text.decode(chunk, { stream: true });
       let nl: number;
       while ((nl = buffer.indexOf("\n")) >= 0) {

@@ -1,0 +1,347 @@
+/**
+ * Our system installed the way users install it: k8s/ through a kustomize
+ * overlay (build/deploy.ts's, written to a temporary directory so nothing
+ * else's dist/deploy is touched) and `kubectl apply --server-side -k`. The
+ * handle finds our pods, restarts them, describes them for failure messages,
+ * and uninstalls without deleting the shared CRD.
+ */
+import { stringify } from "yaml";
+import { overlay } from "../../build/deploy.ts";
+import { isNotFound, type KubeClient, type KubeObject } from "../../shared/kube.ts";
+import { sleep } from "../../shared/lifetime.ts";
+import type { Logger } from "../../shared/log.ts";
+import { repoPath } from "../../build/programs.ts";
+import type { Cluster } from "../cluster/mod.ts";
+
+export type Component = "interceptor" | "scaler" | "operator";
+
+export const DEPLOYMENTS: Record<Component, string> = {
+  interceptor: "keda-add-ons-http-interceptor",
+  scaler: "keda-add-ons-http-external-scaler",
+  operator: "keda-add-ons-http-operator",
+};
+export const PROXY_SERVICE = "keda-add-ons-http-interceptor-proxy";
+export const ADMIN_SERVICE = "keda-add-ons-http-interceptor-admin";
+export const SCALER_SERVICE = "keda-add-ons-http-external-scaler";
+export const INTERCEPTOR_SCALEDOBJECT = "keda-add-ons-http-interceptor";
+export const OPERATOR_LEASE = "keda-add-ons-http-operator";
+const CLUSTER_SCOPED_PREFIXES = ["keda-add-ons-http-", "keda-http-add-on-"];
+
+/** Image names that the local node agent maps to our programs (tests/cluster/images.ts). */
+export const LOCAL_IMAGES = {
+  KEDAHTTP_INTERCEPTOR_IMAGE: "registry.local/keda-http-deno/interceptor:e2e",
+  KEDAHTTP_SCALER_IMAGE: "registry.local/keda-http-deno/scaler:e2e",
+  KEDAHTTP_OPERATOR_IMAGE: "registry.local/keda-http-deno/operator:e2e",
+};
+
+/**
+ * Images to deploy: on our local cluster any name containing the program's
+ * name runs our code from this checkout; an existing cluster needs real
+ * images (KEDAHTTP_*_IMAGE), which `deno task image:build` makes.
+ */
+export function systemImages(local: boolean, env = Deno.env.toObject()): Record<string, string> {
+  if (local) return LOCAL_IMAGES;
+  const missing = Object.keys(LOCAL_IMAGES).filter((k) => !env[k]);
+  if (missing.length) {
+    throw new Error(
+      `against an existing cluster the e2e suite deploys real images: set ${
+        missing.join(", ")
+      } (build them with deno task image:build and load them into the cluster, e.g. kind load docker-image)`,
+    );
+  }
+  return Object.fromEntries(Object.keys(LOCAL_IMAGES).map((k) => [k, env[k]!]));
+}
+
+export interface PodInfo {
+  name: string;
+  ip: string | undefined;
+  ready: boolean;
+  phase: string;
+  deleting: boolean;
+  restarts: number;
+  createdAt: string;
+}
+
+interface PodObject extends KubeObject {
+  status?: {
+    phase?: string;
+    podIP?: string;
+    conditions?: Array<{ type: string; status: string }>;
+    containerStatuses?: Array<{
+      name: string;
+      ready: boolean;
+      restartCount: number;
+      state?: Record<string, { reason?: string; message?: string; exitCode?: number }>;
+      lastState?: Record<string, { reason?: string; exitCode?: number }>;
+    }>;
+  };
+}
+
+export function podInfo(p: PodObject): PodInfo {
+  return {
+    name: p.metadata?.name ?? "",
+    ip: p.status?.podIP,
+    ready: p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false,
+    phase: p.status?.phase ?? "Unknown",
+    deleting: Boolean(p.metadata?.deletionTimestamp),
+    restarts: (p.status?.containerStatuses ?? []).reduce((n, c) => n + c.restartCount, 0),
+    createdAt: String(p.metadata?.creationTimestamp ?? ""),
+  };
+}
+
+export async function kubectl(
+  bin: string,
+  kubeconfig: string,
+  args: string[],
+  options: { signal?: AbortSignal } = {},
+): Promise<{ code: number; out: string; err: string }> {
+  const o = await new Deno.Command(bin, {
+    args: ["--kubeconfig", kubeconfig, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal: options.signal,
+  }).output();
+  const dec = new TextDecoder();
+  return { code: o.code, out: dec.decode(o.stdout), err: dec.decode(o.stderr) };
+}
+
+export interface InstallSystemOptions {
+  namespace: string;
+  kubectl: string;
+  client: KubeClient;
+  log: Logger;
+  images: Record<string, string>;
+  /** Default 240 s: the first start of each program on a fresh machine caches its modules. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface SystemInstall extends AsyncDisposable {
+  readonly namespace: string;
+  /** Pods of a component, oldest first (terminating ones included; see `deleting`). */
+  pods(component: Component): Promise<PodInfo[]>;
+  /** Ready pods of a component that are not terminating. */
+  readyPods(component: Component): Promise<PodInfo[]>;
+  /** Waits until the Deployment has `replicas` ready, current pods and no terminating ones. */
+  waitSettled(component: Component, replicas: number, timeoutMs?: number): Promise<PodInfo[]>;
+  /** Deletes a pod (graceful, as a rollout or eviction does) and waits for its replacement. */
+  restartPod(component: Component, pod: string, timeoutMs?: number): Promise<PodInfo>;
+  /** The pod holding the operator's leader Lease. */
+  operatorLeader(): Promise<string | undefined>;
+  /** Our pods' states and log tails, for failure messages. */
+  describe(): Promise<string>;
+  uninstall(): Promise<void>;
+}
+
+/** Deployments of the namespace that are not fully rolled out, in words ([] when all are). */
+async function rolloutProblems(client: KubeClient, namespace: string): Promise<string[]> {
+  const list = await client.list<
+    KubeObject & {
+      spec?: { replicas?: number };
+      status?: {
+        readyReplicas?: number;
+        updatedReplicas?: number;
+        replicas?: number;
+        observedGeneration?: number;
+      };
+    }
+  >(`/apis/apps/v1/namespaces/${namespace}/deployments`);
+  const problems: string[] = [];
+  for (const c of Object.keys(DEPLOYMENTS) as Component[]) {
+    const d = list.items.find((x) => x.metadata?.name === DEPLOYMENTS[c]);
+    if (!d) {
+      problems.push(`Deployment ${DEPLOYMENTS[c]} missing`);
+      continue;
+    }
+    const want = d.spec?.replicas ?? 1;
+    const s = d.status ?? {};
+    if (
+      (s.readyReplicas ?? 0) < want || (s.updatedReplicas ?? 0) < want ||
+      (s.observedGeneration ?? 0) < (d.metadata?.generation ?? 0)
+    ) {
+      problems.push(
+        `${DEPLOYMENTS[c]}: ${s.readyReplicas ?? 0}/${want} ready, ${
+          s.updatedReplicas ?? 0
+        } updated`,
+      );
+    }
+  }
+  return problems;
+}
+
+export async function installSystem(
+  cluster: Cluster,
+  options: InstallSystemOptions,
+): Promise<SystemInstall> {
+  const { namespace, client, log } = options;
+  const k = (args: string[]) => kubectl(options.kubectl, cluster.kubeconfigPath, args);
+  const dir = await Deno.makeTempDir({ prefix: "kedahttp-e2e-overlay-" });
+  const base = relativePath(dir, repoPath("k8s"));
+  await Deno.writeTextFile(
+    `${dir}/kustomization.yaml`,
+    stringify(overlay(options.images, namespace, base)),
+  );
+  const t0 = Date.now();
+  const applied = await k(["apply", "--server-side", "--force-conflicts", "-k", dir]);
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  if (applied.code !== 0) {
+    throw new Error(`kubectl apply -k of k8s/ into ${namespace} failed:\n${applied.err}`);
+  }
+
+  const listPods = async (component: Component) => {
+    const list = await client.list<PodObject>(`/api/v1/namespaces/${namespace}/pods`, {
+      query: { labelSelector: `app.kubernetes.io/name=${DEPLOYMENTS[component]}` },
+    });
+    return list.items.map(podInfo).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  };
+
+  const describe = async (): Promise<string> => {
+    const lines: string[] = [];
+    try {
+      lines.push(...(await rolloutProblems(client, namespace)).map((p) => `- ${p}`));
+      const pods = await client.list<PodObject>(`/api/v1/namespaces/${namespace}/pods`);
+      for (const p of pods.items) {
+        const name = p.metadata?.name ?? "";
+        const cs = (p.status?.containerStatuses ?? []).map((c) => {
+          const [state, d] = Object.entries(c.state ?? {})[0] ?? ["unknown", {}];
+          const last = c.lastState?.terminated;
+          return `${c.name}: ${state}${d.reason ? ` (${d.reason})` : ""} ready=${c.ready} ` +
+            `restarts=${c.restartCount}${last ? ` last exit ${last.exitCode}` : ""}`;
+        });
+        lines.push(
+          `- pod ${name}: ${p.status?.phase}${
+            p.metadata?.deletionTimestamp ? " (terminating)" : ""
+          }; ${cs.join("; ")}`,
+        );
+        if (cluster.stateDir) {
+          const tail = (await cluster.podLogs(namespace, name).catch(() => "")).trimEnd()
+            .split("\n").slice(-12).join("\n    ");
+          if (tail) lines.push(`    ${tail}`);
+        }
+      }
+    } catch (e) {
+      lines.push(`- (could not describe ${namespace}: ${(e as Error).message})`);
+    }
+    return lines.join("\n");
+  };
+
+  const handle: SystemInstall = {
+    namespace,
+    pods: listPods,
+    async readyPods(component) {
+      return (await listPods(component)).filter((p) => p.ready && !p.deleting);
+    },
+    async waitSettled(component, replicas, timeoutMs = 120_000) {
+      try {
+        return await cluster.waitFor(async () => {
+          const pods = await listPods(component);
+          const live = pods.filter((p) => !p.deleting);
+          return pods.length === replicas && live.length === replicas &&
+            live.every((p) => p.ready) && live;
+        }, {
+          what: `${replicas} ready ${component} pod(s) and no others`,
+          timeoutMs,
+          intervalMs: 250,
+        });
+      } catch (e) {
+        throw new Error(`${(e as Error).message}\n--- ${namespace} ---\n${await describe()}`);
+      }
+    },
+    async restartPod(component, pod, timeoutMs = 120_000) {
+      const before = new Set((await listPods(component)).map((p) => p.name));
+      await client.delete(`/api/v1/namespaces/${namespace}/pods/${pod}`);
+      try {
+        return await cluster.waitFor(async () => {
+          const pods = await listPods(component);
+          return pods.find((p) => !before.has(p.name) && p.ready && !p.deleting);
+        }, { what: `a ready replacement for ${component} pod ${pod}`, timeoutMs, intervalMs: 250 });
+      } catch (e) {
+        throw new Error(`${(e as Error).message}\n--- ${namespace} ---\n${await describe()}`);
+      }
+    },
+    async operatorLeader() {
+      for (const name of [OPERATOR_LEASE, "keda-http-add-on-operator"]) {
+        try {
+          const lease = await client.get<{ spec?: { holderIdentity?: string } }>(
+            `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases/${name}`,
+          );
+          return lease.spec?.holderIdentity || undefined;
+        } catch (e) {
+          if (!isNotFound(e)) throw e;
+        }
+      }
+      return undefined;
+    },
+    describe,
+    async uninstall() {
+      // Not `kubectl delete -k`: that would delete the CRD the whole cluster shares.
+      await client.delete(`/api/v1/namespaces/${namespace}`).catch((e) => {
+        if (!isNotFound(e)) throw e;
+      });
+      for (const kind of ["clusterrolebindings", "clusterroles"]) {
+        const list = await client.list(`/apis/rbac.authorization.k8s.io/v1/${kind}`);
+        for (const o of list.items) {
+          const name = o.metadata?.name ?? "";
+          if (CLUSTER_SCOPED_PREFIXES.some((p) => name.startsWith(p))) {
+            await client.delete(`/apis/rbac.authorization.k8s.io/v1/${kind}/${name}`).catch(
+              () => {},
+            );
+          }
+        }
+      }
+      const deadline = Date.now() + 90_000;
+      while (Date.now() < deadline) {
+        try {
+          await client.get(`/api/v1/namespaces/${namespace}`);
+        } catch (e) {
+          if (isNotFound(e)) return;
+        }
+        await sleep(500);
+      }
+      log.warn("our install namespace is still terminating after 90 s", { namespace });
+    },
+    async [Symbol.asyncDispose]() {
+      await handle.uninstall();
+    },
+  };
+
+  // Ready: every Deployment rolled out, and KEDA has taken the interceptor's ScaledObject.
+  const timeoutMs = options.timeoutMs ?? 240_000;
+  try {
+    await cluster.waitFor(async () => (await rolloutProblems(client, namespace)).length === 0, {
+      what: `our Deployments in ${namespace} to be ready`,
+      timeoutMs,
+      intervalMs: 500,
+      signal: options.signal,
+    });
+    await cluster.waitFor(async () => {
+      const so = await client.get<
+        { status?: { conditions?: Array<{ type: string; status: string }> } }
+      >(
+        `/apis/keda.sh/v1alpha1/namespaces/${namespace}/scaledobjects/${INTERCEPTOR_SCALEDOBJECT}`,
+      );
+      return so.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
+    }, {
+      what: `KEDA to accept the interceptor's ScaledObject (Ready=True)`,
+      timeoutMs: 60_000,
+      intervalMs: 500,
+      signal: options.signal,
+    });
+  } catch (e) {
+    const text = `${(e as Error).message}\n--- ${namespace} ---\n${await describe()}`;
+    await handle.uninstall().catch(() => {});
+    throw new Error(text);
+  }
+  log.info("system installed", { namespace, ms: Date.now() - t0 });
+  return handle;
+}
+
+/** The relative path from directory `from` to `to` (both absolute). */
+export function relativePath(from: string, to: string): string {
+  const a = from.split("/").filter(Boolean);
+  const b = to.split("/").filter(Boolean);
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  return [...a.slice(i).map(() => ".."), ...b.slice(i)].join("/") || ".";
+}
