@@ -33,19 +33,35 @@ export class ConnReader {
   eof = false;
   error: unknown = undefined;
   #pending: Promise<number> | null = null;
+  /**
+   * Called once when the next read completes (bytes added, 0 at EOF), before
+   * anyone awaiting it resumes; cheaper than chaining another promise.
+   */
+  watch: ((n: number) => void) | null = null;
   readonly #onRead = (n: number | null): number => {
     this.#pending = null;
     if (n === null) {
       this.eof = true;
-      return 0;
+      n = 0;
+    } else {
+      this.end += n;
     }
-    this.end += n;
+    const w = this.watch;
+    if (w !== null) {
+      this.watch = null;
+      w(n);
+    }
     return n;
   };
   readonly #onError = (e: unknown): number => {
     this.#pending = null;
     this.eof = true;
     this.error = e;
+    const w = this.watch;
+    if (w !== null) {
+      this.watch = null;
+      w(0);
+    }
     return 0;
   };
 

@@ -73,8 +73,12 @@ export function binaryString(buf: Uint8Array, start: number, end: number): strin
 const utf8enc = new TextEncoder();
 
 /** A binary string → bytes (one byte per char), with `extra` spare bytes at the end. */
-export function binaryBytes(s: string, extra = 0): Uint8Array {
-  const out = new Uint8Array(s.length + extra);
+export function binaryBytes(
+  s: string,
+  extra = 0,
+  alloc: (n: number) => Uint8Array = (n) => new Uint8Array(n),
+): Uint8Array {
+  const out = alloc(s.length + extra);
   // ASCII encodes the same in UTF-8: one native call in the common case.
   const r = utf8enc.encodeInto(s, out);
   if (r.read === s.length && r.written === s.length) return out;
@@ -154,6 +158,16 @@ export interface RequestHead {
   upgrade: string | null;
   /** Lower-case tokens of the Connection header. */
   connection: string[];
+  /**
+   * The head can be forwarded as received plus X-Forwarded-* lines: HTTP/1.1,
+   * origin-form, CRLF line ends, no hop-by-hop or X-Forwarded-* fields.
+   */
+  simple: boolean;
+  /**
+   * The head's bytes as received (set by the reader; used when `simple`). A
+   * view into the connection's buffer until copied: valid until its next read.
+   */
+  raw: Uint8Array | null;
 }
 
 /** Splits a head into lines, dropping a trailing CR on each and leading blank lines. */
@@ -294,7 +308,20 @@ export function parseRequestHead(head: string): RequestHead {
   const upgrade = upgradeValue !== null && connection.indexOf("upgrade") >= 0 && minor === 1
     ? upgradeValue
     : null;
+  let simple = minor === 1 && path === target && !chunked && head.charCodeAt(0) !== 13 &&
+    head.charCodeAt(0) !== 10 && head.endsWith("\r\n\r\n");
+  if (simple) {
+    for (const n of headers.names) {
+      if (HOP_BY_HOP.has(n) || n.startsWith("x-forwarded-")) {
+        simple = false;
+        break;
+      }
+    }
+  }
+  if (simple && head.indexOf("\n") !== head.indexOf("\r\n") + 1) simple = false;
   return {
+    simple,
+    raw: null,
     method,
     target,
     path,
@@ -446,6 +473,126 @@ export function forwardedHeaderPairs(
 /** Whether a header name is hop-by-hop (never forwarded as is). */
 export function isHopByHop(name: string): boolean {
   return HOP_BY_HOP.has(name);
+}
+
+/**
+ * The head sent upstream for a `simple` request, as bytes: the head as
+ * received with the X-Forwarded-* lines inserted before the blank line, and
+ * room for `extra` body bytes after it. Equivalent to upstreamRequestHead
+ * for such requests, without re-serialising every field.
+ */
+export function spliceRequestHead(
+  req: RequestHead,
+  opts: ForwardOptions,
+  extra: number,
+  alloc: (n: number) => Uint8Array = (n) => new Uint8Array(n),
+  lines: (host: string) => Uint8Array = (host) => forwardedLines(opts, host),
+): { bytes: Uint8Array; headLength: number } | null {
+  const raw = req.raw;
+  if (!req.simple || raw === null) return null;
+  const add = lines(req.host);
+  const keep = raw.length - 2;
+  const headLength = keep + add.length;
+  const bytes = alloc(headLength + extra);
+  bytes.set(raw.subarray(0, keep));
+  bytes.set(add, keep);
+  return { bytes, headLength };
+}
+
+/**
+ * The X-Forwarded-* lines and the blank line that end a spliced request
+ * head. Every part is ASCII: an IP, a Host that passed the HOST pattern, a
+ * scheme. Callers cache the bytes per connection (the Host rarely changes).
+ */
+export function forwardedLines(opts: ForwardOptions, host: string): Uint8Array {
+  return utf8enc.encode(
+    `X-Forwarded-For: ${opts.clientIp}\r\nX-Forwarded-Host: ${host}\r\n` +
+      `X-Forwarded-Proto: ${opts.proto}\r\n\r\n`,
+  );
+}
+
+/**
+ * What the data plane needs to know about a response head, found without
+ * building a header list; `spliceable` says the head can go to an HTTP/1.1
+ * client as received plus our own lines (no hop-by-hop fields to drop).
+ */
+export interface ResponseInfo {
+  status: number;
+  minor: number;
+  contentLength: number;
+  chunked: boolean;
+  close: boolean;
+  spliceable: boolean;
+}
+
+const RESPONSE_LINE = /^HTTP\/1\.([01]) (\d{3})(?: [^\r\n]*)?\r?$/;
+
+/** Scans a response head (binary string); null when it needs the full parser. */
+export function scanResponseHead(head: string): ResponseInfo | null {
+  let nl = head.indexOf("\n");
+  if (nl < 0) return null;
+  const m = RESPONSE_LINE.exec(head.slice(0, nl));
+  if (!m) return null;
+  const minor = Number(m[1]);
+  let contentLength = -1;
+  let chunked = false;
+  let close = minor === 0;
+  let spliceable = minor === 1 && head.endsWith("\r\n\r\n");
+  let pos = nl + 1;
+  while (pos < head.length) {
+    nl = head.indexOf("\n", pos);
+    if (nl < 0) return null;
+    const lineEnd = head.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
+    if (lineEnd === pos) break;
+    const colon = head.indexOf(":", pos);
+    if (colon < 0 || colon > lineEnd) return null;
+    const len = colon - pos;
+    // Only names of these lengths can matter; others are copied untouched.
+    if (len === 14 || len === 17 || len === 10 || len === 16 || len === 2 || len === 7 ||
+      len === 22 || len === 18 || len === 19) {
+      const name = head.slice(pos, colon).toLowerCase();
+      const value = head.slice(colon + 1, lineEnd).trim();
+      if (name === "content-length") {
+        if (!/^\d{1,15}$/.test(value)) return null;
+        const n = Number(value);
+        if (contentLength >= 0 && n !== contentLength) return null;
+        contentLength = n;
+      } else if (name === "transfer-encoding") {
+        const codings = tokensOf(value);
+        if (codings[codings.length - 1] !== "chunked") return null;
+        chunked = true;
+      } else if (name === "connection") {
+        const t = tokensOf(value);
+        if (t.indexOf("close") >= 0) close = true;
+        if (minor === 0 && t.indexOf("keep-alive") >= 0) close = false;
+        spliceable = false;
+      } else if (HOP_BY_HOP.has(name) || name === "x-keda-http-cold-start") {
+        spliceable = false;
+      }
+    }
+    pos = nl + 1;
+  }
+  if (chunked) {
+    // Both framings declared: drop Content-Length, which needs the full rewrite.
+    if (contentLength >= 0) spliceable = false;
+    contentLength = -1;
+  }
+  return { status: Number(m[2]), minor, contentLength, chunked, close, spliceable };
+}
+
+/** Our lines for a spliced response head (cold start, connection), with the blank line. */
+export function responseExtraLines(coldStart: boolean | null, close: boolean): Uint8Array {
+  return EXTRA_LINES[(coldStart === null ? 0 : coldStart ? 1 : 2) * 2 + (close ? 1 : 0)]!;
+}
+
+const EXTRA_LINES: Uint8Array[] = [];
+for (const cold of [null, true, false]) {
+  for (const close of [false, true]) {
+    let s = "";
+    if (cold !== null) s += `X-KEDA-HTTP-Cold-Start: ${cold}\r\n`;
+    if (close) s += "Connection: close\r\n";
+    EXTRA_LINES.push(new TextEncoder().encode(s + "\r\n"));
+  }
 }
 
 export interface ClientResponseOptions {

@@ -47,16 +47,19 @@ export interface MetricsSnapshot {
   durations: Array<[string, number[]]>;
 }
 
+const METHOD_LIST = [...METHODS, "OTHER"];
+const METHOD_INDEX = new Map(METHOD_LIST.map((m, i) => [m, i]));
+
 export class RequestMetrics {
-  /** routeKey → "method code" → count */
-  readonly #counts = new Map<string, Map<string, number>>();
+  /** routeKey → (method index × 1000 + status code) → count; numbers, so no string per request. */
+  readonly #counts = new Map<string, Map<number, number>>();
   readonly #durations = new Map<string, Float64Array>();
 
   /** `routeKey` is "namespace/name", or "" for requests that matched no route. */
   record(routeKey: string, method: string, code: number, seconds: number): void {
     let byRoute = this.#counts.get(routeKey);
     if (!byRoute) this.#counts.set(routeKey, byRoute = new Map());
-    const k = `${methodLabel(method)} ${code}`;
+    const k = (METHOD_INDEX.get(method) ?? METHOD_LIST.length - 1) * 1000 + code;
     byRoute.set(k, (byRoute.get(k) ?? 0) + 1);
     let h = this.#durations.get(routeKey);
     if (!h) {
@@ -79,8 +82,7 @@ export class RequestMetrics {
     const counts: MetricsSnapshot["counts"] = [];
     for (const [route, m] of this.#counts) {
       for (const [k, n] of m) {
-        const sp = k.indexOf(" ");
-        counts.push([route, k.slice(0, sp), Number(k.slice(sp + 1)), n]);
+        counts.push([route, METHOD_LIST[Math.floor(k / 1000)]!, k % 1000, n]);
       }
     }
     const durations: MetricsSnapshot["durations"] = [];

@@ -23,14 +23,19 @@ import {
   ChunkedScanner,
   clientResponseHead,
   findHeadEnd,
+  forwardedLines,
   HttpError,
   MAX_HEAD_BYTES,
   parseRequestHead,
   parseResponseHead,
   plainResponse,
   type RequestHead,
+  responseExtraLines,
   responseHasNoBody,
   type ResponseHead,
+  type ResponseInfo,
+  scanResponseHead,
+  spliceRequestHead,
   upstreamRequestHead,
   utf8Of,
 } from "./http1.ts";
@@ -116,6 +121,16 @@ export interface Endpoint {
 
 type BodyMode = "none" | "length" | "chunked" | "close";
 
+/** A response head read from the app: what it says, its text, and where its bytes are. */
+interface ResponseRead {
+  info: ResponseInfo;
+  text: string;
+  start: number;
+  end: number;
+}
+
+
+
 interface RequestBody {
   remaining: number;
   scanner: ChunkedScanner | null;
@@ -136,6 +151,8 @@ class Target {
 }
 
 const IDLE_POOL_MAX = 256;
+/** Larger writes get their own buffer instead of growing a connection's scratch. */
+const SCRATCH_MAX = 32 * 1024;
 const POOL_IDLE_MS = 60_000;
 const TICK_MS = 50;
 
@@ -158,6 +175,7 @@ class Pool {
     while (this.idle.length > 0) {
       const u = this.idle.pop()!;
       u.idle = false;
+      u.reader.watch = null;
       if (!u.reader.eof && u.reader.buffered === 0) {
         u.reused = true;
         return u;
@@ -177,10 +195,10 @@ class Pool {
     this.idle.push(u);
     // The read that will carry the next response also tells us when the app
     // closes an idle connection, so a dead one is never handed out.
-    u.reader.fill().then((n) => {
-      if (!u.idle) return;
-      if (n === 0 || u.reader.buffered > 0) this.#drop(u);
-    }, () => this.#drop(u));
+    u.reader.watch = (n) => {
+      if (u.idle && (n === 0 || u.reader.buffered > 0)) this.#drop(u);
+    };
+    u.reader.fill();
   }
 
   #drop(u: UpstreamConn): void {
@@ -215,6 +233,32 @@ export class ClientConn {
   idle = true;
   closed = false;
   exchange: Exchange | null = null;
+  /**
+   * Reused for what we write upstream and back to the client: one exchange
+   * at a time per connection, and each write is awaited before the next.
+   */
+  #up: Uint8Array | null = null;
+  #out: Uint8Array | null = null;
+  readonly upAlloc = (n: number): Uint8Array => {
+    if (n > SCRATCH_MAX) return new Uint8Array(n);
+    if (this.#up === null || this.#up.length < n) this.#up = new Uint8Array(Math.max(n, 1024));
+    return this.#up.subarray(0, n);
+  };
+  #fwdHost = "";
+  #fwdLines: Uint8Array | null = null;
+  /** X-Forwarded-* lines for this client, cached while its Host stays the same. */
+  readonly forwardedLines = (host: string): Uint8Array => {
+    if (this.#fwdLines === null || host !== this.#fwdHost) {
+      this.#fwdHost = host;
+      this.#fwdLines = forwardedLines({ clientIp: this.remoteIp, proto: this.proto }, host);
+    }
+    return this.#fwdLines;
+  };
+  readonly outAlloc = (n: number): Uint8Array => {
+    if (n > SCRATCH_MAX) return new Uint8Array(n);
+    if (this.#out === null || this.#out.length < n) this.#out = new Uint8Array(Math.max(n, 2048));
+    return this.#out.subarray(0, n);
+  };
   constructor(
     readonly conn: ByteConn,
     readonly remoteIp: string,
@@ -243,6 +287,8 @@ export class ClientConn {
     this.closed = true;
     closeQuietly(this.conn);
   }
+
+  readonly closeNow = (): void => this.close();
 }
 
 /** Phases of an exchange, for deciding what a hang-up or a timeout means. */
@@ -441,7 +487,8 @@ export class Proxy {
   async #serve(c: ClientConn): Promise<void> {
     try {
       while (!c.closed) {
-        const req = await this.#readRequest(c);
+        // A complete head is often buffered already (the hang-up watch read it).
+        const req = this.#bufferedRequest(c) ?? await this.#readRequest(c);
         if (req === null) break;
         const keep = await this.#handle(c, req);
         if (!keep || this.#draining) break;
@@ -453,23 +500,45 @@ export class Proxy {
     }
   }
 
+  /** A complete, valid request head already in the buffer; undefined otherwise. */
+  #bufferedRequest(c: ClientConn): RequestHead | undefined {
+    const r = c.reader;
+    if (r.buffered === 0 || c.closed) return undefined;
+    const end = findHeadEnd(r.buf, r.start, r.end);
+    if (end < 0) return undefined;
+    let req: RequestHead;
+    try {
+      req = parseRequestHead(binaryString(r.buf, r.start, end));
+    } catch {
+      return undefined; // #readRequest answers the error.
+    }
+    if (req.simple) req.raw = r.buf.subarray(r.start, end);
+    r.start = end;
+    c.idle = false;
+    return req;
+  }
+
   /** Reads one request head; null when the connection should close. */
   async #readRequest(c: ClientConn): Promise<RequestHead | null> {
     const r = c.reader;
     let started = false;
     c.idle = true;
-    c.deadline(this.#cfg.idleTimeoutMs, () => c.close());
+    c.deadline(this.#cfg.idleTimeoutMs, c.closeNow);
     try {
       while (true) {
         if (r.buffered > 0) {
           const end = findHeadEnd(r.buf, r.start, r.end);
           if (end >= 0) {
             const text = binaryString(r.buf, r.start, end);
+            const start = r.start;
             r.start = end;
             c.clearDeadline();
             c.idle = false;
             try {
-              return parseRequestHead(text);
+              const req = parseRequestHead(text);
+              // For forwarding the head as received; a view, copied before any wait.
+              if (req.simple) req.raw = r.buf.subarray(start, end);
+              return req;
             } catch (e) {
               if (!(e instanceof HttpError)) throw e;
               await this.#reject(c, e.status, e.message);
@@ -525,7 +594,15 @@ export class Proxy {
     const slot = route.slot;
     if (this.#counters.begin(slot)) this.#onActivity(slot, true);
     try {
-      await this.#forward(ex);
+      // The common case first: a ready endpoint, plain HTTP/1.1 upstream.
+      const target = this.#target(route.targetKey);
+      const ep = target.h2c ? null : this.#pick(target);
+      if (ep !== null) {
+        this.#use(ex, ep);
+        await this.#proxy(ex, target);
+      } else {
+        await this.#forward(ex);
+      }
     } catch (e) {
       if (e instanceof ProxyFailure) {
         await this.#fail(ex, e.status, e.message, e.headers);
@@ -673,10 +750,11 @@ export class Proxy {
       return;
     }
     if (r.end === r.buf.length) return; // Full: we cannot read without buffering more.
-    r.fill().then((n) => {
+    r.watch = (n) => {
       if (n === 0) this.#clientGone(ex);
       else if (ex.phase === Phase.Hold) this.#watchHangup(ex);
-    });
+    };
+    r.fill();
   }
 
   #clientGone(ex: Exchange): void {
@@ -690,6 +768,8 @@ export class Proxy {
 
   async #forward(ex: Exchange): Promise<void> {
     const route = ex.route;
+    // The head's view into the client buffer would not survive the reads a wait makes.
+    if (ex.req.raw !== null) ex.req.raw = ex.req.raw.slice();
     let target = this.#target(route.targetKey);
     const first = this.#pick(target);
     if (first) {
@@ -858,7 +938,6 @@ export class Proxy {
   async #proxy(ex: Exchange, target: Target): Promise<void> {
     const { req, c } = ex;
     const r = c.reader;
-    const headText = upstreamRequestHead(req, { clientIp: c.remoteIp, proto: c.proto });
 
     // The first write carries the head and whatever body is already buffered.
     const body: RequestBody = {
@@ -878,20 +957,33 @@ export class Proxy {
       take = (e >= 0 ? e : r.end) - r.start;
       body.done = e >= 0;
     }
-    const firstWrite = binaryBytes(headText, take);
-    if (take > 0) firstWrite.set(r.buf.subarray(r.start, r.start + take), headText.length);
+    const fwd = { clientIp: c.remoteIp, proto: c.proto };
+    let firstWrite: Uint8Array;
+    let headLength: number;
+    const spliced = spliceRequestHead(req, fwd, take, c.upAlloc, c.forwardedLines);
+    if (spliced) {
+      firstWrite = spliced.bytes;
+      headLength = spliced.headLength;
+    } else {
+      const headText = upstreamRequestHead(req, fwd);
+      firstWrite = binaryBytes(headText, take, c.upAlloc);
+      headLength = headText.length;
+    }
+    if (take > 0) firstWrite.set(r.buf.subarray(r.start, r.start + take), headLength);
     r.start += take;
     // A request sent whole in one write can be re-sent when a pooled
     // connection turns out to have been closed by the app meanwhile.
     const replayable = body.done;
 
-    let sent: { up: UpstreamConn; res: ResponseHead; pump: Promise<void> | null } | null = null;
+    let sent: { up: UpstreamConn; head: ResponseRead; pump: Promise<void> | null } | null = null;
     for (let tries = 0; sent === null; tries++) {
-      const up = await this.#connect(ex, target);
+      ex.phase = Phase.Connect;
+      const up = this.#pools.get(ex.ep!.addr)?.take() ?? await this.#connect(ex, target);
       ex.up = up;
       if (ex.gone) throw new Gone();
       try {
-        await writeAll(up.conn, firstWrite);
+        const n = await up.conn.write(firstWrite);
+        if (n < firstWrite.length) await writeAll(up.conn, firstWrite.subarray(n));
       } catch (e) {
         ex.up = null;
         closeQuietly(up.conn);
@@ -919,7 +1011,21 @@ export class Proxy {
           }
         });
       }
-      const got = await this.#readResponseHead(ex, up, target);
+      // Usually the whole head arrives in one read: look at it here, no extra frame.
+      let got: ResponseRead | "retry" | null = null;
+      const ur = up.reader;
+      if (ur.buffered === 0 && (await ur.fill()) > 0) {
+        const end = findHeadEnd(ur.buf, ur.start, ur.end);
+        if (end >= 0) {
+          const text = binaryString(ur.buf, ur.start, end);
+          const info = scanResponseHead(text);
+          if (info !== null && (info.status >= 200 || info.status === 101)) {
+            got = { info, text, start: ur.start, end };
+            ur.start = end;
+          }
+        }
+      }
+      got ??= await this.#readResponseHead(ex, up, target);
       if (got === "retry") {
         ex.up = null;
         closeQuietly(up.conn);
@@ -929,15 +1035,16 @@ export class Proxy {
           `${target.key} at ${up.addr} closed the connection without a response`,
         );
       }
-      sent = { up, res: got, pump };
+      sent = { up, head: got, pump };
     }
-    const { up, res, pump } = sent;
+    const { up, head, pump } = sent;
+    const res = head.info;
 
     if (res.status === 101) {
       if (req.upgrade === null) {
         throw new ProxyFailure(502, `${target.key} switched protocols without being asked to`);
       }
-      await this.#upgraded(ex, up, res);
+      await this.#upgraded(ex, up, parseResponseHead(head.text));
       return;
     }
 
@@ -954,13 +1061,7 @@ export class Proxy {
     const dechunk = mode === "chunked" && http10;
     const closeClient = !req.keepAlive || this.#draining || mode === "close" || dechunk ||
       body.failed;
-    const head = clientResponseHead(res, {
-      coldStart: this.#cfg.coldStartHeader ? ex.cold : null,
-      close: closeClient,
-      http10,
-      dechunk,
-      upgraded: false,
-    });
+    const coldStart = this.#cfg.coldStartHeader ? ex.cold : null;
     const ur = up.reader;
     const rs = mode === "chunked" ? new ChunkedScanner() : null;
     let done = mode === "none" || (mode === "length" && left === 0);
@@ -986,17 +1087,34 @@ export class Proxy {
         bodyBytes = ur.buffered;
       }
     }
+    let out: Uint8Array;
+    let outHead: number;
+    if (res.spliceable && !http10) {
+      // The app's head as received, our lines before its blank line.
+      const extra = responseExtraLines(coldStart, closeClient);
+      const keep = head.end - head.start - 2;
+      outHead = keep + extra.length;
+      out = c.outAlloc(parts ? outHead : outHead + bodyBytes);
+      out.set(ur.buf.subarray(head.start, head.start + keep));
+      out.set(extra, keep);
+    } else {
+      const text = clientResponseHead(parseResponseHead(head.text), {
+        coldStart,
+        close: closeClient,
+        http10,
+        dechunk,
+        upgraded: false,
+      });
+      outHead = text.length;
+      out = binaryBytes(text, parts ? 0 : bodyBytes, c.outAlloc);
+    }
+    if (bodyBytes > 0 && !parts) out.set(ur.buf.subarray(ur.start, ur.start + bodyBytes), outHead);
     ex.status = res.status;
     ex.responseStarted = true;
     try {
-      if (parts) {
-        await writeAll(c.conn, binaryBytes(head));
-        for (const [a, b] of parts) await writeAll(c.conn, ur.buf.subarray(a, b));
-      } else {
-        const out = binaryBytes(head, bodyBytes);
-        if (bodyBytes > 0) out.set(ur.buf.subarray(ur.start, ur.start + bodyBytes), head.length);
-        await writeAll(c.conn, out);
-      }
+      const n = await c.conn.write(out);
+      if (n < out.length) await writeAll(c.conn, out.subarray(n));
+      if (parts) for (const [a, b] of parts) await writeAll(c.conn, ur.buf.subarray(a, b));
     } catch {
       this.#abort(ex);
       return;
@@ -1062,7 +1180,7 @@ export class Proxy {
     ex: Exchange,
     up: UpstreamConn,
     target: Target,
-  ): Promise<ResponseHead | "retry"> {
+  ): Promise<ResponseRead | "retry"> {
     const ur = up.reader;
     let sawBytes = false;
     while (true) {
@@ -1070,19 +1188,25 @@ export class Proxy {
         sawBytes = true;
         const end = findHeadEnd(ur.buf, ur.start, ur.end);
         if (end >= 0) {
-          let res: ResponseHead;
-          try {
-            res = parseResponseHead(binaryString(ur.buf, ur.start, end));
-          } catch (e) {
-            throw new ProxyFailure(
-              502,
-              `${target.key} sent a malformed response: ${(e as Error).message}`,
-            );
+          const start = ur.start;
+          const text = binaryString(ur.buf, start, end);
+          let info = scanResponseHead(text);
+          if (info === null) {
+            let full: ResponseHead;
+            try {
+              full = parseResponseHead(text);
+            } catch (e) {
+              throw new ProxyFailure(
+                502,
+                `${target.key} sent a malformed response: ${(e as Error).message}`,
+              );
+            }
+            info = { ...full, spliceable: false };
           }
           ur.start = end;
-          if (res.status >= 100 && res.status < 200 && res.status !== 101) {
+          if (info.status >= 100 && info.status < 200 && info.status !== 101) {
             if (ex.req.minor === 1) {
-              const interim = clientResponseHead(res, {
+              const interim = clientResponseHead(parseResponseHead(text), {
                 coldStart: null,
                 close: false,
                 http10: false,
@@ -1098,7 +1222,7 @@ export class Proxy {
             }
             continue;
           }
-          return res;
+          return { info, text, start, end };
         }
       }
       let n: number;

@@ -5,7 +5,6 @@
  * standby replica is ready too, so a rollout does not wait on leadership),
  * and /metrics.
  */
-import { buildRoutingTable, routingTableToJSON } from "../shared/routing_table.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Member } from "../shared/lifetime.ts";
 
@@ -13,8 +12,8 @@ export interface AdminOptions {
   port: number;
   hostname?: string;
   log: Logger;
-  /** The raw HTTPScaledObjects the table is built from. */
-  httpScaledObjects: () => Iterable<unknown>;
+  /** The routing table's JSON text (routingTableToJSON of every HTTPScaledObject). */
+  routingTable: () => string;
   ready: () => { ready: boolean; detail: string };
   metrics: () => string;
   /** Extra fields for /readyz and the log (leader, identity). */
@@ -37,7 +36,9 @@ export function adminHandler(o: AdminOptions): (req: Request) => Response {
     }
     switch (url.pathname) {
       case "/routing_table":
-        return json(routingTableToJSON(buildRoutingTable(o.httpScaledObjects())));
+        return new Response(o.routingTable(), {
+          headers: { "content-type": "application/json" },
+        });
       case "/livez":
         return new Response("ok\n");
       case "/readyz": {

@@ -12,7 +12,6 @@ import {
   API_VERSION,
   FINALIZER,
   type HTTPScaledObject,
-  KIND,
   parseHTTPScaledObject,
   PLURAL,
 } from "../shared/httpso.ts";
@@ -27,6 +26,7 @@ import {
   type KubeObject,
 } from "../shared/kube.ts";
 import { aborted, sleep } from "../shared/lifetime.ts";
+import { buildRoutingTable, routingTableToJSON } from "../shared/routing_table.ts";
 import type { Logger } from "../shared/log.ts";
 import type { EventRecorder } from "./events.ts";
 import type { OperatorMetrics } from "./metrics.ts";
@@ -36,6 +36,7 @@ import {
   hasOwnerRefTo,
   type Observed,
   orphansScaledObject,
+  ownerReferencesWithout,
   ownershipOf,
   planScaledObject,
   type Problem,
@@ -147,6 +148,9 @@ function portsKey(svc: KubeObject | undefined): string {
   return JSON.stringify(serviceView(svc));
 }
 
+/** Longest a single reconcile may take before its requests are aborted and it is retried. */
+const RECONCILE_TIMEOUT_MS = 30_000;
+
 const WATCHED_KINDS = new Map([
   ["apps/v1/Deployment", "deployments"],
   ["apps/v1/StatefulSet", "statefulsets"],
@@ -169,6 +173,7 @@ export class Controller {
   /** apiVersion → { at, kind → plural } from discovery, for scale targets of other kinds. */
   readonly #discovery = new Map<string, { at: number; plurals: Map<string, string> }>();
   #warnedForbidden = new Set<string>();
+  #routingTable?: string;
 
   constructor(options: ControllerOptions) {
     this.#o = options;
@@ -255,8 +260,17 @@ export class Controller {
     return !signal.aborted;
   }
 
+  /** /routing_table's body, built on demand and kept until an HTTPScaledObject changes. */
+  routingTableJSON(): string {
+    this.#routingTable ??= JSON.stringify(
+      routingTableToJSON(buildRoutingTable(this.httpsos.store.values())),
+    );
+    return this.#routingTable;
+  }
+
   #onHTTPScaledObject(e: InformerEvent<Raw>) {
     if (e.type === "SYNC") return;
+    this.#routingTable = undefined;
     for (const ref of this.#refsOf.get(e.key) ?? []) this.#refs.get(ref)?.delete(e.key);
     this.#refsOf.delete(e.key);
     if (e.type !== "DELETED") {
@@ -302,6 +316,35 @@ export class Controller {
     for (const key of this.#refs.get(ref) ?? []) this.queue.add(key);
   }
 
+  /**
+   * Says clearly, once at start, when a CRD the operator needs is missing
+   * (the caches then retry with backoff and /readyz stays 503 until it is
+   * installed). Never fails: the API may just not be reachable yet.
+   */
+  async preflight(signal: AbortSignal): Promise<void> {
+    const needs = [
+      [`${HTTPSO_PREFIX}`, PLURAL, "the HTTPScaledObject CRD: kubectl apply -f k8s/crd/"],
+      [SO_PREFIX, "scaledobjects", "KEDA (its ScaledObject CRD, keda.sh/v1alpha1)"],
+    ] as const;
+    for (const [path, plural, what] of needs) {
+      try {
+        const list = await this.#o.client.get<{ resources?: Array<{ name: string }> }>(path, {
+          signal,
+        });
+        if (!(list.resources ?? []).some((r) => r.name === plural)) {
+          throw new KubeApiError(404, "NotFound", path);
+        }
+      } catch (e) {
+        if (signal.aborted) return;
+        if (isNotFound(e)) {
+          this.#log.error(`${path}/${plural} is not served: install ${what}; waiting for it`);
+        } else {
+          this.#log.warn("could not check the API server for the CRDs", { error: e });
+        }
+      }
+    }
+  }
+
   /** Adds every HTTPScaledObject key (on becoming leader and every resync period). */
   enqueueAll(): void {
     for (const key of this.httpsos.store.keys()) this.queue.add(key);
@@ -329,7 +372,9 @@ export class Controller {
       const started = performance.now();
       let steppingDown = false;
       try {
-        const result = await this.reconcile(key, signal);
+        // A hung API request must not hold the worker (or a lost term) forever.
+        const deadline = AbortSignal.any([signal, AbortSignal.timeout(RECONCILE_TIMEOUT_MS)]);
+        const result = await this.reconcile(key, deadline);
         this.queue.forget(key);
         this.#o.metrics.reconciles.inc({ result: "success" });
         if (result.requeueAfterMs !== undefined) this.queue.addAfter(key, result.requeueAfterMs);
@@ -459,7 +504,16 @@ export class Controller {
       for (const p of problems) this.#o.events.warning(raw, p.reason, p.message);
     }
     this.#o.events.resolved(uid, problems.map((p) => p.reason));
-    if (actionError) throw actionError;
+    // A request the API server refused as invalid fails the same way until
+    // the HTTPScaledObject changes (which queues it again); anything else
+    // (unreachable, 5xx, 403 until RBAC is fixed) is retried with backoff.
+    if (
+      actionError &&
+      !(actionError instanceof KubeApiError && (actionError.status === 400 ||
+        actionError.status === 422))
+    ) {
+      throw actionError;
+    }
 
     const recheckMs = this.#o.recheckMs ?? 30_000;
     if (plan.retry) return { requeueAfterMs: 5_000 };
@@ -691,13 +745,10 @@ export class Controller {
     if (so) {
       if (orphansScaledObject(meta)) {
         if (hasOwnerRefTo(so, meta)) {
-          const kept =
-            ((so.metadata?.ownerReferences ?? []) as Array<{ kind?: string; name?: string }>)
-              .filter((r) => !(r.kind === KIND && r.name === name));
           await this.#execute(
             {
               type: "orphan",
-              ownerReferences: kept as never,
+              ownerReferences: ownerReferencesWithout(so, meta),
               resourceVersion: so.metadata?.resourceVersion ?? "",
             },
             meta,

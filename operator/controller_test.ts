@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { type KubeObject, startCluster } from "../tests/cluster/mod.ts";
 import { createLogger } from "../shared/log.ts";
-import { adminHandler } from "./admin.ts";
+import { serveAdmin } from "./admin.ts";
 import { SCALER_ADDRESS, startInProcessOperator } from "./testing.ts";
 import { FIELD_MANAGER } from "./reconcile.ts";
 
@@ -202,14 +202,22 @@ Deno.test("operator controller against a real API server", async (t) => {
             return ready(await get(httpsoPath(ns, "app")))?.observedGeneration === gen;
           });
           // hosts are routing, not ScaledObject fields: /routing_table shows them.
-          const handler = adminHandler({
+          const stop = new AbortController();
+          const listening = Promise.withResolvers<number>();
+          const serving = serveAdmin({
             port: 0,
+            hostname: "127.0.0.1",
             log: createLogger({ level: "error" }),
-            httpScaledObjects: () => op.controller.httpsos.store.values(),
+            routingTable: () => op.controller.routingTableJSON(),
             ready: () => ({ ready: true, detail: "" }),
-            metrics: () => "",
-          });
-          const table = await handler(new Request("http://x/routing_table")).json();
+            metrics: () => op.metrics.render(),
+            onListen: (port) => listening.resolve(port),
+          })(stop.signal);
+          const port = await listening.promise;
+          const res = await fetch(`http://127.0.0.1:${port}/routing_table`);
+          const table = await res.json();
+          stop.abort();
+          await serving;
           assert.deepEqual(table.routes[`${ns}/app`].hosts, ["new.example.com"]);
           assert.deepEqual(table.routes[`${ns}/app`].replicas, { min: 0, max: 3 });
         });

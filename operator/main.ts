@@ -2,7 +2,12 @@
  * The operator: turns HTTPScaledObjects into KEDA ScaledObjects. Wiring only;
  * see controller.ts, leader_election.ts and admin.ts.
  */
-import { ConfigError, OperatorEnvSchema, parseConfig } from "../shared/config.ts";
+import {
+  ConfigError,
+  OperatorEnvSchema,
+  parseConfig,
+  withOperatorEnvAliases,
+} from "../shared/config.ts";
 import { KubeClient, loadKubeConfig } from "../shared/kube.ts";
 import { LifetimeGroup, osSignals } from "../shared/lifetime.ts";
 import { loggerFromEnv } from "../shared/log.ts";
@@ -18,7 +23,11 @@ const log = loggerFromEnv("operator");
 async function main(): Promise<number> {
   let config;
   try {
-    config = parseConfig("operator", OperatorEnvSchema);
+    config = parseConfig(
+      "operator",
+      OperatorEnvSchema,
+      withOperatorEnvAliases(Deno.env.toObject()),
+    );
   } catch (e) {
     if (e instanceof ConfigError) {
       log.error(e.message, { problems: e.problems });
@@ -106,13 +115,16 @@ async function main(): Promise<number> {
     }),
   );
   for (const [name, member] of controller.informerMembers()) add(name, member);
-  add("resync", (s) => controller.resync(s));
+  add("resync", async (s) => {
+    await controller.preflight(s);
+    await controller.resync(s);
+  });
   add(
     "admin",
     serveAdmin({
       port: config.adminPort,
       log,
-      httpScaledObjects: () => controller.httpsos.store.values(),
+      routingTable: () => controller.routingTableJSON(),
       ready: () => {
         const missing = controller.unsynced();
         return missing.length

@@ -185,6 +185,11 @@ export function hasOwnerRefTo(so: KubeObject, obj: HTTPScaledObject): boolean {
   return ownerRefsOf(so).some((r) => refersTo(r, obj));
 }
 
+/** The ScaledObject's ownerReferences minus those to this HTTPScaledObject (orphaning). */
+export function ownerReferencesWithout(so: KubeObject, obj: HTTPScaledObject): OwnerReference[] {
+  return ownerRefsOf(so).filter((r) => !refersTo(r, obj));
+}
+
 /**
  * Who controls an existing ScaledObject. One we wrote before and later
  * orphaned (no controller reference, our field manager in managedFields) is
@@ -438,7 +443,7 @@ export function planScaledObject(
 
   if (orphansScaledObject(obj)) {
     const refs = so ? ownerRefsOf(so) : [];
-    const kept = refs.filter((r) => !refersTo(r, obj));
+    const kept = so ? ownerReferencesWithout(so, obj) : [];
     const action: ScaledObjectAction = so && kept.length !== refs.length
       ? {
         type: "orphan",

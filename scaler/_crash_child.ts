@@ -1,4 +1,7 @@
 import { startTestScaler, httpsoObject } from "./testing/harness.ts";
-const s = await startTestScaler({ httpsos: [httpsoObject("ns", "app")] });
-Deno.stdout.writeSync(new TextEncoder().encode(`port ${s.grpcAddress}\n`));
-Deno.addSignalListener("SIGTERM", async () => { await s.parts.grpc.close(2000); Deno.exit(0); });
+import { QueueServer } from "./testing/queue_server.ts";
+const qs = new QueueServer({ control: true });
+qs.addRoute("ns/app");
+const s = await startTestScaler({ httpsos: [httpsoObject("ns", "app")], interceptors: [qs], env: { KEDA_HTTP_QUEUE_TICK_DURATION: "200ms" } });
+Deno.stdout.writeSync(new TextEncoder().encode(`port ${s.grpcAddress} ${qs.url}\n`));
+Deno.addSignalListener("SIGTERM", () => Deno.exit(0));

@@ -20,29 +20,45 @@ let crashes = 0;
 for (let i = 0; i < n; i++) {
   const fp = () => { const l = Deno.listen({ port: 0 }); const pp = (l.addr as Deno.NetAddr).port; l.close(); return pp; };
   const grpcPort = fp(), httpPort = fp();
+  const server = Deno.env.get("PROBE_SERVER") ?? "main";
   const p = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "scaler/main.ts"],
+    args: server === "main" ? ["run", "-A", "scaler/main.ts"] : ["run", "-A", "scaler/_probe_server.ts", ns, ...net.addresses.map((a) => `http://${a}:9090`)],
     env: { KUBECONFIG: cluster.kubeconfigPath, KEDA_HTTP_SCALER_PORT: String(grpcPort), KEDA_HTTP_SCALER_HTTP_PORT: String(httpPort),
       KEDA_HTTP_SCALER_TARGET_ADMIN_NAMESPACE: ns, KEDA_HTTP_SCALER_TARGET_ADMIN_SERVICE: "x", LOG_LEVEL: "error" },
-    stdout: "null", stderr: "piped",
+    stdout: server === "main" ? "null" : "piped", stderr: "piped",
   }).spawn();
+  let grpcAddr = `127.0.0.1:${grpcPort}`, httpBase = `http://127.0.0.1:${httpPort}`;
+  if (server !== "main") {
+    const rd = p.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let t = ""; while (!t.includes("\n")) t += (await rd.read()).value;
+    rd.releaseLock();
+    const parts = t.trim().split(" "); grpcAddr = parts[1]!; httpBase = parts[2]!;
+  }
   for (let j = 0; j < 200; j++) {
-    try { const r = await fetch(`http://127.0.0.1:${httpPort}/readyz`); await r.body?.cancel(); if (r.ok) break; } catch { /* not yet */ }
+    try { const r = await fetch(`${httpBase}/readyz`); await r.body?.cancel(); if (r.ok) break; } catch { /* not yet */ }
     await new Promise((r) => setTimeout(r, 100));
   }
   await new Promise((r) => setTimeout(r, 1000));
   if (mode === "client") try {
-    const c = new ExternalScalerClient(`127.0.0.1:${grpcPort}`);
+    const c = new ExternalScalerClient(grpcAddr);
     const ref = { name: "app", namespace: ns, scalerMetadata: { httpScaledObject: "app" } };
-    for (let k = 0; k < 5; k++) await c.getMetrics(ref, "");
+    for (let k = 0; k < 100; k++) await c.getMetrics(ref, "");
+    const set = (n: number) => fetch(`http://${net.addresses[0]}:9090/_test/concurrency?route=${ns}/app&n=${n}`, { method: "POST" }).then((r) => r.text());
+    await set(0);
+    await new Promise((r) => setTimeout(r, 500));
     const ctrl = new AbortController();
-    const st = c.streamIsActive(ref, { signal: ctrl.signal });
-    for (let k = 0; k < 3; k++) await st.next();
+    const stream = c.streamIsActive(ref, { signal: ctrl.signal });
+    while ((await stream.next()).value !== false) { /* idle */ }
+    await set(1);
+    let next = await stream.next();
+    while (next.value === false) next = await stream.next();
     ctrl.abort();
-    await st.return(undefined);
+    await stream.return(undefined);
     c.close();
+    await new Promise((r) => setTimeout(r, 1000));
+    try { const r = await fetch(`${httpBase}/livez`); await r.body?.cancel(); } catch { out(`iter ${i}: DEAD after client close`); }
   } catch (e) { out(`iter ${i}: client error ${(e as Error).message.slice(0, 200)}`); }
-  p.kill("SIGTERM");
+  try { p.kill("SIGTERM"); } catch { /* dead */ }
   const st = await p.status;
   const err = new TextDecoder().decode((await new Response(p.stderr).arrayBuffer()));
   if (st.code !== 0) { crashes++; out(`iter ${i}: code ${st.code} ${err.slice(-200)}`); }

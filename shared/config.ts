@@ -238,7 +238,8 @@ export type ScalerConfig = z.output<typeof ScalerEnvSchema>;
 
 /**
  * The Go add-on's names for the leader-election durations (v0.15); each is
- * used when our shorter name is unset, so its manifests keep working.
+ * used when our shorter name is unset, so its manifests keep working. Apply
+ * to the environment before parseConfig with OperatorEnvSchema.
  */
 const OPERATOR_ENV_ALIASES: Record<string, string> = {
   KEDA_HTTP_OPERATOR_LEADER_ELECTION_LEASE_DURATION: "KEDA_HTTP_OPERATOR_LEASE_DURATION",
@@ -246,9 +247,10 @@ const OPERATOR_ENV_ALIASES: Record<string, string> = {
   KEDA_HTTP_OPERATOR_LEADER_ELECTION_RETRY_PERIOD: "KEDA_HTTP_OPERATOR_RETRY_PERIOD",
 };
 
-function withOperatorAliases(raw: unknown): unknown {
-  if (typeof raw !== "object" || raw === null) return raw;
-  const env = { ...(raw as Record<string, string | undefined>) };
+export function withOperatorEnvAliases(
+  raw: Record<string, string | undefined>,
+): Record<string, string | undefined> {
+  const env = { ...raw };
   for (const [goName, ours] of Object.entries(OPERATOR_ENV_ALIASES)) {
     const v = env[goName];
     if (v !== undefined && v.trim() !== "" && (env[ours] ?? "").trim() === "") env[ours] = v;
@@ -256,7 +258,7 @@ function withOperatorAliases(raw: unknown): unknown {
   return env;
 }
 
-export const OperatorEnvSchema = z.preprocess(withOperatorAliases, z.object({
+export const OperatorEnvSchema = z.object({
   KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_SERVICE: env.string(),
   KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_PORT: env.port(9090),
   KEDA_HTTP_OPERATOR_NAMESPACE: env.string(),
@@ -297,5 +299,5 @@ export const OperatorEnvSchema = z.preprocess(withOperatorAliases, z.object({
   },
   resyncPeriodMs: e.KEDA_HTTP_OPERATOR_RESYNC_PERIOD,
   podName: e.POD_NAME,
-})));
+}));
 export type OperatorConfig = z.output<typeof OperatorEnvSchema>;

@@ -52,11 +52,31 @@ export function credentialsOf(kc: KubeConfig): KubeCredentials {
   return creds;
 }
 
-/** KUBECONFIG, else in-cluster, else ~/.kube/config (client-node's order). */
+/** Where every pod finds its service-account token (client-node's in-cluster path). */
+const SERVICEACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+function isFile(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/** KUBECONFIG, else ~/.kube/config, else in-cluster (client-node's order). */
 export function loadKubeConfig(path?: string): KubeConfig {
   const kc = new KubeConfig();
   if (path) kc.loadFromFile(path);
-  else kc.loadFromDefault();
+  else if (Deno.env.get("KUBECONFIG")) kc.loadFromDefault();
+  else {
+    // client-node probes these files with fs.accessSync, which Deno refuses
+    // without --allow-sys; it then silently falls back to
+    // http://localhost:8080. Probe them with --allow-read instead.
+    const home = Deno.env.get("HOME");
+    if (home && isFile(`${home}/.kube/config`)) kc.loadFromFile(`${home}/.kube/config`);
+    else if (isFile(SERVICEACCOUNT_TOKEN)) kc.loadFromCluster();
+    else kc.loadFromDefault();
+  }
   return kc;
 }
 

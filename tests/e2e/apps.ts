@@ -214,10 +214,11 @@ export class DeploymentWatch implements AsyncDisposable {
     await this.synced;
     const since = options.since ?? Date.now();
     const find = () => {
-      // The latest state counts even if it changed before `since`.
-      const cur = this.now;
-      if (cur && ok(cur)) return { ...cur, at: Math.max(cur.at, since) };
-      return this.history.find((s) => s.at >= since && ok(s));
+      const first = this.history.find((s) => s.at >= since && ok(s));
+      if (first) return first;
+      // The state at `since` counts too (it may have changed before).
+      const before = [...this.history].reverse().find((s) => s.at < since);
+      return before && ok(before) ? { ...before, at: since } : undefined;
     };
     const found = find();
     if (found) return found;

@@ -96,11 +96,11 @@ export class E2E implements AsyncDisposable {
         });
         return new E2E(cluster, keda, system, access, client, log);
       } catch (e) {
-        await keda[Symbol.asyncDispose]().catch(() => {});
+        await Promise.resolve(keda[Symbol.asyncDispose]()).catch(() => {});
         throw e;
       }
     } catch (e) {
-      await cluster[Symbol.asyncDispose]().catch(() => {});
+      await Promise.resolve(cluster[Symbol.asyncDispose]()).catch(() => {});
       throw e;
     }
   }
@@ -274,7 +274,7 @@ export class E2E implements AsyncDisposable {
     await this.system.uninstall().catch((e) =>
       this.log.warn("uninstalling our system failed", { error: e })
     );
-    await this.keda[Symbol.asyncDispose]().catch((e) =>
+    await Promise.resolve(this.keda[Symbol.asyncDispose]()).catch((e: unknown) =>
       this.log.warn("uninstalling KEDA failed", { error: e })
     );
     await this.cluster[Symbol.asyncDispose]();

@@ -7,6 +7,7 @@
  */
 import { stringify } from "yaml";
 import { overlay } from "../../build/deploy.ts";
+import { imageNames } from "../../build/image.ts";
 import { isNotFound, type KubeClient, type KubeObject } from "../../shared/kube.ts";
 import { sleep } from "../../shared/lifetime.ts";
 import type { Logger } from "../../shared/log.ts";
@@ -112,7 +113,7 @@ export interface InstallSystemOptions {
   client: KubeClient;
   log: Logger;
   images: Record<string, string>;
-  /** Default 240 s: the first start of each program on a fresh machine caches its modules. */
+  /** Default 180 s: the first start of each program on a fresh machine caches its modules. */
   timeoutMs?: number;
   signal?: AbortSignal;
 }
@@ -180,7 +181,7 @@ export async function installSystem(
   const base = relativePath(dir, repoPath("k8s"));
   await Deno.writeTextFile(
     `${dir}/kustomization.yaml`,
-    stringify(overlay(options.images, namespace, base)),
+    stringify(overlay(await imageNames(options.images), namespace, base)),
   );
   const t0 = Date.now();
   const applied = await k(["apply", "--server-side", "--force-conflicts", "-k", dir]);
@@ -215,8 +216,10 @@ export async function installSystem(
           }; ${cs.join("; ")}`,
         );
         if (cluster.stateDir) {
+          // The last lines, each cut short: enough to see why, not a wall of text.
           const tail = (await cluster.podLogs(namespace, name).catch(() => "")).trimEnd()
-            .split("\n").slice(-12).join("\n    ");
+            .split("\n").slice(-8).map((l) => (l.length > 300 ? `${l.slice(0, 300)}…` : l))
+            .join("\n    ");
           if (tail) lines.push(`    ${tail}`);
         }
       }
@@ -307,7 +310,7 @@ export async function installSystem(
   };
 
   // Ready: every Deployment rolled out, and KEDA has taken the interceptor's ScaledObject.
-  const timeoutMs = options.timeoutMs ?? 240_000;
+  const timeoutMs = options.timeoutMs ?? 180_000;
   try {
     await cluster.waitFor(async () => (await rolloutProblems(client, namespace)).length === 0, {
       what: `our Deployments in ${namespace} to be ready`,
