@@ -233,18 +233,33 @@ function parseContentLength(values: string | null, status: number): number {
   return n;
 }
 
-/** Parses a request head (a binary string ending in the blank line). Throws HttpError. */
+const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"]);
+
+/**
+ * Parses a request head (a binary string ending in the blank line). Throws
+ * HttpError. One pass over the text: the fields that matter for framing and
+ * forwarding are picked up as they go by, not looked up again afterwards.
+ */
 export function parseRequestHead(head: string): RequestHead {
-  const lines = linesOf(head);
-  const first = lines[0];
-  if (first === undefined) throw new HttpError(400, "empty request");
+  const len = head.length;
+  let pos = 0;
+  // Blank lines before a request line are allowed (RFC 9112 2.2).
+  while (pos < len && (head.charCodeAt(pos) === 13 || head.charCodeAt(pos) === 10)) pos++;
+  let crlfOnly = pos === 0;
+  let nl = head.indexOf("\n", pos);
+  if (nl < 0 || pos >= len) throw new HttpError(400, "empty request");
+  let lineEnd = head.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
+  if (lineEnd === nl) crlfOnly = false;
+  const first = head.slice(pos, lineEnd);
   const sp1 = first.indexOf(" ");
   const sp2 = first.lastIndexOf(" ");
   if (sp1 <= 0 || sp2 === sp1) throw new HttpError(400, "malformed request line");
   const method = first.slice(0, sp1);
   const target = first.slice(sp1 + 1, sp2);
   const version = first.slice(sp2 + 1);
-  if (!TOKEN.test(method)) throw new HttpError(400, "malformed request method");
+  if (!KNOWN_METHODS.has(method) && !TOKEN.test(method)) {
+    throw new HttpError(400, "malformed request method");
+  }
   if (target === "" || BAD_TARGET_CHAR.test(target)) {
     throw new HttpError(400, "malformed request target");
   }
@@ -256,22 +271,85 @@ export function parseRequestHead(head: string): RequestHead {
   } else throw new HttpError(400, "malformed HTTP version");
 
   const headers = new HeaderList();
-  parseFields(lines, headers, true);
+  let hostCount = 0;
+  let host: string | null = null;
+  let te: string | null = null;
+  let cl: string | null = null;
+  let connectionValue: string | null = null;
+  let upgradeValue: string | null = null;
+  let plainFields = true;
+  pos = nl + 1;
+  while (pos < len) {
+    nl = head.indexOf("\n", pos);
+    if (nl < 0) break;
+    lineEnd = head.charCodeAt(nl - 1) === 13 && nl - 1 >= pos ? nl - 1 : nl;
+    if (lineEnd === nl) crlfOnly = false;
+    if (lineEnd === pos) break;
+    const c0 = head.charCodeAt(pos);
+    if (c0 === 32 || c0 === 9) {
+      throw new HttpError(400, "obsolete header line folding is not accepted");
+    }
+    const colon = head.indexOf(":", pos);
+    if (colon <= pos || colon > lineEnd) {
+      throw new HttpError(400, `malformed header line (no name or colon)`);
+    }
+    const name = head.slice(pos, colon);
+    if (!TOKEN.test(name)) {
+      throw new HttpError(400, "malformed header name (whitespace or a forbidden character)");
+    }
+    let a = colon + 1;
+    let b = lineEnd;
+    while (a < b && (head.charCodeAt(a) === 32 || head.charCodeAt(a) === 9)) a++;
+    while (b > a && (head.charCodeAt(b - 1) === 32 || head.charCodeAt(b - 1) === 9)) b--;
+    const value = head.slice(a, b);
+    if (BAD_VALUE_CHAR.test(value)) {
+      throw new HttpError(400, `header ${name} has a control character in its value`);
+    }
+    const lower = name.toLowerCase();
+    headers.raw.push(name);
+    headers.names.push(lower);
+    headers.values.push(value);
+    switch (lower.length) {
+      case 4:
+        if (lower === "host") {
+          hostCount++;
+          host = value;
+        }
+        break;
+      case 14:
+        if (lower === "content-length") cl = cl === null ? value : `${cl}, ${value}`;
+        break;
+      case 17:
+        if (lower === "transfer-encoding") te = te === null ? value : `${te}, ${value}`;
+        break;
+      case 10:
+        if (lower === "connection") {
+          connectionValue = connectionValue === null ? value : `${connectionValue}, ${value}`;
+          plainFields = false;
+        } else if (lower === "keep-alive") plainFields = false;
+        break;
+      case 7:
+        if (lower === "upgrade") {
+          upgradeValue = upgradeValue === null ? value : `${upgradeValue}, ${value}`;
+          plainFields = false;
+        } else if (lower === "trailer") plainFields = false;
+        break;
+      default:
+        if (HOP_BY_HOP.has(lower) || lower.startsWith("x-forwarded-")) plainFields = false;
+    }
+    pos = nl + 1;
+  }
+  if (hostCount > 1) throw new HttpError(400, "more than one Host header");
 
   // Absolute-form targets carry the authority; it overrides Host (RFC 9112 3.2.2).
   let path = target;
-  let host: string | null;
-  const hostCount = headers.count("host");
-  if (hostCount > 1) throw new HttpError(400, "more than one Host header");
-  host = headers.get("host");
   if (target.charCodeAt(0) !== 47 && target !== "*") {
     const m = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)([^#]*)/.exec(target);
     if (!m) {
       if (method === "CONNECT") throw new HttpError(405, "CONNECT is not supported");
       throw new HttpError(400, "malformed request target");
     }
-    const authority = m[1]!.replace(/^[^@]*@/, "");
-    host = authority;
+    host = m[1]!.replace(/^[^@]*@/, "");
     path = m[2] === "" ? "/" : m[2]!;
   }
   if (host === null) {
@@ -283,7 +361,6 @@ export function parseRequestHead(head: string): RequestHead {
     throw new HttpError(400, "the Host header is not a host name or address");
   }
 
-  const te = headers.get("transfer-encoding");
   let chunked = false;
   if (te !== null) {
     if (minor === 0) throw new HttpError(400, "Transfer-Encoding is not allowed in HTTP/1.0");
@@ -296,31 +373,19 @@ export function parseRequestHead(head: string): RequestHead {
     }
     chunked = true;
   }
-  const cl = parseContentLength(headers.get("content-length"), 400);
-  if (chunked && cl >= 0) {
+  const contentLength = parseContentLength(cl, 400);
+  if (chunked && contentLength >= 0) {
     throw new HttpError(400, "Content-Length and Transfer-Encoding must not both be set");
   }
-  const connection = tokensOf(headers.get("connection"));
+  const connection = connectionValue === null ? NO_TOKENS : tokensOf(connectionValue);
   const keepAlive = minor === 1
     ? connection.indexOf("close") < 0
     : connection.indexOf("keep-alive") >= 0;
-  const upgradeValue = headers.get("upgrade");
   const upgrade = upgradeValue !== null && connection.indexOf("upgrade") >= 0 && minor === 1
     ? upgradeValue
     : null;
-  let simple = minor === 1 && path === target && !chunked && head.charCodeAt(0) !== 13 &&
-    head.charCodeAt(0) !== 10 && head.endsWith("\r\n\r\n");
-  if (simple) {
-    for (const n of headers.names) {
-      if (HOP_BY_HOP.has(n) || n.startsWith("x-forwarded-")) {
-        simple = false;
-        break;
-      }
-    }
-  }
-  if (simple && head.indexOf("\n") !== head.indexOf("\r\n") + 1) simple = false;
   return {
-    simple,
+    simple: plainFields && crlfOnly && minor === 1 && path === target && !chunked,
     raw: null,
     method,
     target,
@@ -328,13 +393,15 @@ export function parseRequestHead(head: string): RequestHead {
     minor,
     headers,
     host,
-    contentLength: cl,
+    contentLength,
     chunked,
     keepAlive,
     upgrade,
     connection,
   };
 }
+
+const NO_TOKENS: string[] = [];
 
 export interface ResponseHead {
   status: number;
@@ -548,8 +615,10 @@ export function scanResponseHead(head: string): ResponseInfo | null {
     if (colon < 0 || colon > lineEnd) return null;
     const len = colon - pos;
     // Only names of these lengths can matter; others are copied untouched.
-    if (len === 14 || len === 17 || len === 10 || len === 16 || len === 2 || len === 7 ||
-      len === 22 || len === 18 || len === 19) {
+    if (
+      len === 14 || len === 17 || len === 10 || len === 16 || len === 2 || len === 7 ||
+      len === 22 || len === 18 || len === 19
+    ) {
       const name = head.slice(pos, colon).toLowerCase();
       const value = head.slice(colon + 1, lineEnd).trim();
       if (name === "content-length") {
@@ -578,6 +647,95 @@ export function scanResponseHead(head: string): ResponseInfo | null {
     contentLength = -1;
   }
   return { status: Number(m[2]), minor, contentLength, chunked, close, spliceable };
+}
+
+const LOWER = new Uint8Array(256).map((_, i) => (i >= 65 && i <= 90 ? i + 32 : i));
+
+/** Whether buf[at, at + name.length) equals a lower-case ASCII name, ignoring case. */
+function bytesEqualLower(buf: Uint8Array, at: number, name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    if (LOWER[buf[at + i]!] !== name.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/**
+ * scanResponseHead over the bytes of a head buf[start, end) (end just past
+ * the blank line), without decoding it: the common case of a response that
+ * is only spliced needs no string at all. Null when the full parser must look.
+ */
+export function scanResponseBytes(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+): ResponseInfo | null {
+  // "HTTP/1.x SSS"
+  if (
+    end - start < 16 || buf[start] !== 72 || buf[start + 4] !== 47 || buf[start + 5] !== 49 ||
+    buf[start + 6] !== 46 || buf[start + 8] !== 32
+  ) {
+    return null;
+  }
+  const m = buf[start + 7]!;
+  if (m !== 48 && m !== 49) return null;
+  const minor = m - 48;
+  const d1 = buf[start + 9]! - 48, d2 = buf[start + 10]! - 48, d3 = buf[start + 11]! - 48;
+  if (d1 < 1 || d1 > 9 || d2 < 0 || d2 > 9 || d3 < 0 || d3 > 9) return null;
+  const after = buf[start + 12]!;
+  if (after !== 32 && after !== 13 && after !== 10) return null;
+  const status = d1 * 100 + d2 * 10 + d3;
+  let contentLength = -1;
+  let chunked = false;
+  let close = minor === 0;
+  let spliceable = minor === 1 && buf[end - 4] === 13 && buf[end - 3] === 10;
+  let nl = buf.indexOf(10, start);
+  if (nl < 0 || nl >= end) return null;
+  let pos = nl + 1;
+  while (pos < end) {
+    nl = buf.indexOf(10, pos);
+    if (nl < 0 || nl >= end) return null;
+    const lineEnd = buf[nl - 1] === 13 ? nl - 1 : nl;
+    if (lineEnd === pos) break;
+    if (lineEnd === nl) spliceable = false;
+    let colon = pos;
+    while (colon < lineEnd && buf[colon] !== 58) colon++;
+    if (colon === lineEnd || colon === pos) return null;
+    const len = colon - pos;
+    if (len === 14 && bytesEqualLower(buf, pos, "content-length")) {
+      let v = colon + 1;
+      while (v < lineEnd && (buf[v] === 32 || buf[v] === 9)) v++;
+      let e = lineEnd;
+      while (e > v && (buf[e - 1] === 32 || buf[e - 1] === 9)) e--;
+      if (e === v || e - v > 15) return null;
+      let n = 0;
+      for (let i = v; i < e; i++) {
+        const d = buf[i]! - 48;
+        if (d < 0 || d > 9) return null;
+        n = n * 10 + d;
+      }
+      if (contentLength >= 0 && n !== contentLength) return null;
+      contentLength = n;
+    } else if (
+      (len === 17 && bytesEqualLower(buf, pos, "transfer-encoding")) ||
+      (len === 10 && bytesEqualLower(buf, pos, "connection"))
+    ) {
+      // Rare enough for responses to let the string scanner decide.
+      return null;
+    } else if (
+      (len === 10 && bytesEqualLower(buf, pos, "keep-alive")) ||
+      (len === 7 &&
+        (bytesEqualLower(buf, pos, "upgrade") || bytesEqualLower(buf, pos, "trailer"))) ||
+      (len === 2 && bytesEqualLower(buf, pos, "te")) ||
+      (len === 16 && bytesEqualLower(buf, pos, "proxy-connection")) ||
+      (len === 18 && bytesEqualLower(buf, pos, "proxy-authenticate")) ||
+      (len === 19 && bytesEqualLower(buf, pos, "proxy-authorization")) ||
+      (len === 22 && bytesEqualLower(buf, pos, "x-keda-http-cold-start"))
+    ) {
+      spliceable = false;
+    }
+    pos = nl + 1;
+  }
+  return { status, minor, contentLength, chunked, close, spliceable };
 }
 
 /** Our lines for a spliced response head (cold start, connection), with the blank line. */

@@ -8,6 +8,8 @@ import {
   HttpError,
   parseRequestHead,
   parseResponseHead,
+  scanResponseBytes,
+  scanResponseHead,
   upstreamRequestHead,
 } from "./http1.ts";
 
@@ -237,4 +239,37 @@ Deno.test("ChunkedScanner rejects malformed framing", () => {
   for (const bad of ["x\r\n", "5\r\nabcdefg\r\n", "\r\n", "FFFFFFFFFFFFFFFFF\r\n"]) {
     assert.throws(() => scanAll(bad, 100), HttpError, bad);
   }
+});
+
+Deno.test("scanResponseBytes agrees with scanResponseHead (or defers to it)", () => {
+  const heads = [
+    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 22\r\n\r\n",
+    "HTTP/1.1 204 No Content\r\nDate: x\r\n\r\n",
+    "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nContent-Length: 1\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nX-KEDA-HTTP-Cold-Start: true\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nCONTENT-LENGTH:  7 \r\n\r\n",
+    "HTTP/1.1 200 OK\r\nContent-Length: 7\r\nContent-Length: 8\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+    "HTTP/1.1 200 OK\nContent-Length: 2\n\n",
+    "HTTP/1.1 500\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+    "HTTP/2 200 OK\r\n\r\n",
+  ];
+  for (const h of heads) {
+    const bytes = enc.encode(h);
+    const fromBytes = scanResponseBytes(bytes, 0, bytes.length);
+    const fromText = scanResponseHead(h);
+    if (fromBytes !== null) assert.deepEqual(fromBytes, fromText, JSON.stringify(h));
+  }
+  const plain = enc.encode(heads[0]!);
+  assert.deepEqual(scanResponseBytes(plain, 0, plain.length), {
+    status: 200,
+    minor: 1,
+    contentLength: 22,
+    chunked: false,
+    close: false,
+    spliceable: true,
+  });
 });

@@ -2,7 +2,8 @@ import { ExternalScalerClient } from "./external_scaler.ts";
 const c = new ExternalScalerClient(Deno.args[0]!);
 const qs = Deno.args[1]!;
 const ref = { name: "app", namespace: "ns", scalerMetadata: { httpScaledObject: "app" } };
-const set = (n: number) => fetch(`${qs}/_test/concurrency?route=ns/app&n=${n}`, { method: "POST" }).then((r) => r.text());
+const set = (n: number) =>
+  fetch(`${qs}/_test/concurrency?route=ns/app&n=${n}`, { method: "POST" }).then((r) => r.text());
 for (let i = 0; i < 100; i++) await c.getMetrics(ref, "");
 await set(0);
 const ctrl = new AbortController();

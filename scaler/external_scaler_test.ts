@@ -62,7 +62,11 @@ Deno.test("GetMetrics and IsActive: concurrency summed exactly over three interc
     interceptors: [a, b, c],
   });
   const values = await scaler.client.getMetrics(ref("ns", "app"), "http-ns_002Fapp");
-  assert.deepEqual(values, [{ metricName: "http-ns_002Fapp", metricValue: 12, metricValueFloat: 12 }]);
+  assert.deepEqual(values, [{
+    metricName: "http-ns_002Fapp",
+    metricValue: 12,
+    metricValueFloat: 12,
+  }]);
   assert.equal(await scaler.client.isActive(ref("ns", "app")), true);
   // Known route with nothing in flight anywhere.
   assert.deepEqual(await scaler.client.getMetrics(ref("ns", "idle"), "x"), [
@@ -142,7 +146,11 @@ Deno.test("errors: unknown HTTPScaledObject, missing or bad metadata, invalid sp
     ],
   });
   const c = scaler.client;
-  await rejectsWith(c.getMetricSpec(ref("ns", "nope")), "NOT_FOUND", /HTTPScaledObject ns\/nope not found/);
+  await rejectsWith(
+    c.getMetricSpec(ref("ns", "nope")),
+    "NOT_FOUND",
+    /HTTPScaledObject ns\/nope not found/,
+  );
   await rejectsWith(c.getMetrics(ref("ns", "nope"), ""), "NOT_FOUND", /ns\/nope/);
   await rejectsWith(c.isActive(ref("ns", "nope")), "NOT_FOUND", /ns\/nope/);
   await rejectsWith(
@@ -195,8 +203,10 @@ Deno.test("StreamIsActive: true is pushed when a request is held, not on the nex
     env: { KEDA_HTTP_QUEUE_TICK_DURATION: "60s", KEDA_HTTP_SCALER_STREAM_INTERVAL_MS: "60000" },
   });
   // Wait for both watches to be open (their snapshots mark the pods as seen).
-  await waitFor("watches open", () =>
-    scaler.parts.aggregator.podStatuses().every((p) => p.health === "ok") ? true : undefined);
+  await waitFor(
+    "watches open",
+    () => scaler.parts.aggregator.podStatuses().every((p) => p.health === "ok") ? true : undefined,
+  );
   const controller = new AbortController();
   const stream = scaler.client.streamIsActive(ref("ns", "app"), { signal: controller.signal });
   try {
@@ -231,13 +241,17 @@ Deno.test("StreamIsActive: heartbeats repeat the current state", async () => {
   });
   const controller = new AbortController();
   const seen: boolean[] = [];
-  for await (const v of scaler.client.streamIsActive(ref("ns", "app"), { signal: controller.signal })) {
+  for await (
+    const v of scaler.client.streamIsActive(ref("ns", "app"), { signal: controller.signal })
+  ) {
     seen.push(v);
     if (seen.length === 4) controller.abort();
   }
   assert.deepEqual(seen, [true, true, true, true]);
-  await waitFor("stream closed on the server", () =>
-    scaler.parts.grpc.openStreams === 0 ? true : undefined);
+  await waitFor(
+    "stream closed on the server",
+    () => scaler.parts.grpc.openStreams === 0 ? true : undefined,
+  );
 });
 
 Deno.test("StreamIsActive ends with NOT_FOUND when its HTTPScaledObject is deleted", async () => {
@@ -275,11 +289,17 @@ Deno.test("one interceptor dies: its counts stay for the TTL, then drop out; the
   assert.equal(await value(), 7);
   await c.close();
   // Stale but kept: the sum does not jump while the pod might come back.
-  await waitFor("the dead pod to be marked stale", () =>
-    scaler.parts.aggregator.podStatuses().some((p) => p.health === "stale") ? true : undefined);
+  await waitFor(
+    "the dead pod to be marked stale",
+    () =>
+      scaler.parts.aggregator.podStatuses().some((p) => p.health === "stale") ? true : undefined,
+  );
   assert.equal(await value(), 7);
   // After the TTL it drops out.
-  await waitFor("the dead pod's counts to drop out", async () => (await value()) === 3 ? true : undefined);
+  await waitFor(
+    "the dead pod's counts to drop out",
+    async () => (await value()) === 3 ? true : undefined,
+  );
   assert.equal(await scaler.client.healthCheck(), "SERVING");
   assert.ok(
     logLines.some((l) => l.includes("does not answer /queue") && l.includes('"level":"warn"')),

@@ -11,7 +11,7 @@
  * between slices) is counted once, by its UID.
  */
 import type { V1EndpointSlice } from "@kubernetes/client-node";
-import { Informer, type KubeClient, type KubeObject } from "../shared/kube.ts";
+import { Informer, type KubeApiClient, type KubeObject } from "../shared/kube_api.ts";
 import type { Logger } from "../shared/log.ts";
 import type { InterceptorPod } from "./queue_aggregator.ts";
 
@@ -120,7 +120,7 @@ export function followInterceptorEndpoints(
 
 /** An informer over the interceptor admin Service's EndpointSlices. */
 export function endpointSliceInformer(
-  client: KubeClient,
+  client: KubeApiClient,
   namespace: string,
   service: string,
   log: Logger,

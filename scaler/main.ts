@@ -5,7 +5,7 @@
  */
 import { ConfigError, parseConfig, ScalerEnvSchema } from "../shared/config.ts";
 import { API_VERSION, PLURAL } from "../shared/httpso.ts";
-import { Informer, KubeClient, loadKubeConfig } from "../shared/kube.ts";
+import { Informer, KubeApiClient, loadCredentials } from "../shared/kube_api.ts";
 import { LifetimeGroup, osSignals } from "../shared/lifetime.ts";
 import { loggerFromEnv } from "../shared/log.ts";
 import { endpointSliceInformer, followInterceptorEndpoints } from "./interceptor_endpoints.ts";
@@ -14,10 +14,11 @@ import { buildScaler, HTTPSOS_LISTED } from "./scaler.ts";
 const log = loggerFromEnv("scaler");
 
 let config;
-let kube: KubeClient;
+let kube: KubeApiClient;
 try {
   config = parseConfig("scaler", ScalerEnvSchema);
-  kube = new KubeClient(loadKubeConfig());
+  // kube_api.ts, not client-node: loading that library alone costs ~80 MB.
+  kube = new KubeApiClient(await loadCredentials());
 } catch (e) {
   log.error(e instanceof ConfigError ? e.message : `cannot start: ${(e as Error).message}`);
   Deno.exit(2);
@@ -50,10 +51,13 @@ void sliceInformer.synced.then(async () => {
 });
 
 const group = new LifetimeGroup()
-  .add("signals", osSignals((sig) => {
-    scaler.readiness.stopping();
-    log.info("shutting down", { signal: sig });
-  }))
+  .add(
+    "signals",
+    osSignals((sig) => {
+      scaler.readiness.stopping();
+      log.info("shutting down", { signal: sig });
+    }),
+  )
   .add("httpscaledobjects informer", (s) => httpsoInformer.run(s))
   .add("endpointslices informer", (s) => sliceInformer.run(s));
 for (const [name, member] of scaler.members) group.add(name, member);

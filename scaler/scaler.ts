@@ -82,15 +82,18 @@ export function buildScaler(config: ScalerConfig, deps: ScalerDeps): ScalerParts
     members: [
       ["interceptor fleet", (s) => fleet.run(s)],
       ["grpc server", grpc.serve(config.grpcPort, deps.hostname)],
-      ["http server", serveScalerHttp({
-        aggregator,
-        fleet,
-        readiness,
-        metrics,
-        log,
-        port: config.httpPort,
-        hostname: deps.hostname,
-      })],
+      [
+        "http server",
+        serveScalerHttp({
+          aggregator,
+          fleet,
+          readiness,
+          metrics,
+          log,
+          port: config.httpPort,
+          hostname: deps.hostname,
+        }),
+      ],
     ],
     async endpointsListed() {
       if (readiness.started) return;

@@ -54,8 +54,15 @@ Deno.test({
     const replicas = net.addresses.map((address) =>
       net.spawn(
         Deno.execPath(),
-        ["run", "--allow-net", new URL("./testing/queue_server_main.ts", import.meta.url).pathname,
-          address, String(ADMIN_PORT), `${ns}/app`, `${ns}/rated`],
+        [
+          "run",
+          "--allow-net",
+          new URL("./testing/queue_server_main.ts", import.meta.url).pathname,
+          address,
+          String(ADMIN_PORT),
+          `${ns}/app`,
+          `${ns}/rated`,
+        ],
         { stdout: "piped", stderr: "inherit" },
       )
     );
@@ -123,8 +130,13 @@ Deno.test({
       const grpcPort = freePort();
       const httpPort = freePort();
       scaler = new Deno.Command(Deno.execPath(), {
-        args: ["run", "--allow-net", "--allow-env", "--allow-read",
-          new URL("./main.ts", import.meta.url).pathname],
+        args: [
+          "run",
+          "--allow-net",
+          "--allow-env",
+          "--allow-read",
+          new URL("./main.ts", import.meta.url).pathname,
+        ],
         env: {
           KUBECONFIG: cluster.kubeconfigPath,
           KEDA_HTTP_SCALER_PORT: String(grpcPort),
@@ -193,8 +205,10 @@ Deno.test({
       });
       const during = await value();
       assert.ok(during === 7 || during === 3, `sum while stale is ${during}, want 7 (kept) or 3`);
-      await waitFor("the dead replica's counts to drop out", async () =>
-        (await value()) === 3 ? true : undefined);
+      await waitFor(
+        "the dead replica's counts to drop out",
+        async () => (await value()) === 3 ? true : undefined,
+      );
       assert.equal(await c.healthCheck(), "SERVING");
       const readyz = await fetch(`${http}/readyz`);
       await readyz.body?.cancel();
@@ -241,28 +255,21 @@ Deno.test({
         await stream.return(undefined);
       }
 
-      // SIGTERM: a clean exit. The client goes first: Deno's node:http2 client can
-      // crash on a GOAWAY after a cancelled stream (denoland/deno#36788). The
-      // scaler gets SIGTERM once it has seen the stream go, as with KEDA, which
-      // does not hang up in the same millisecond as a rollout stops the scaler.
-      client.current.close();
-      client.current = undefined;
-      await waitFor("the scaler to see the stream closed", async () => {
-        const text = await (await fetch(`${http}/metrics`)).text();
-        return /keda_http_scaler_streams_open 0/.test(text) ? true : undefined;
-      });
+      // SIGTERM: a clean exit. The client closes after the scaler is gone: a
+      // grpc-js client on Deno closing its connection can crash a Deno node:http2
+      // server (a Deno bug, see README.md; KEDA's Go client does not trigger it).
       scaler.kill("SIGTERM");
       const status = await scaler.status;
       scaler = undefined;
       assert.equal(status.code, 0, "the scaler exits 0 on SIGTERM");
     } finally {
-      client.current?.close();
       if (scaler) {
         try {
           scaler.kill("SIGKILL");
         } catch { /* gone */ }
         await scaler.status;
       }
+      client.current?.close();
       for (let i = 0; i < replicas.length; i++) stopReplica(i);
       for (const r of replicas) {
         await r.status;

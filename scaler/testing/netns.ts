@@ -1,9 +1,12 @@
 /**
  * For tests (root only): a network namespace joined to the host by a veth
- * pair, with a few 10.245.X.Y addresses inside it. EndpointSlices need
- * addresses the API server accepts (not 127/8); processes started in the
- * namespace with `spawn` listen on them and the host reaches them through the
- * veth. Disposing deletes the namespace, which deletes the veth pair.
+ * pair, with a few addresses from a /29 of 10.247.0.0/16 inside it (other
+ * test helpers use 10.245/16, the local cluster 10.244/16 and 10.96/16).
+ * EndpointSlices need addresses the API server accepts (not 127/8);
+ * processes started in the namespace with `spawn` listen on them and the
+ * host reaches them through the veth. Disposing deletes the namespace, which
+ * deletes the veth pair; namespaces left by a test process that died are
+ * removed by the next createTestNetns.
  */
 
 async function ip(args: string[], allowFail = false): Promise<string> {
@@ -31,21 +34,50 @@ export interface TestNetns extends AsyncDisposable {
   close(): Promise<void>;
 }
 
+const PREFIX = "khds-";
+
+function alive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Deletes namespaces (and their veth) of test processes that are gone. */
+async function cleanupLeftovers(): Promise<void> {
+  const list = await ip(["netns", "list"], true);
+  for (const line of list.split("\n")) {
+    const name = line.split(" ")[0] ?? "";
+    const m = /^khds-(\d+)-([a-z0-9]+)$/.exec(name);
+    if (m && !alive(Number(m[1]))) {
+      await ip(["netns", "del", name], true);
+      await ip(["link", "del", `ksh${m[2]}`], true);
+    }
+  }
+}
+
 export async function createTestNetns(addressCount: number): Promise<TestNetns> {
   if (Deno.uid() !== 0) throw new Error("createTestNetns needs root (ip netns, veth)");
-  const routes = await ip(["-4", "route", "show"]);
-  let subnet = 0;
-  for (let i = 0; i < 50 && subnet === 0; i++) {
-    const x = 1 + (crypto.getRandomValues(new Uint8Array(1))[0]! % 250);
-    if (!routes.includes(`10.245.${x}.`)) subnet = x;
+  if (addressCount < 1 || addressCount > 5) throw new Error("createTestNetns: 1 to 5 addresses");
+  await cleanupLeftovers();
+  const used = await ip(["-4", "-o", "addr"]) + await ip(["-4", "route", "show"]);
+  let base = "";
+  for (let i = 0; i < 50 && base === ""; i++) {
+    const [a, b] = crypto.getRandomValues(new Uint8Array(2));
+    const candidate = `10.247.${a}.${(b! % 32) * 8}`;
+    if (!used.includes(candidate.slice(0, candidate.lastIndexOf(".") + 1))) base = candidate;
   }
-  if (subnet === 0) throw new Error("no free 10.245.X.0/24 subnet for a test network namespace");
+  if (base === "") throw new Error("no free /29 in 10.247.0.0/16 for a test network namespace");
+  const prefix = base.slice(0, base.lastIndexOf(".") + 1);
+  const first = Number(base.slice(base.lastIndexOf(".") + 1));
   const id = rand(6);
-  const name = `khds-${id}`;
+  const name = `${PREFIX}${Deno.pid}-${id}`;
   const hostIf = `ksh${id}`;
   const nsIf = `ksn${id}`;
-  const hostAddress = `10.245.${subnet}.1`;
-  const addresses = Array.from({ length: addressCount }, (_, i) => `10.245.${subnet}.${i + 2}`);
+  const hostAddress = `${prefix}${first + 1}`;
+  const addresses = Array.from({ length: addressCount }, (_, i) => `${prefix}${first + 2 + i}`);
   let closed = false;
   const close = async () => {
     if (closed) return;
@@ -57,9 +89,9 @@ export async function createTestNetns(addressCount: number): Promise<TestNetns> 
     await ip(["netns", "add", name]);
     await ip(["link", "add", hostIf, "type", "veth", "peer", "name", nsIf]);
     await ip(["link", "set", nsIf, "netns", name]);
-    await ip(["addr", "add", `${hostAddress}/24`, "dev", hostIf]);
+    await ip(["addr", "add", `${hostAddress}/29`, "dev", hostIf]);
     await ip(["link", "set", hostIf, "up"]);
-    for (const a of addresses) await ip(["-n", name, "addr", "add", `${a}/24`, "dev", nsIf]);
+    for (const a of addresses) await ip(["-n", name, "addr", "add", `${a}/29`, "dev", nsIf]);
     await ip(["-n", name, "link", "set", nsIf, "up"]);
     await ip(["-n", name, "link", "set", "lo", "up"]);
   } catch (e) {

@@ -54,8 +54,15 @@ export async function ensureMountPoint(path: string, file = false): Promise<void
     } catch {
       // Missing: create it below.
     }
-    if (last && file) await Deno.writeTextFile(cur, "");
-    else await Deno.mkdir(cur);
+    try {
+      if (last && file) await Deno.writeTextFile(cur, "", { createNew: true });
+      else await Deno.mkdir(cur);
+    } catch (e) {
+      // Two pods starting at once can race for the same mount point (KEDA's
+      // two pods both mount /certs); the other one made it.
+      if (e instanceof Deno.errors.AlreadyExists) continue;
+      throw e;
+    }
     await Deno.writeTextFile(CREATED_DIRS, cur + "\n", { append: true });
   }
 }

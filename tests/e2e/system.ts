@@ -25,7 +25,6 @@ export const PROXY_SERVICE = "keda-add-ons-http-interceptor-proxy";
 export const ADMIN_SERVICE = "keda-add-ons-http-interceptor-admin";
 export const SCALER_SERVICE = "keda-add-ons-http-external-scaler";
 export const INTERCEPTOR_SCALEDOBJECT = "keda-add-ons-http-interceptor";
-export const OPERATOR_LEASE = "keda-add-ons-http-operator";
 const CLUSTER_SCOPED_PREFIXES = ["keda-add-ons-http-", "keda-http-add-on-"];
 
 /** Image names that the local node agent maps to our programs (tests/cluster/images.ts). */
@@ -264,17 +263,13 @@ export async function installSystem(
       }
     },
     async operatorLeader() {
-      for (const name of [OPERATOR_LEASE, "keda-http-add-on-operator"]) {
-        try {
-          const lease = await client.get<{ spec?: { holderIdentity?: string } }>(
-            `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases/${name}`,
-          );
-          return lease.spec?.holderIdentity || undefined;
-        } catch (e) {
-          if (!isNotFound(e)) throw e;
-        }
-      }
-      return undefined;
+      // Whatever the Lease is called (KEDA_HTTP_OPERATOR_LEASE_NAME): the one
+      // an operator pod holds.
+      const pods = new Set((await listPods("operator")).map((p) => p.name));
+      const leases = await client.list<{ spec?: { holderIdentity?: string } }>(
+        `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`,
+      );
+      return leases.items.map((l) => l.spec?.holderIdentity ?? "").find((h) => pods.has(h));
     },
     describe,
     async uninstall() {
