@@ -72,6 +72,19 @@ export interface DeploymentInfo {
   problem?: string;
 }
 
+/**
+ * Drops what the interceptor never reads from a cached object (the
+ * informer's store holds this same object): managedFields and annotations
+ * are often most of a Service's or EndpointSlice's size, and the interceptor
+ * caches every one in the cluster (or namespace).
+ */
+function trimCached(obj: KubeObject): void {
+  const meta = obj.metadata as Record<string, unknown> | undefined;
+  if (!meta) return;
+  delete meta.managedFields;
+  delete meta.annotations;
+}
+
 function paths(ns: string) {
   const n = ns === "" ? "" : `/namespaces/${ns}`;
   return {
@@ -122,11 +135,13 @@ export class Control {
     this.routeSlots = new SlotTable(opts.counters.layout.routeCapacity);
     this.podSlots = new SlotTable(opts.counters.layout.podCapacity);
     this.httpso.subscribe((e) => {
+      if (e.type !== "SYNC") trimCached(e.object);
       if (e.type !== "SYNC") this.#markRoutes();
       else if (!this.#routesPublished) this.#markRoutes();
     });
     this.services.subscribe((e) => {
       if (e.type === "SYNC") return this.#maybeEndpointsSynced();
+      trimCached(e.object);
       const key = e.type === "DELETED"
         ? this.view.deleteService(e.key)
         : this.view.upsertService(e.object);
@@ -134,6 +149,7 @@ export class Control {
     });
     this.slices.subscribe((e) => {
       if (e.type === "SYNC") return this.#maybeEndpointsSynced();
+      trimCached(e.object);
       const keys = e.type === "DELETED"
         ? this.view.deleteSlice(e.key)
         : this.view.upsertSlice(e.object);

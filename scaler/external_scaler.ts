@@ -442,7 +442,11 @@ type UnaryMethod = (
   cb: (err: grpc.ServiceError | null, res: unknown) => void,
 ) => grpc.ClientUnaryCall;
 
-/** A typed client of the external scaler (and its health service). */
+/**
+ * A typed client of the external scaler (and its health service). On Deno,
+ * closing it while the scaler runs can crash a Deno scaler (a node:http2 bug,
+ * see README.md): close it after the scaler has stopped when that matters.
+ */
 export class ExternalScalerClient {
   readonly #client: grpc.Client;
   readonly #health: grpc.Client;

@@ -90,6 +90,12 @@ interface RouteState {
 interface PodState {
   pod: InterceptorPod;
   routes: Map<string, RouteState>;
+  /**
+   * Last polled RequestCount per route, kept after a route leaves the answer:
+   * the counter is monotonic per interceptor process, so a route that comes
+   * back continues from it instead of counting its whole history again.
+   */
+  counters: Map<string, number>;
   /** Send time of the newest poll applied, so an older answer never wins. */
   lastPollStart: number;
   /** Arrival of the last successful poll: the start of the next rate interval. */
@@ -134,6 +140,7 @@ export class QueueAggregator {
         this.#pods.set(pod.id, {
           pod,
           routes: new Map(),
+          counters: new Map(),
           lastPollStart: -Infinity,
           consecutiveFailures: 0,
         });
@@ -159,7 +166,8 @@ export class QueueAggregator {
         route.concurrencyAt = startedAt;
       }
       // A route new on a pod we already sampled had 0 at the last sample.
-      const previous = route.requestCount ?? (known ? 0 : undefined);
+      const previous = state.counters.get(key) ?? (known ? 0 : undefined);
+      state.counters.set(key, count.RequestCount);
       const increment = counterIncrement(previous, count.RequestCount);
       route.requestCount = count.RequestCount;
       // The window starts at the route's first sample: quiet time counts as zero requests.
@@ -171,13 +179,6 @@ export class QueueAggregator {
     for (const [key, route] of state.routes) {
       // Gone from the answer: the interceptor no longer serves the route.
       if (!(key in counts) && route.concurrencyAt <= startedAt) state.routes.delete(key);
-    }
-    if (state.consecutiveFailures > 0) {
-      this.#log?.info("interceptor answers again", {
-        pod: state.pod.name,
-        url: state.pod.url,
-        failures: state.consecutiveFailures,
-      });
     }
     state.lastPollStart = startedAt;
     state.lastSampleAt = now;

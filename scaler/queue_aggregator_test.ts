@@ -207,3 +207,15 @@ Deno.test("QueueAggregator: sub-second granularity yields a finite, steady rate"
   const r = t.agg.rate("ns/fast");
   assert.ok(Number.isFinite(r) && Math.abs(r - 100) < 0.001, `rate ${r}, want 100`);
 });
+
+Deno.test("QueueAggregator: a route that leaves and comes back continues from its counter", () => {
+  const t = setup();
+  t.agg.setPods([pod(1)]);
+  t.agg.applyPoll("uid-1", t.now, { "ns/a": c(0, 500) });
+  t.advance(1000);
+  t.agg.applyPoll("uid-1", t.now, {});
+  t.advance(1000);
+  t.agg.applyPoll("uid-1", t.now, { "ns/a": c(0, 510) });
+  // 10 new requests in the second since it came back, not 510.
+  assert.equal(t.agg.rate("ns/a"), 10);
+});

@@ -95,6 +95,9 @@ Deno.test({
     });
 
     await t.step("rendered objects pass server-side dry run", async () => {
+      // A dry run creates nothing, so the namespace the rest lives in must exist first.
+      const ns = await k(["create", "namespace", NS]);
+      assert.equal(ns.code, 0, ns.err);
       const r = await k([
         "apply",
         "--server-side",
@@ -146,8 +149,27 @@ Deno.test({
             true,
           ],
           ["keda-add-ons-http-operator", "create", "scaledobjects.keda.sh", "default", true],
-          ["keda-add-ons-http-operator", "update", "leases.coordination.k8s.io", NS, true],
-          ["keda-add-ons-http-operator", "update", "leases.coordination.k8s.io", "default", false],
+          [
+            "keda-add-ons-http-operator",
+            "update",
+            "leases.coordination.k8s.io/http-add-on.keda.sh",
+            NS,
+            true,
+          ],
+          [
+            "keda-add-ons-http-operator",
+            "update",
+            "leases.coordination.k8s.io/someone-elses",
+            NS,
+            false,
+          ],
+          [
+            "keda-add-ons-http-operator",
+            "update",
+            "leases.coordination.k8s.io/http-add-on.keda.sh",
+            "default",
+            false,
+          ],
           ["keda-add-ons-http-operator", "get", "secrets", "default", false],
           ["keda-add-ons-http-operator", "delete", "deployments.apps", "default", false],
           [

@@ -163,6 +163,8 @@ async function measure(
   setup: Setup,
   scaler: TestScaler,
   trials: number,
+  /** Random pause before each trial, so trials do not line up with the poll tick. */
+  jitterMs: number,
 ): Promise<number[]> {
   scaler.parts.fleet.setPods([{
     id: setup.interceptor.name,
@@ -193,6 +195,7 @@ async function measure(
   try {
     await until(false);
     for (let i = 0; i < trials; i++) {
+      await new Promise((r) => setTimeout(r, Math.random() * jitterMs));
       const t0 = performance.now();
       const release = setup.interceptor.hold();
       await until(true);
@@ -230,12 +233,12 @@ try {
   let withWatch: number[];
   {
     await using scaler = await startTestScaler({ httpsos: [setup.httpso], env });
-    withWatch = await measure(setup, scaler, trials);
+    withWatch = await measure(setup, scaler, trials, 20);
   }
   let polling: number[];
   {
     await using scaler = await startTestScaler({ httpsos: [setup.httpso], env, watch: false });
-    polling = await measure(setup, scaler, baselineTrials);
+    polling = await measure(setup, scaler, baselineTrials, 500);
   }
   const p50 = percentile(withWatch, 50);
   const p99 = percentile(withWatch, 99);

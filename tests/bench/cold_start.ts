@@ -14,7 +14,10 @@
  *                  ScaledObjectRef (the scaler pushes to every stream of a
  *                  route at the same moment)
  *   scaled         a watch sees the Deployment's spec.replicas >= 1 (KEDA)
- *   podReady       a watch sees a pod of the app turn Ready
+ *   podStarted     a watch sees a pod of the app with a running container
+ *                  (ReplicaSet, scheduler, node: the process was started)
+ *   podReady       a watch sees a pod of the app turn Ready (the app listens
+ *                  and its readiness probe, period 1 s, passed)
  *   endpointReady  a watch sees the app's EndpointSlice list a ready endpoint
  *                  (what wakes the interceptor's held request)
  *   response       the client read the response head
@@ -54,7 +57,10 @@ function flag(name: string, fallback: number): number {
 const now = () => performance.timeOrigin + performance.now();
 
 interface PodLike extends KubeObject {
-  status?: { conditions?: Array<{ type: string; status: string }> };
+  status?: {
+    conditions?: Array<{ type: string; status: string }>;
+    containerStatuses?: Array<{ state?: { running?: unknown } }>;
+  };
 }
 interface SliceLike extends KubeObject {
   endpoints?: Array<{ conditions?: { ready?: boolean } }>;
@@ -65,7 +71,7 @@ interface DeploymentLike extends KubeObject {
 }
 
 async function main(): Promise<void> {
-  const trials = flag("trials", 8);
+  const trials = flag("trials", 10);
   const APP = "coldbench";
   const HOST = "coldbench.e2e.test";
   await using env = await E2E.start({ log });
@@ -96,10 +102,10 @@ async function main(): Promise<void> {
     log,
   });
   pods.subscribe((e) => {
-    if (
-      e.type !== "DELETED" &&
-      e.object?.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")
-    ) mark("podReady");
+    if (e.type === "DELETED" || !e.object) return;
+    const st = e.object.status;
+    if (st?.containerStatuses?.some((c) => c.state?.running)) mark("podStarted");
+    if (st?.conditions?.some((c) => c.type === "Ready" && c.status === "True")) mark("podReady");
   });
   const slices = new Informer<SliceLike>(env.client, {
     path: `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices`,

@@ -6,6 +6,7 @@ const marks = {
   held: 1002,
   active: 1005,
   scaled: 1120,
+  podStarted: 1500,
   podReady: 2400,
   endpointReady: 2450,
   response: 2470,
@@ -17,7 +18,8 @@ Deno.test("decompose: stage durations between consecutive marks and the total", 
     "request received": 2,
     "KEDA told": 3,
     "Deployment scaled": 115,
-    "pod ready": 1280,
+    "pod started": 380,
+    "pod ready": 900,
     "EndpointSlice seen": 50,
     "response": 20,
   });
@@ -29,7 +31,8 @@ Deno.test("decompose: a missing mark leaves its stages undefined; lagging watche
   const { scaled: _, ...rest } = marks;
   const d = decompose({ ...rest, endpointReady: 2480 });
   assert.equal(d.stages["Deployment scaled"], undefined);
-  assert.equal(d.stages["pod ready"], undefined);
+  assert.equal(d.stages["pod started"], undefined);
+  assert.equal(d.stages["pod ready"], 900);
   assert.equal(d.stages["response"], -10);
   assert.deepEqual(d.outOfOrder, ["response before endpointReady"]);
   assert.equal(d.totalMs, 1470);
@@ -53,6 +56,6 @@ Deno.test("summarize/formatReport: percentiles per stage; the last line is the c
   const report = formatReport(trials);
   const lines = report.split("\n");
   assert.equal(lines.at(-1), "cold start p50: 1570 ms, p99: 1770 ms");
-  assert.match(report, /pod ready\s+4\s+1380\s+1580/);
+  assert.match(report, /pod ready\s+4\s+1000\s+1200/);
   assert.match(formatReport([]), /cold start p50: - ms, p99: - ms$/);
 });

@@ -15,7 +15,14 @@ import type { AppSpec } from "./apps.ts";
 import { httpScaledObjectYaml } from "./apps.ts";
 import { type CaseContext, E2E, e2eLogger, withTimeout } from "./harness.ts";
 import type { HttpResponse } from "./http_client.ts";
-import { closedLoop, describeTally, failedAccepted, fixedRate, percentile } from "./load.ts";
+import {
+  closedLoop,
+  describeTally,
+  emptyTally,
+  failedAccepted,
+  fixedRate,
+  percentile,
+} from "./load.ts";
 
 const figures = e2eLogger("e2e-figures");
 
@@ -492,7 +499,8 @@ const CASES: Case[] = [
     },
   },
   {
-    name: "resilience: restart the scaler, an interceptor and the operator leader under traffic",
+    name:
+      "resilience: restart the scaler, an interceptor and the operator leader under traffic; crash an interceptor",
     timeoutMs: 480_000,
     async run(env, ctx) {
       await env.interceptorReplicas(2);
@@ -508,13 +516,18 @@ const CASES: Case[] = [
 
       ctx.step("traffic: 4 in flight through the proxy Service");
       const stop = new AbortController();
+      const CONCURRENCY = 4;
+      const tally = emptyTally();
       const load = closedLoop({
         targets: [await env.proxy()],
         request: { host: "steady.e2e.test", path: "/s?delay_ms=200", timeoutMs: 60_000 },
-        concurrency: 4,
+        concurrency: CONCURRENCY,
+        tally,
         signal: AbortSignal.any([stop.signal, ctx.signal]),
       });
       const restarts: Record<string, number> = {};
+      let graceful = "";
+      let crashLost = 0;
       try {
         await sleep(3_000, ctx.signal);
         ctx.step("restart the scaler");
@@ -564,17 +577,44 @@ const CASES: Case[] = [
           return so.spec?.cooldownPeriod === 6;
         }, { what: "the ScaledObject's cooldownPeriod to follow the update", timeoutMs: 60_000 });
         await sleep(3_000, ctx.signal);
+        // Graceful restarts (what rollouts, evictions and scale-in do): every
+        // accepted request is answered. Refused connections (never accepted)
+        // and stale keep-alive connections (retried once, as HTTP clients
+        // do) are allowed and reported.
+        graceful = describeTally(tally);
+        assert.equal(failedAccepted(tally), 0, `accepted requests failed: ${graceful}`);
+
+        if (env.access.direct) {
+          // A crash is different: what was in flight on that interceptor is
+          // lost (at most the 4 requests in flight), nothing more.
+          ctx.step("crash an interceptor (SIGKILL)");
+          const [victim] = await env.system.readyPods("interceptor");
+          const failedBefore = failedAccepted(tally);
+          t = Date.now();
+          await env.system.crashPod("interceptor", victim!.name);
+          restarts.interceptorCrashRecoveryMs = Date.now() - t;
+          await env.waitRoutes([`${ns}/steady`]);
+          await sleep(3_000, ctx.signal);
+          crashLost = failedAccepted(tally) - failedBefore;
+          assert.ok(
+            crashLost <= CONCURRENCY,
+            `a crash lost ${crashLost} requests, more than the ${CONCURRENCY} that can be in flight: ${
+              describeTally(tally)
+            }`,
+          );
+        }
       } finally {
         stop.abort();
       }
       const tStop = Date.now();
-      const tally = await load;
-      figures.info("resilience", { ...restarts, tally: describeTally(tally) });
+      await load;
+      figures.info("resilience", {
+        ...restarts,
+        gracefulTally: graceful,
+        crashLost,
+        tally: describeTally(tally),
+      });
       assert.ok(tally.ok > 50, `traffic flowed: ${describeTally(tally)}`);
-      // Graceful restarts: every accepted request is answered. Refused
-      // connections (never accepted) and stale keep-alive connections
-      // (retried once, as HTTP clients do) are allowed and reported.
-      assert.equal(failedAccepted(tally), 0, `accepted requests failed: ${describeTally(tally)}`);
       assert.ok(
         watch.minDesiredBetween(tWarm, tStop) >= 1,
         `the app scaled in during the restarts: ${watch.describeHistory(tWarm)}`,

@@ -138,9 +138,10 @@ async function oneRequest(
  * one is answered, until the signal aborts. Resolves with the tally.
  */
 export async function closedLoop(
-  opts: LoadOptions & { concurrency: number },
+  opts: LoadOptions & { concurrency: number; tally?: LoadTally },
 ): Promise<LoadTally> {
-  const tally = emptyTally();
+  // A caller-owned tally can be read while the load runs (per-phase counts).
+  const tally = opts.tally ?? emptyTally();
   const workers = Array.from({ length: opts.concurrency }, async (_, i) => {
     using client = new HttpClient(opts.targets[i % opts.targets.length]!);
     while (!opts.signal.aborted) await oneRequest(client, opts, tally);

@@ -127,6 +127,12 @@ export interface SystemInstall extends AsyncDisposable {
   waitSettled(component: Component, replicas: number, timeoutMs?: number): Promise<PodInfo[]>;
   /** Deletes a pod (graceful, as a rollout or eviction does) and waits for its replacement. */
   restartPod(component: Component, pod: string, timeoutMs?: number): Promise<PodInfo>;
+  /**
+   * Kills a pod's container with SIGKILL, as a crash would (local cluster
+   * only: the node agent records the container's process group), and waits
+   * until the restarted container is ready again.
+   */
+  crashPod(component: Component, pod: string, timeoutMs?: number): Promise<void>;
   /** The pod holding the operator's leader Lease. */
   operatorLeader(): Promise<string | undefined>;
   /** Our pods' states and log tails, for failure messages. */
@@ -258,6 +264,28 @@ export async function installSystem(
           const pods = await listPods(component);
           return pods.find((p) => !before.has(p.name) && p.ready && !p.deleting);
         }, { what: `a ready replacement for ${component} pod ${pod}`, timeoutMs, intervalMs: 250 });
+      } catch (e) {
+        throw new Error(`${(e as Error).message}\n--- ${namespace} ---\n${await describe()}`);
+      }
+    },
+    async crashPod(component, pod, timeoutMs = 120_000) {
+      if (!cluster.stateDir) {
+        throw new Error("crashPod needs the local cluster (the node agent's process records)");
+      }
+      const before = (await listPods(component)).find((p) => p.name === pod);
+      if (!before) throw new Error(`no ${component} pod ${pod}`);
+      const container = component;
+      const pgid = Number(
+        (await Deno.readTextFile(`${cluster.stateDir}/pods/${namespace}_${pod}/${container}.pid`))
+          .trim(),
+      );
+      // The whole process group: the program and its worker processes, if any.
+      Deno.kill(-pgid, "SIGKILL");
+      try {
+        await cluster.waitFor(async () => {
+          const p = (await listPods(component)).find((x) => x.name === pod);
+          return p && p.restarts > before.restarts && p.ready;
+        }, { what: `${component} pod ${pod} to restart and be ready`, timeoutMs, intervalMs: 250 });
       } catch (e) {
         throw new Error(`${(e as Error).message}\n--- ${namespace} ---\n${await describe()}`);
       }
