@@ -171,6 +171,8 @@ async function main(): Promise<number> {
   const rate = flag("rate", 1000);
   const workers = flag("workers", navigator.hardwareConcurrency || 1);
   const soakS = has("soak") ? flag("soak", 600) : undefined;
+  const v8Flags = Deno.args.find((a) => a.startsWith("--v8-flags="))?.slice("--v8-flags=".length) ??
+    "--max-semi-space-size=2";
 
   const missing = await missingTools(["wrk", "hey", "nginx"]);
   if (missing.length > 0) {
@@ -218,6 +220,8 @@ async function main(): Promise<number> {
   await using ic = await startInterceptor({
     kubeconfigPath: kubeconfigJson,
     env: { KEDA_HTTP_PROXY_WORKERS: String(workers), LOG_LEVEL: "warn" },
+    // As deployed: see the interceptor README on DENO_V8_FLAGS.
+    denoFlags: [`--v8-flags=${v8Flags}`],
   });
   await cluster.waitFor(async () => {
     const d = await ic.adminJson<Record<string, { ready: string[] }>>("/deployments");
