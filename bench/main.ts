@@ -11,7 +11,7 @@
  *   4. memory: RSS of the interceptor idle and after load.
  *
  * Flags: --duration=10 (s per measurement), --rounds=3, --connections=50,
- * --threads=1 (wrk), --rate=1000 (rps for hey), --workers=<n> (interceptor
+ * --threads=1 (wrk), --rate=1000 (rps for hey), --hey-workers=10, --workers=<n> (interceptor
  * and nginx; default one per CPU), --soak[=600] (only: hold the fixed rate
  * for that many seconds and report RSS growth), --skip-routing.
  * The last line reads: interceptor/nginx throughput: <ratio>, added p99: <ms> ms
@@ -57,19 +57,21 @@ function rssMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-/** CPU seconds (user + system) used so far by a process and its children's threads. */
-function cpuSeconds(pids: number[]): number {
-  let ticks = 0;
+/** CPU seconds [user, system] used so far by these processes (all their threads). */
+function cpuSeconds(pids: number[]): [number, number] {
+  let user = 0;
+  let sys = 0;
   for (const pid of pids) {
     try {
       const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      ticks += Number(fields[11]) + Number(fields[12]);
+      user += Number(fields[11]);
+      sys += Number(fields[12]);
     } catch {
       // Gone.
     }
   }
-  return ticks / 100;
+  return [user / 100, sys / 100];
 }
 
 /** A process and its direct children (nginx's workers). */
@@ -171,8 +173,11 @@ async function main(): Promise<number> {
   const rate = flag("rate", 1000);
   const workers = flag("workers", navigator.hardwareConcurrency || 1);
   const soakS = has("soak") ? flag("soak", 600) : undefined;
+  // hey paces each worker on its own ticker and they start together: n workers
+  // arrive as bursts of n. Ten at 100 rps each keeps bursts small.
+  const heyWorkers = flag("hey-workers", 10);
   const v8Flags = Deno.args.find((a) => a.startsWith("--v8-flags="))?.slice("--v8-flags=".length) ??
-    "--max-semi-space-size=2";
+    "--max-semi-space-size=4";
 
   const missing = await missingTools(["wrk", "hey", "nginx"]);
   if (missing.length > 0) {
@@ -195,7 +200,7 @@ async function main(): Promise<number> {
   }
 
   out(
-    `== starting: control plane, origin, interceptor (${workers} workers), nginx (${workers} workers)`,
+    `== starting: control plane, origin, interceptor (${workers} isolates, ${v8Flags}), nginx (${workers} workers)`,
   );
   await using cluster = await startCluster({ node: false, controllers: false });
   const ns = await cluster.createNamespace("bench");
@@ -252,7 +257,7 @@ async function main(): Promise<number> {
       const load = hey(targets.interceptor.url, {
         host: "bench.local",
         rate,
-        workers: 50,
+        workers: heyWorkers,
         durationS: soakS,
       });
       let done = false;
@@ -301,20 +306,24 @@ async function main(): Promise<number> {
       for (const name of order) {
         const t = targets[name as keyof typeof targets];
         const pids = pidsOf(name);
-        const cpu0 = cpuSeconds(pids);
+        const [u0, s0] = cpuSeconds(pids);
         const r = await wrk(t.url, { host: t.host, threads, connections, durationS });
-        const cpuUs = pids.length ? ((cpuSeconds(pids) - cpu0) / r.requests) * 1e6 : NaN;
+        const [u1, s1] = cpuSeconds(pids);
+        const userUs = ((u1 - u0) / r.requests) * 1e6;
+        const sysUs = ((s1 - s0) / r.requests) * 1e6;
         tput[name]!.push(r);
-        cpuPerReq[name]?.push(cpuUs);
+        if (pids.length) cpuPerReq[name]?.push(userUs + sysUs);
         out(
           `  ${name.padEnd(12)} ${fmt(r.rps, 0).padStart(8)} req/s  p50 ${fmt(r.p50Ms)} ms  p99 ${
             fmt(r.p99Ms)
-          } ms  errors ${r.errors}${Number.isNaN(cpuUs) ? "" : `  cpu ${fmt(cpuUs, 1)} µs/req`}`,
+          } ms  errors ${r.errors}${
+            pids.length ? `  cpu ${fmt(userUs, 1)} user + ${fmt(sysUs, 1)} sys µs/req` : ""
+          }`,
         );
       }
       for (const name of order) {
         const t = targets[name as keyof typeof targets];
-        const r = await hey(t.url, { host: t.host, rate, workers: 50, durationS });
+        const r = await hey(t.url, { host: t.host, rate, workers: heyWorkers, durationS });
         fixed[name]!.push(r);
         out(
           `  ${name.padEnd(12)} @${rate} rps: p50 ${fmt(r.p50Ms)} ms  p99 ${

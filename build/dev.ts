@@ -38,11 +38,33 @@ async function reachable(kubeconfig: string): Promise<boolean> {
   }
 }
 
+/** REST path of the few kinds dev applies (group/version → plural, and scope). */
+const KINDS: Record<string, { plural: string; namespaced: boolean }> = {
+  "v1/Namespace": { plural: "namespaces", namespaced: false },
+  "v1/Service": { plural: "services", namespaced: true },
+  "apps/v1/Deployment": { plural: "deployments", namespaced: true },
+  "discovery.k8s.io/v1/EndpointSlice": { plural: "endpointslices", namespaced: true },
+  "apiextensions.k8s.io/v1/CustomResourceDefinition": {
+    plural: "customresourcedefinitions",
+    namespaced: false,
+  },
+  "http.keda.sh/v1alpha1/HTTPScaledObject": { plural: "httpscaledobjects", namespaced: true },
+};
+
+function objectPath(obj: KubeObject): string {
+  const kind = KINDS[`${obj.apiVersion}/${obj.kind}`];
+  if (!kind) {
+    throw new Error(`dev: no REST path for ${obj.apiVersion} ${obj.kind}; add it to KINDS`);
+  }
+  const base = obj.apiVersion!.includes("/") ? `/apis/${obj.apiVersion}` : `/api/${obj.apiVersion}`;
+  const ns = kind.namespaced ? `/namespaces/${obj.metadata!.namespace}` : "";
+  return `${base}${ns}/${kind.plural}/${obj.metadata!.name}`;
+}
+
 /** Applies objects with server-side apply (create or update, idempotent). */
 async function apply(client: KubeClient, objects: KubeObject[]): Promise<void> {
-  const { restPathOf } = await import("../tests/keda/manifests.ts");
   for (const obj of objects) {
-    await client.patch(`${restPathOf(obj)}/${obj.metadata!.name}`, obj, {
+    await client.patch(objectPath(obj), obj, {
       contentType: "application/apply-patch+yaml",
       query: { fieldManager: "keda-http-dev", force: true },
     });

@@ -685,8 +685,9 @@ export function scanResponseBytes(
   if (after !== 32 && after !== 13 && after !== 10) return null;
   const status = d1 * 100 + d2 * 10 + d3;
   let contentLength = -1;
-  let chunked = false;
-  let close = minor === 0;
+  // Chunked or Connection fields send the head to the string scanner (below).
+  const chunked = false;
+  const close = minor === 0;
   let spliceable = minor === 1 && buf[end - 4] === 13 && buf[end - 3] === 10;
   let nl = buf.indexOf(10, start);
   if (nl < 0 || nl >= end) return null;

@@ -147,7 +147,7 @@ async function main(): Promise<number> {
         for (const [key, slot] of c.routeSlots.entries()) {
           routes.push([key, counters.concurrency(slot), counters.held(slot)]);
         }
-        return renderMetrics(snapshots, { routes, connections });
+        return renderMetrics(snapshots, { routes, connections, rssBytes: Deno.memoryUsage().rss });
       },
       log,
       signal,

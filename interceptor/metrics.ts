@@ -112,6 +112,8 @@ export interface Gauges {
   routes: Array<[string, number, number]>;
   /** Open client connections across isolates. */
   connections: number;
+  /** Resident memory of the whole process (all isolates). */
+  rssBytes?: number;
 }
 
 /** Merges isolate snapshots and renders the Prometheus text exposition format. */
@@ -181,5 +183,12 @@ export function renderMetrics(snapshots: MetricsSnapshot[], gauges: Gauges): str
     "# TYPE interceptor_open_connections gauge",
     `interceptor_open_connections ${gauges.connections}`,
   );
+  if (gauges.rssBytes !== undefined) {
+    lines.push(
+      "# HELP process_resident_memory_bytes Resident memory size in bytes.",
+      "# TYPE process_resident_memory_bytes gauge",
+      `process_resident_memory_bytes ${gauges.rssBytes}`,
+    );
+  }
   return lines.join("\n") + "\n";
 }

@@ -16,6 +16,7 @@ import { type AppSpec, appYaml, DeploymentWatch, diagnoseApp } from "./apps.ts";
 import { httpGet, type HttpResponse, type HttpTarget } from "./http_client.ts";
 import {
   ADMIN_SERVICE,
+  DEPLOYMENTS,
   installSystem,
   INTERCEPTOR_SCALEDOBJECT,
   PROXY_SERVICE,
@@ -75,6 +76,7 @@ export class E2E implements AsyncDisposable {
         const client = keda.client;
         // A namespace left by an interrupted run would make apply fail half-way.
         await waitNamespaceGone(client, SYSTEM_NAMESPACE, 120_000);
+        await waitOtherInstallsGone(client, SYSTEM_NAMESPACE, log);
         const system = await installSystem(cluster, {
           namespace: SYSTEM_NAMESPACE,
           kubectl,
@@ -278,6 +280,49 @@ export class E2E implements AsyncDisposable {
       this.log.warn("uninstalling KEDA failed", { error: e })
     );
     await this.cluster[Symbol.asyncDispose]();
+  }
+}
+
+/**
+ * Every operator reconciles every HTTPScaledObject it can see, so a second
+ * install (another test's, still terminating) would fight ours over the
+ * ScaledObjects. Waits for terminating ones; refuses to run beside a live one.
+ */
+async function waitOtherInstallsGone(client: KubeClient, ours: string, log: Logger): Promise<void> {
+  const selector = `app.kubernetes.io/name in (${Object.values(DEPLOYMENTS).join(",")})`;
+  const deadline = Date.now() + 120_000;
+  let told = false;
+  while (true) {
+    const pods = (await client.list<
+      { metadata?: { namespace?: string; name?: string; deletionTimestamp?: string } }
+    >("/api/v1/pods", { query: { labelSelector: selector } })).items.filter((p) =>
+      p.metadata?.namespace !== ours
+    );
+    if (!pods.length) return;
+    const namespaces = [...new Set(pods.map((p) => p.metadata?.namespace ?? ""))];
+    const terminating = await Promise.all(namespaces.map(async (ns) => {
+      const o = await client.get<{ status?: { phase?: string } }>(`/api/v1/namespaces/${ns}`)
+        .catch(() => undefined);
+      return !o || o.status?.phase === "Terminating";
+    }));
+    const live = namespaces.filter((_, i) => !terminating[i]);
+    if (live.length) {
+      throw new Error(
+        `another install of the add-on runs in namespace(s) ${live.join(", ")}: its operator ` +
+          `would reconcile the suite's HTTPScaledObjects too; remove it (or use a cluster of ` +
+          `your own) and run again`,
+      );
+    }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `pods of a previous install in ${namespaces.join(", ")} are still terminating after 120 s`,
+      );
+    }
+    if (!told) {
+      log.info("waiting for another install of the add-on to finish terminating", { namespaces });
+      told = true;
+    }
+    await sleep(500);
   }
 }
 
