@@ -182,7 +182,11 @@ function programEnv(program: Program, kubeconfig: string): Record<string, string
   }
 }
 
-/** A program under `deno run --watch`, as a lifetime member. */
+/**
+ * A program under `deno run --watch`, as a lifetime member. The watcher
+ * forwards SIGTERM to the program but then keeps waiting for file changes,
+ * so once the program had time to drain, the watcher is killed.
+ */
 function runProgram(program: Program, kubeconfig: string) {
   const spec = programSpecs().find((p) => p.name === program)!;
   return async (signal: AbortSignal) => {
@@ -191,9 +195,20 @@ function runProgram(program: Program, kubeconfig: string) {
       env: programEnv(program, kubeconfig),
       stdout: "inherit",
       stderr: "inherit",
-      signal,
     }).spawn();
+    const stop = () => {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* already gone */ }
+      setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* already gone */ }
+      }, 5000);
+    };
+    signal.addEventListener("abort", stop, { once: true });
     const status = await child.status;
+    signal.removeEventListener("abort", stop);
     if (!signal.aborted) throw new Error(`${program} exited with code ${status.code}`);
   };
 }
