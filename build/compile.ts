@@ -11,6 +11,16 @@ import { createLogger } from "../shared/log.ts";
 
 const log = createLogger({ fields: { component: "compile" } });
 
+/** The one line of deno's error chain that says what failed (e.g. the download). */
+function said(stderr: string): string {
+  // deno prints a cause chain ("0: …", "1: error sending request …") then a backtrace.
+  const plain = stderr.replace(/\x1b\[[0-9;]*m/g, "");
+  const line = plain.split("\n").map((l) => l.trim()).find((l) =>
+    /error sending request|dns error|denort/i.test(l)
+  );
+  return line ?? plain.split("\n").find((l) => l.trim() !== "")?.trim() ?? "";
+}
+
 function denortHint(): string {
   return [
     "deno compile could not get its runtime (denort) and no DENORT_BIN was given.",
@@ -63,7 +73,7 @@ async function compile(program: Program, target?: string): Promise<void> {
       /denort|dl\.deno\.land|download|dns error|error sending request|failed to fetch/i.test(text)
     ) {
       throw new Error(
-        `${program}: ${denortHint()}\n\ndeno said: ${text.trim().split("\n").slice(-3).join(" ")}`,
+        `${program}: ${denortHint()}\n\ndeno said: ${said(text)}`,
       );
     }
     throw new Error(`${program}: deno compile failed (exit ${code}):\n${text}`);
