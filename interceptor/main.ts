@@ -17,29 +17,9 @@ import { Control } from "./control.ts";
 import { SharedCounters } from "./counters.ts";
 import { DataPlane } from "./dataplane.ts";
 import { renderMetrics } from "./metrics.ts";
-import type { ProxyConfig } from "./proxy.ts";
+import { cpuBudget, MAX_DEFAULT_ISOLATES, proxyConfigOf } from "./proxy_config.ts";
 
 const log = loggerFromEnv("interceptor");
-
-/** Readiness wait: KEDA_HTTP_READINESS_TIMEOUT, else KEDA_HTTP_REQUEST_TIMEOUT, else 20s. */
-export function proxyConfigOf(c: InterceptorConfig): ProxyConfig {
-  return {
-    readinessTimeoutMs: c.readinessTimeoutMs > 0
-      ? c.readinessTimeoutMs
-      : c.requestTimeoutMs > 0
-      ? c.requestTimeoutMs
-      : 20_000,
-    requestTimeoutMs: c.requestTimeoutMs,
-    responseHeaderTimeoutMs: c.responseHeaderTimeoutMs,
-    connectTimeoutMs: c.connectTimeoutMs > 0 ? c.connectTimeoutMs : 500,
-    coldStartHeader: c.coldStartHeader,
-    maxHeldRequests: c.maxHeldRequests,
-    podConcurrencyLimit: c.podConcurrencyLimit,
-    idleTimeoutMs: c.idleTimeoutMs,
-    headTimeoutMs: c.requestHeadTimeoutMs,
-    retryAfterSeconds: 2,
-  };
-}
 
 function logLevel(): Level {
   try {
@@ -69,7 +49,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const counters = SharedCounters.create();
-  const workers = config.workers > 0 ? config.workers : navigator.hardwareConcurrency || 1;
+  const workers = config.workers > 0 ? config.workers : Math.min(cpuBudget(), MAX_DEFAULT_ISOLATES);
   const activity: { control?: Control } = {};
   const dataPlane = new DataPlane({
     workers,

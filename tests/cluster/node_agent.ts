@@ -785,10 +785,30 @@ ip -n ${netns} route add default via ${BRIDGE_IP}
     const hides = (m: { target: string }) =>
       mounts.some((n) => n !== m && n.source.startsWith(m.target.replace(/\/$/, "") + "/"));
     mounts.sort((a, b) => Number(hides(a)) - Number(hides(b)));
-    const mountScript = mounts.map((m) =>
-      `mount --bind ${shQuote(m.source)} ${shQuote(m.target)}` +
-      (m.readOnly ? ` && mount -o remount,bind,ro ${shQuote(m.target)}` : "")
-    ).join(" && ");
+    // What the program itself runs from (the repo, its binary) must stay
+    // visible when a volume is mounted over an ancestor, e.g. an emptyDir at
+    // /tmp while the repo is cloned under /tmp: bind those paths into the
+    // volume's source first, then mount volumes recursively.
+    const strictlyUnder = (path: string, dir: string) =>
+      path.startsWith(dir.replace(/\/$/, "") + "/");
+    const needed = [cmd.cwd, cmd.argv[0]?.replace(/\/[^/]*$/, "") ?? ""].filter((x) => x !== "");
+    const keepVisible: string[] = [];
+    for (const m of mounts) {
+      for (const path of needed) {
+        if (!strictlyUnder(path, m.target)) continue;
+        const inside = m.source.replace(/\/$/, "") + path.slice(m.target.replace(/\/$/, "").length);
+        keepVisible.push(
+          `mkdir -p ${shQuote(inside)} && mount --bind ${shQuote(path)} ${shQuote(inside)}`,
+        );
+      }
+    }
+    const mountScript = [
+      ...keepVisible,
+      ...mounts.map((m) =>
+        `mount --rbind ${shQuote(m.source)} ${shQuote(m.target)}` +
+        (m.readOnly ? ` && mount -o remount,bind,ro ${shQuote(m.target)}` : "")
+      ),
+    ].join(" && ");
     // Open the log before mounting: a mount at /tmp would hide its path.
     const script = `exec >>${shQuote(c.logPath)} 2>&1; ` +
       `${mountScript ? `${mountScript} || exit 125; ` : ""}cd ${shQuote(cmd.cwd)} || exit 126; ` +

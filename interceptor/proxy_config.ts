@@ -1,0 +1,56 @@
+/**
+ * The data plane's settings from the environment: the readiness-timeout rule
+ * and how many isolates to run by default.
+ */
+import type { InterceptorConfig } from "../shared/config.ts";
+import type { ProxyConfig } from "./proxy.ts";
+
+/** Readiness wait: KEDA_HTTP_READINESS_TIMEOUT, else KEDA_HTTP_REQUEST_TIMEOUT, else 20s. */
+export function proxyConfigOf(c: InterceptorConfig): ProxyConfig {
+  return {
+    readinessTimeoutMs: c.readinessTimeoutMs > 0
+      ? c.readinessTimeoutMs
+      : c.requestTimeoutMs > 0
+      ? c.requestTimeoutMs
+      : 20_000,
+    requestTimeoutMs: c.requestTimeoutMs,
+    responseHeaderTimeoutMs: c.responseHeaderTimeoutMs,
+    connectTimeoutMs: c.connectTimeoutMs > 0 ? c.connectTimeoutMs : 500,
+    coldStartHeader: c.coldStartHeader,
+    maxHeldRequests: c.maxHeldRequests,
+    podConcurrencyLimit: c.podConcurrencyLimit,
+    idleTimeoutMs: c.idleTimeoutMs,
+    headTimeoutMs: c.requestHeadTimeoutMs,
+    retryAfterSeconds: 2,
+  };
+}
+
+/** Most isolates the default picks: each costs ~13 MB, and the benefit flattens out. */
+export const MAX_DEFAULT_ISOLATES = 8;
+
+/**
+ * CPUs this process may use: the cgroup's CPU quota when one is set (in a pod
+ * with a CPU limit navigator.hardwareConcurrency still counts the node's CPUs).
+ */
+export function cpuBudget(): number {
+  const cpus = navigator.hardwareConcurrency || 1;
+  const read = (path: string) => {
+    try {
+      return Deno.readTextFileSync(path).trim();
+    } catch {
+      return undefined;
+    }
+  };
+  let quota: number | undefined;
+  const v2 = read("/sys/fs/cgroup/cpu.max")?.split(/\s+/);
+  if (v2 && v2[0] !== "max" && v2[0] !== undefined && v2[1] !== undefined) {
+    quota = Number(v2[0]) / Number(v2[1]);
+  } else {
+    const q = Number(read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"));
+    const p = Number(read("/sys/fs/cgroup/cpu/cpu.cfs_period_us"));
+    if (q > 0 && p > 0) quota = q / p;
+  }
+  return quota !== undefined && Number.isFinite(quota) && quota > 0
+    ? Math.max(1, Math.min(cpus, Math.ceil(quota)))
+    : cpus;
+}
