@@ -14,7 +14,8 @@ const log = createLogger({ fields: { component: "compile" } });
 /** The one line of deno's error chain that says what failed (e.g. the download). */
 function said(stderr: string): string {
   // deno prints a cause chain ("0: …", "1: error sending request …") then a backtrace.
-  const plain = stderr.replace(/\x1b\[[0-9;]*m/g, "");
+  // deno colours its errors; strip the ANSI escapes (ESC is char code 27).
+  const plain = stderr.replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, "g"), "");
   const line = plain.split("\n").map((l) => l.trim()).find((l) =>
     /error sending request|dns error|denort/i.test(l)
   );
