@@ -272,15 +272,24 @@ async function main(): Promise<number> {
       }
       const r = await load;
       const warm = samples.find(([s]) => s >= 60)?.[1] ?? samples[0]?.[1] ?? idleRss;
-      const end = rssMb(ic.child.pid);
-      out(`soak: ${fmt(r.rps, 0)} rps, p99 ${fmt(r.p99Ms)} ms, errors ${r.errors}`);
+      const last = samples.at(-1)?.[1] ?? idleRss;
+      const peak = Math.max(idleRss, ...samples.map(([, m]) => m));
+      await sleep(5000);
+      const after = rssMb(ic.child.pid);
       out(
-        `RSS: idle ${fmt(idleRss, 1)} MB, after warm-up ${fmt(warm, 1)} MB, end ${fmt(end, 1)} MB`,
+        `soak: ${fmt(r.rps, 0)} rps, p50 ${fmt(r.p50Ms)} ms, p99 ${
+          fmt(r.p99Ms)
+        } ms, errors ${r.errors}`,
       );
       out(
-        `RSS growth during the soak: ${fmt(end - warm, 1)} MB (after warm-up), ${
-          fmt(end - idleRss, 1)
-        } MB (from idle)`,
+        `RSS: idle ${fmt(idleRss, 1)} MB; under load: after 60 s ${fmt(warm, 1)} MB, last ${
+          fmt(last, 1)
+        } MB, peak ${fmt(peak, 1)} MB; 5 s after the load: ${fmt(after, 1)} MB`,
+      );
+      out(
+        `RSS growth: ${fmt(last - warm, 1)} MB under load after the first minute, ${
+          fmt(after - idleRss, 1)
+        } MB idle before vs after`,
       );
       return 0;
     }
