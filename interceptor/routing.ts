@@ -13,24 +13,14 @@
  * prefixes, and a host level with no accepting route falls back to the next.
  */
 import type { RouteEntry } from "../shared/routing_table.ts";
+import { normalizeHost } from "../shared/host_path.ts";
 
 /**
- * Same as normalizeHost in shared/routing_table.ts (lower-case, port and
- * trailing dot stripped, IPv6 brackets kept), repeated here so the data-plane
- * isolates do not load the HTTPScaledObject schemas (and zod) just for it.
- * routing_test.ts checks that both agree.
+ * A request's Host as the table keys it (lower-case, port and trailing dot
+ * stripped, IPv6 brackets kept). shared/host_path.ts has no imports, so the
+ * data-plane isolates do not load zod for it.
  */
-export function hostKey(host: string): string {
-  let h = host.trim().toLowerCase();
-  if (h.charCodeAt(0) === 91) {
-    const end = h.indexOf("]");
-    return end >= 0 ? h.slice(0, end + 1) : h;
-  }
-  const colon = h.lastIndexOf(":");
-  if (colon >= 0 && h.indexOf(":") === colon) h = h.slice(0, colon);
-  if (h.endsWith(".")) h = h.slice(0, -1);
-  return h;
-}
+export const hostKey: (host: string) => string = normalizeHost;
 
 /** Where lookups read request headers; `get` takes a lower-case name. */
 export interface HeaderSource {

@@ -11,6 +11,9 @@ import {
   scalingMetricOf,
 } from "./httpso.ts";
 import { parseDuration } from "./duration.ts";
+import { normalizeHost, normalizePathPrefix } from "./host_path.ts";
+
+export { normalizeHost, normalizePathPrefix };
 
 export interface HeaderMatch {
   /** Lower-cased header name. */
@@ -50,27 +53,6 @@ export interface RoutingTable {
   entries: Map<string, RouteEntry>;
   /** Objects that failed validation, by key, with what is wrong. */
   invalid: Map<string, string>;
-}
-
-/** Lower-cases a host and strips a port; keeps IPv6 brackets. */
-export function normalizeHost(host: string): string {
-  let h = host.trim().toLowerCase();
-  if (h.startsWith("[")) {
-    const end = h.indexOf("]");
-    return end >= 0 ? h.slice(0, end + 1) : h;
-  }
-  const colon = h.lastIndexOf(":");
-  if (colon >= 0 && h.indexOf(":") === colon) h = h.slice(0, colon);
-  if (h.endsWith(".")) h = h.slice(0, -1);
-  return h;
-}
-
-/** "/api/" → "/api", "api" → "/api", "" → "/". Matching is on whole segments. */
-export function normalizePathPrefix(prefix: string): string {
-  let p = prefix.trim();
-  if (!p.startsWith("/")) p = "/" + p;
-  while (p.length > 1 && p.endsWith("/")) p = p.slice(0, -1);
-  return p;
 }
 
 function positiveMs(text: string | undefined): number | undefined {
