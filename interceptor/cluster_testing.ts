@@ -4,44 +4,9 @@
  * interceptor as a real process, and the Kubernetes objects a route needs.
  */
 import { sleep } from "../shared/lifetime.ts";
+import { createTestNetns, type TestNetns } from "../tests/fixtures/netns.ts";
 
 const REPO = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
-const NETNS_PREFIX = "kic-";
-
-async function ip(...args: string[]): Promise<string> {
-  const out = await new Deno.Command("ip", { args, stdout: "piped", stderr: "piped" }).output();
-  if (!out.success) {
-    throw new Error(`ip ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr).trim()}`);
-  }
-  return new TextDecoder().decode(out.stdout);
-}
-
-function alive(pid: number): boolean {
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Removes namespaces left by test processes that are gone. */
-async function cleanupLeftovers(): Promise<void> {
-  let list = "";
-  try {
-    list = await ip("netns", "list");
-  } catch {
-    return;
-  }
-  for (const line of list.split("\n")) {
-    const name = line.split(" ")[0] ?? "";
-    const m = new RegExp(`^${NETNS_PREFIX}(\\d+)-`).exec(name);
-    if (m && !alive(Number(m[1]))) await ip("netns", "del", name).catch(() => {});
-  }
-}
-
-let counter = 0;
-
 export interface AppProcess {
   name: string;
   pid: number;
@@ -51,45 +16,27 @@ export interface AppProcess {
 }
 
 /**
- * A network namespace with a veth to the host: host 10.245.a.(b+1), inside
- * 10.245.a.(b+2), /30. Apps started in it are reachable from the host at
- * `ip`; nothing else is.
+ * A network namespace with a veth to the host (tests/fixtures/netns.ts), one
+ * address inside. Apps started in it are reachable from the host at `ip`;
+ * nothing else is.
  */
 export class Netns implements AsyncDisposable {
   readonly #procs = new Set<Deno.ChildProcess>();
 
-  private constructor(readonly name: string, readonly hostIp: string, readonly ip: string) {}
+  private constructor(readonly netns: TestNetns) {}
+
+  get name(): string {
+    return this.netns.name;
+  }
+  get hostIp(): string {
+    return this.netns.hostAddress;
+  }
+  get ip(): string {
+    return this.netns.addresses[0]!;
+  }
 
   static async create(): Promise<Netns> {
-    await cleanupLeftovers();
-    const used = await ip("-4", "-o", "addr");
-    for (let attempt = 0; attempt < 50; attempt++) {
-      const a = Math.floor(Math.random() * 256);
-      const b = Math.floor(Math.random() * 64) * 4;
-      const hostIp = `10.245.${a}.${b + 1}`;
-      const inner = `10.245.${a}.${b + 2}`;
-      if (used.includes(` ${hostIp}/`) || used.includes(` ${inner}/`)) continue;
-      const id = `${Deno.pid}-${++counter}`;
-      const name = `${NETNS_PREFIX}${id}`;
-      const tag = (Deno.pid * 100 + counter).toString(36).slice(-8);
-      const host = `kicv${tag}`;
-      const peer = `kicp${tag}`;
-      await ip("netns", "add", name);
-      try {
-        await ip("link", "add", host, "type", "veth", "peer", "name", peer);
-        await ip("link", "set", peer, "netns", name);
-        await ip("addr", "add", `${hostIp}/30`, "dev", host);
-        await ip("link", "set", host, "up");
-        await ip("netns", "exec", name, "ip", "addr", "add", `${inner}/30`, "dev", peer);
-        await ip("netns", "exec", name, "ip", "link", "set", peer, "up");
-        await ip("netns", "exec", name, "ip", "link", "set", "lo", "up");
-      } catch (e) {
-        await ip("netns", "del", name).catch(() => {});
-        throw e;
-      }
-      return new Netns(name, hostIp, inner);
-    }
-    throw new Error("no free 10.245.x.y/30 for a test network namespace");
+    return new Netns(await createTestNetns(1));
   }
 
   /**
@@ -155,7 +102,7 @@ export class Netns implements AsyncDisposable {
       await p.status;
     }
     this.#procs.clear();
-    await ip("netns", "del", this.name).catch(() => {});
+    await this.netns.close();
   }
 }
 

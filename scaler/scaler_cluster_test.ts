@@ -11,7 +11,7 @@ import { startCluster } from "../tests/cluster/mod.ts";
 import { KubeClient, loadKubeConfig } from "../shared/kube.ts";
 import { ExternalScalerClient } from "./external_scaler.ts";
 import { waitFor } from "./testing/harness.ts";
-import { createTestNetns } from "./testing/netns.ts";
+import { createTestNetns } from "../tests/fixtures/netns.ts";
 
 const ADMIN_PORT = 9090;
 const SERVICE = "interceptor-admin";
