@@ -284,8 +284,16 @@ async function main(): Promise<void> {
     }
     group.add("signals", osSignals((s) => log.info(`${s}: stopping everything`)));
 
+    // kubectl may not be installed; the local cluster builds one.
+    const { findBinary } = await import("../tests/cluster/binaries.ts");
+    const onPath = await new Deno.Command("sh", {
+      args: ["-c", "command -v kubectl"],
+      stdout: "null",
+    })
+      .output().then((o) => o.success, () => false);
+    const kubectl = onPath ? "kubectl" : findBinary("kubectl") ?? "kubectl";
     const watch =
-      `KUBECONFIG=${kubeconfig} kubectl get httpso,scaledobject,deploy,pods -n ${DEMO_NS} -w`;
+      `KUBECONFIG=${kubeconfig} ${kubectl} get httpso,scaledobject,deploy,pods -n ${DEMO_NS} -w`;
     log.info("ready", {
       curl: `curl -si -H 'Host: demo.local' http://127.0.0.1:${PORTS.proxy}/`,
       watch,
