@@ -16,6 +16,7 @@ import { isNotFound, KubeClient, type KubeObject, loadKubeConfig } from "../shar
 import { LifetimeGroup, osSignals } from "../shared/lifetime.ts";
 import { createLogger } from "../shared/log.ts";
 import { type Program, programSpecs, repoPath } from "./programs.ts";
+import { demoAppManifests } from "../tests/fixtures/demo_manifests.ts";
 
 const log = createLogger({ fields: { component: "dev" } });
 const NAMESPACE = Deno.env.get("KEDAHTTP_NAMESPACE") || "kedahttp";
@@ -100,53 +101,18 @@ function hostService(
 }
 
 function demoApp(): KubeObject[] {
-  const labels = { app: "demo" };
   return [
     { apiVersion: "v1", kind: "Namespace", metadata: { name: DEMO_NS } },
-    {
-      apiVersion: "apps/v1",
-      kind: "Deployment",
-      metadata: { name: "demo", namespace: DEMO_NS },
+    ...demoAppManifests({
+      namespace: DEMO_NS,
+      replicas: 0,
+      host: "demo.local",
       spec: {
-        replicas: 0,
-        selector: { matchLabels: labels },
-        template: {
-          metadata: { labels },
-          spec: {
-            containers: [{
-              name: "app",
-              image: "keda-http-deno/demo-app:dev",
-              ports: [{ name: "http", containerPort: 8080 }],
-              readinessProbe: { httpGet: { path: "/healthz", port: 8080 }, periodSeconds: 1 },
-            }],
-          },
-        },
-      },
-    },
-    {
-      apiVersion: "v1",
-      kind: "Service",
-      metadata: { name: "demo", namespace: DEMO_NS },
-      spec: { selector: labels, ports: [{ name: "http", port: 80, targetPort: 8080 }] },
-    },
-    {
-      apiVersion: "http.keda.sh/v1alpha1",
-      kind: "HTTPScaledObject",
-      metadata: { name: "demo", namespace: DEMO_NS },
-      spec: {
-        hosts: ["demo.local"],
-        scaleTargetRef: {
-          name: "demo",
-          kind: "Deployment",
-          apiVersion: "apps/v1",
-          service: "demo",
-          port: 80,
-        },
         replicas: { min: 0, max: 5 },
         scaledownPeriod: 30,
         scalingMetric: { concurrency: { targetValue: 10 } },
       },
-    },
+    }),
   ];
 }
 
@@ -332,5 +298,3 @@ if (import.meta.main) {
     Deno.exit(1);
   }
 }
-
-export { demoApp, hostService };

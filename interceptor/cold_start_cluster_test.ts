@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { startCluster } from "../tests/cluster/mod.ts";
 import type { KubeObject } from "../tests/cluster/mod.ts";
+import { demoAppManifests } from "../tests/fixtures/demo_manifests.ts";
 import { parseQueueCounts } from "../shared/queue_counts.ts";
 import { startInterceptor } from "./cluster_testing.ts";
 
@@ -18,54 +19,15 @@ Deno.test({
 }, async () => {
   await using cluster = await startCluster();
   const ns = await cluster.createNamespace("icold");
-  await cluster.applyYaml([
-    {
-      apiVersion: "apps/v1",
-      kind: "Deployment",
-      metadata: { name: "demo", namespace: ns },
-      spec: {
-        replicas: 0,
-        selector: { matchLabels: { app: "demo" } },
-        template: {
-          metadata: { labels: { app: "demo" } },
-          spec: {
-            containers: [{
-              name: "demo",
-              image: "keda-http-deno/demo-app:latest",
-              env: [
-                { name: "PORT", value: "8080" },
-                { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
-              ],
-              ports: [{ containerPort: 8080, name: "http" }],
-              readinessProbe: { httpGet: { path: "/healthz", port: 8080 }, periodSeconds: 1 },
-            }],
-          },
-        },
-      },
-    },
-    {
-      apiVersion: "v1",
-      kind: "Service",
-      metadata: { name: "demo", namespace: ns },
-      spec: { selector: { app: "demo" }, ports: [{ name: "http", port: 80, targetPort: 8080 }] },
-    },
-    {
-      apiVersion: "http.keda.sh/v1alpha1",
-      kind: "HTTPScaledObject",
-      metadata: { name: "demo", namespace: ns },
-      spec: {
-        hosts: ["demo.test"],
-        scaleTargetRef: {
-          name: "demo",
-          kind: "Deployment",
-          apiVersion: "apps/v1",
-          service: "demo",
-          port: 80,
-        },
-        timeouts: { conditionWait: "120s" },
-      },
-    },
-  ] as KubeObject[], { namespace: ns });
+  await cluster.applyYaml(
+    demoAppManifests({
+      namespace: ns,
+      replicas: 0,
+      host: "demo.test",
+      spec: { timeouts: { conditionWait: "120s" } },
+    }) as KubeObject[],
+    { namespace: ns },
+  );
 
   await using ic = await startInterceptor({ kubeconfigPath: cluster.kubeconfigPath });
   await cluster.waitFor(async () => {

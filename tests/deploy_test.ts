@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
 import { startCluster } from "./cluster/mod.ts";
+import { demoAppManifests } from "./fixtures/demo_manifests.ts";
 import { ensureBinaries } from "./cluster/binaries.ts";
 import { writeOverlay } from "../build/deploy.ts";
 import { repoPath } from "../build/programs.ts";
@@ -252,56 +253,14 @@ Deno.test({
         "a request through the interceptor Service reaches a demo app at 1 replica",
         async () => {
           const app = await cluster.createNamespace("deploy-demo");
-          await cluster.applyYaml([
-            {
-              apiVersion: "apps/v1",
-              kind: "Deployment",
-              metadata: { name: "demo", namespace: app },
-              spec: {
-                replicas: 1,
-                selector: { matchLabels: { app: "demo" } },
-                template: {
-                  metadata: { labels: { app: "demo" } },
-                  spec: {
-                    containers: [{
-                      name: "app",
-                      image: "keda-http-deno/demo-app:test",
-                      ports: [{ containerPort: 8080 }],
-                      readinessProbe: {
-                        httpGet: { path: "/healthz", port: 8080 },
-                        periodSeconds: 1,
-                      },
-                    }],
-                  },
-                },
-              },
-            },
-            {
-              apiVersion: "v1",
-              kind: "Service",
-              metadata: { name: "demo", namespace: app },
-              spec: {
-                selector: { app: "demo" },
-                ports: [{ name: "http", port: 80, targetPort: 8080 }],
-              },
-            },
-            {
-              apiVersion: "http.keda.sh/v1alpha1",
-              kind: "HTTPScaledObject",
-              metadata: { name: "demo", namespace: app },
-              spec: {
-                hosts: ["demo.deploy.test"],
-                scaleTargetRef: {
-                  name: "demo",
-                  kind: "Deployment",
-                  apiVersion: "apps/v1",
-                  service: "demo",
-                  port: 80,
-                },
-                replicas: { min: 1, max: 2 },
-              },
-            },
-          ]);
+          await cluster.applyYaml(
+            demoAppManifests({
+              namespace: app,
+              replicas: 1,
+              host: "demo.deploy.test",
+              spec: { replicas: { min: 1, max: 2 } },
+            }),
+          );
           // A client pod-namespace to send from: the demo pod itself.
           const pod = await cluster.waitFor(async () => {
             const pods = await cluster.client.list(`/api/v1/namespaces/${app}/pods`) as {
