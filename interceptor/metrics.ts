@@ -1,8 +1,15 @@
 /**
  * Prometheus metrics. Each data-plane isolate records into its own
  * RequestMetrics (plain Maps, no locking); the main isolate merges their
- * snapshots on a scrape and renders the text format.
+ * snapshots on a scrape and renders the text format (shared/prometheus.ts).
  */
+import {
+  familyHeader,
+  familyLines,
+  histogramLines,
+  labelPairs,
+  type Labels,
+} from "../shared/prometheus.ts";
 
 /** Histogram bucket upper bounds, in seconds. */
 export const DURATION_BUCKETS = [
@@ -91,20 +98,21 @@ export class RequestMetrics {
   }
 }
 
-function escapeLabel(v: string): string {
-  return v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
-}
-
-function routeLabels(key: string): string {
+function routeLabels(key: string): Labels {
   const slash = key.indexOf("/");
-  const ns = slash >= 0 ? key.slice(0, slash) : "";
-  const name = slash >= 0 ? key.slice(slash + 1) : key;
-  return `route_name="${escapeLabel(name)}",route_namespace="${escapeLabel(ns)}"`;
+  return {
+    route_name: slash >= 0 ? key.slice(slash + 1) : key,
+    route_namespace: slash >= 0 ? key.slice(0, slash) : "",
+  };
 }
 
-function num(v: number): string {
-  if (Number.isInteger(v)) return String(v);
-  return String(+v.toPrecision(12));
+function routePairs(key: string): string {
+  return labelPairs(routeLabels(key));
+}
+
+/** Float sums pick up noise (0.1 + 0.2); twelve digits are plenty for seconds. */
+function roundSum(v: number): number {
+  return Number.isInteger(v) ? v : +v.toPrecision(12);
 }
 
 export interface Gauges {
@@ -121,7 +129,7 @@ export function renderMetrics(snapshots: MetricsSnapshot[], gauges: Gauges): str
   const counts = new Map<string, number>();
   for (const s of snapshots) {
     for (const [route, method, code, n] of s.counts) {
-      const k = `code="${code}",method="${escapeLabel(method)}",${routeLabels(route)}`;
+      const k = labelPairs({ code: String(code), method, ...routeLabels(route) });
       counts.set(k, (counts.get(k) ?? 0) + n);
     }
   }
@@ -134,61 +142,56 @@ export function renderMetrics(snapshots: MetricsSnapshot[], gauges: Gauges): str
       for (let i = 0; i < width; i++) acc[i]! += h[i] ?? 0;
     }
   }
-  const lines: string[] = [];
-  lines.push(
-    "# HELP interceptor_request_count_total Requests answered by the interceptor, by status code, method and route.",
-    "# TYPE interceptor_request_count_total counter",
-  );
-  for (const k of [...counts.keys()].sort()) {
-    lines.push(`interceptor_request_count_total{${k}} ${counts.get(k)}`);
-  }
-  lines.push(
-    "# HELP interceptor_request_duration_seconds Time from the request head to the end of the response, held time included.",
-    "# TYPE interceptor_request_duration_seconds histogram",
-  );
-  for (const route of [...durations.keys()].sort()) {
-    const h = durations.get(route)!;
-    const labels = routeLabels(route);
-    let cum = 0;
-    for (let b = 0; b < DURATION_BUCKETS.length; b++) {
-      cum += h[b]!;
-      lines.push(
-        `interceptor_request_duration_seconds_bucket{${labels},le="${DURATION_BUCKETS[b]}"} ${cum}`,
-      );
-    }
-    cum += h[DURATION_BUCKETS.length]!;
-    lines.push(`interceptor_request_duration_seconds_bucket{${labels},le="+Inf"} ${cum}`);
-    lines.push(
-      `interceptor_request_duration_seconds_sum{${labels}} ${num(h[DURATION_BUCKETS.length + 1]!)}`,
-    );
-    lines.push(`interceptor_request_duration_seconds_count{${labels}} ${h[width - 1]}`);
-  }
-  lines.push(
-    "# HELP interceptor_request_concurrency Requests in flight per route, held ones included.",
-    "# TYPE interceptor_request_concurrency gauge",
-  );
   const sorted = [...gauges.routes].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  for (const [route, conc] of sorted) {
-    lines.push(`interceptor_request_concurrency{${routeLabels(route)}} ${conc}`);
-  }
-  lines.push(
-    "# HELP interceptor_pending_request_count Requests held per route, waiting for a ready endpoint.",
-    "# TYPE interceptor_pending_request_count gauge",
-  );
-  for (const [route, , held] of sorted) {
-    lines.push(`interceptor_pending_request_count{${routeLabels(route)}} ${held}`);
-  }
-  lines.push(
-    "# HELP interceptor_open_connections Client connections open on the proxy ports.",
-    "# TYPE interceptor_open_connections gauge",
-    `interceptor_open_connections ${gauges.connections}`,
-  );
+  const parts = [
+    familyLines(
+      "interceptor_request_count_total",
+      "Requests answered by the interceptor, by status code, method and route.",
+      "counter",
+      [...counts.keys()].sort().map((k) => [k, counts.get(k)!]),
+    ),
+    familyHeader(
+      "interceptor_request_duration_seconds",
+      "Time from the request head to the end of the response, held time included.",
+      "histogram",
+    ),
+    ...[...durations.keys()].sort().map((route) => {
+      const h = durations.get(route)!;
+      return histogramLines(
+        "interceptor_request_duration_seconds",
+        routePairs(route),
+        DURATION_BUCKETS,
+        h,
+        roundSum(h[DURATION_BUCKETS.length + 1]!),
+        h[width - 1]!,
+      );
+    }),
+    familyLines(
+      "interceptor_request_concurrency",
+      "Requests in flight per route, held ones included.",
+      "gauge",
+      sorted.map(([route, concurrency]) => [routePairs(route), concurrency]),
+    ),
+    familyLines(
+      "interceptor_pending_request_count",
+      "Requests held per route, waiting for a ready endpoint.",
+      "gauge",
+      sorted.map(([route, , held]) => [routePairs(route), held]),
+    ),
+    familyLines(
+      "interceptor_open_connections",
+      "Client connections open on the proxy ports.",
+      "gauge",
+      [["", gauges.connections]],
+    ),
+  ];
   if (gauges.rssBytes !== undefined) {
-    lines.push(
-      "# HELP process_resident_memory_bytes Resident memory size in bytes.",
-      "# TYPE process_resident_memory_bytes gauge",
-      `process_resident_memory_bytes ${gauges.rssBytes}`,
-    );
+    parts.push(familyLines(
+      "process_resident_memory_bytes",
+      "Resident memory size in bytes.",
+      "gauge",
+      [["", gauges.rssBytes]],
+    ));
   }
-  return lines.join("\n") + "\n";
+  return parts.map((lines) => lines.join("\n")).join("\n") + "\n";
 }

@@ -2,7 +2,7 @@
  * The scaler's /metrics: instruments updated by the gRPC server and the
  * interceptor fleet, and gauges read from live state at scrape time.
  */
-import { type Counter, type Gauge, Registry } from "./prometheus.ts";
+import { type Counter, type Gauge, Registry } from "../shared/prometheus.ts";
 import type { PodHealth, QueueAggregator } from "./queue_aggregator.ts";
 
 export class ScalerMetrics {

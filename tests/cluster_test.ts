@@ -13,6 +13,7 @@ import { ensureBinaries } from "./cluster/binaries.ts";
 import { DEMO_APP_IMAGE } from "./cluster/images.ts";
 import { type Cluster, startCluster } from "./cluster/mod.ts";
 import { BRIDGE, NETNS_PREFIX, NODE_OWNER_FILE, REPO_ROOT, VETH_PREFIX } from "./cluster/paths.ts";
+import { alive } from "./cluster/processes.ts";
 
 // deno-lint-ignore no-explicit-any
 type Json = any;
@@ -113,15 +114,6 @@ async function fetchFromPod(c: Cluster, ns: string, pod: string, url: string): P
   const out = await c.execInPod(ns, pod, [Deno.execPath(), "eval", "--quiet", code]);
   if (out.code !== 0) throw new Error(`fetch ${url} in pod ${pod} failed: ${out.stderr}`);
   return out.stdout;
-}
-
-function alive(pid: number): boolean {
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Pids whose command line mentions marker (scanning /proc; not this process). */

@@ -24,7 +24,8 @@ function envName(name: BinaryName): string {
   return `TEST_ASSET_${name.toUpperCase().replaceAll("-", "_")}`;
 }
 
-function isExecutable(path: string): boolean {
+/** A regular file with an execute bit (any regular file where the platform reports no mode). */
+export function isExecutable(path: string): boolean {
   try {
     const info = Deno.statSync(path);
     return info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0;

@@ -87,6 +87,16 @@ export function cmdline(pid: number): string | undefined {
   }
 }
 
+/** True while /proc has an entry for pid (a zombie counts as alive). */
+export function alive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** True when pid runs and its command line mentions `marker`. */
 export function aliveWith(pid: number, marker: string): boolean {
   const line = cmdline(pid);

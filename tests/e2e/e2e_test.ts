@@ -14,13 +14,14 @@ import { sleep } from "../../shared/lifetime.ts";
 import type { AppSpec } from "./apps.ts";
 import { httpScaledObjectYaml } from "./apps.ts";
 import { type CaseContext, E2E, e2eLogger, withTimeout } from "./harness.ts";
-import type { HttpResponse } from "./http_client.ts";
+import type { HttpResponse, HttpTarget } from "./http_client.ts";
 import {
   closedLoop,
   describeTally,
   emptyTally,
   failedAccepted,
   fixedRate,
+  type LoadTally,
   percentile,
 } from "./load.ts";
 
@@ -98,51 +99,20 @@ const CASES: Case[] = [
     name: "scale out (concurrency): 25 in flight with target 10 → 3 replicas, not more",
     timeoutMs: 240_000,
     async run(env, ctx) {
-      const ns = await env.namespace("e2e-conc");
-      Object.assign(current, { ns, app: "busy" });
-      await env.deploy(ns, {
-        name: "busy",
-        hosts: ["busy.e2e.test"],
-        max: 6,
-        scaledownPeriod: 30,
+      const tally = await scaleOut(env, ctx, {
+        namespace: "e2e-conc",
+        app: "busy",
         scalingMetric: { concurrency: { targetValue: 10 } },
+        loadStep: "sustained concurrency 25 (each request takes 1 s)",
+        load: (to) =>
+          closedLoop({
+            ...to,
+            request: { host: "busy.e2e.test", path: "/work?delay_ms=1000", timeoutMs: 90_000 },
+            concurrency: 25,
+          }),
+        ceiling: "ceil(25/10)",
+        figure: "scale out (concurrency)",
       });
-      await using watch = env.watch(ns, "busy");
-      await env.waitRoutes([`${ns}/busy`]);
-      await waitScaledObjectReady(env, ns, "busy");
-
-      ctx.step("sustained concurrency 25 (each request takes 1 s)");
-      const stop = new AbortController();
-      const tStart = Date.now();
-      const load = closedLoop({
-        targets: [await env.proxy()],
-        request: { host: "busy.e2e.test", path: "/work?delay_ms=1000", timeoutMs: 90_000 },
-        concurrency: 25,
-        signal: AbortSignal.any([stop.signal, ctx.signal]),
-      });
-      try {
-        const at3 = await watch.until(
-          "the HPA to scale to 3",
-          (s) => s.desired >= 3 && s.ready >= 3,
-          {
-            timeoutMs: 120_000,
-            since: tStart,
-            signal: ctx.signal,
-          },
-        );
-        figures.info("scale out (concurrency)", { toThreeReadyMs: at3.at - tStart });
-        ctx.step("holding: the count must stay at 3 (two more HPA syncs)");
-        await sleep(12_000, ctx.signal);
-        assert.equal(
-          watch.maxDesiredSince(tStart),
-          3,
-          `desired replicas went above ceil(25/10) = 3: ${watch.describeHistory(tStart)}`,
-        );
-      } finally {
-        stop.abort();
-      }
-      const tally = await load;
-      assert.equal(failedAccepted(tally), 0, describeTally(tally));
       figures.info("scale out (concurrency) load", {
         tally: describeTally(tally),
         p50Ms: Math.round(percentile(tally.latenciesMs, 50)),
@@ -153,53 +123,21 @@ const CASES: Case[] = [
     name: "scale out (requestRate): 10 rps with target 4/s → 3 replicas, not more",
     timeoutMs: 240_000,
     async run(env, ctx) {
-      const ns = await env.namespace("e2e-rate");
-      Object.assign(current, { ns, app: "rated" });
-      await env.deploy(ns, {
-        name: "rated",
-        hosts: ["rated.e2e.test"],
-        max: 6,
-        scaledownPeriod: 30,
+      await scaleOut(env, ctx, {
+        namespace: "e2e-rate",
+        app: "rated",
         scalingMetric: { requestRate: { targetValue: 4, window: "10s", granularity: "1s" } },
+        warmUp: true,
+        loadStep: "10 requests per second",
+        load: (to) =>
+          fixedRate({
+            ...to,
+            request: { host: "rated.e2e.test", path: "/r", timeoutMs: 60_000 },
+            rps: 10,
+          }),
+        ceiling: "ceil(10/4)",
+        figure: "scale out (requestRate)",
       });
-      await using watch = env.watch(ns, "rated");
-      await env.waitRoutes([`${ns}/rated`]);
-      await waitScaledObjectReady(env, ns, "rated");
-      ctx.step("warm the app so held requests do not arrive as one burst");
-      expectApp(await env.get("rated.e2e.test", "/"), "rated", "warm-up");
-
-      ctx.step("10 requests per second");
-      const stop = new AbortController();
-      const tStart = Date.now();
-      const load = fixedRate({
-        targets: [await env.proxy()],
-        request: { host: "rated.e2e.test", path: "/r", timeoutMs: 60_000 },
-        rps: 10,
-        signal: AbortSignal.any([stop.signal, ctx.signal]),
-      });
-      try {
-        const at3 = await watch.until(
-          "the HPA to scale to 3",
-          (s) => s.desired >= 3 && s.ready >= 3,
-          {
-            timeoutMs: 120_000,
-            since: tStart,
-            signal: ctx.signal,
-          },
-        );
-        figures.info("scale out (requestRate)", { toThreeReadyMs: at3.at - tStart });
-        ctx.step("holding: the count must stay at 3");
-        await sleep(12_000, ctx.signal);
-        assert.equal(
-          watch.maxDesiredSince(tStart),
-          3,
-          `desired replicas went above ceil(10/4) = 3: ${watch.describeHistory(tStart)}`,
-        );
-      } finally {
-        stop.abort();
-      }
-      const tally = await load;
-      assert.equal(failedAccepted(tally), 0, describeTally(tally));
     },
   },
   {
@@ -715,6 +653,76 @@ const CASES: Case[] = [
     },
   },
 ];
+
+/** What a scale-out case states; the rest is the same for every metric. */
+interface ScaleOutCase {
+  namespace: string;
+  /** The app, reached as `<app>.e2e.test`; it may scale to 6 replicas. */
+  app: string;
+  scalingMetric: NonNullable<AppSpec["scalingMetric"]>;
+  /** One request first, so that held requests do not reach the app as one burst. */
+  warmUp?: boolean;
+  loadStep: string;
+  /** Starts the load on the proxy; it runs until the signal aborts. */
+  load(to: { targets: HttpTarget[]; signal: AbortSignal }): Promise<LoadTally>;
+  /** How 3 replicas follow from the load and the target, for the failure message. */
+  ceiling: string;
+  /** The figures line with the time to 3 ready replicas. */
+  figure: string;
+}
+
+/**
+ * An app under load must reach 3 ready replicas and stay at 3 for two more
+ * HPA syncs: the metric KEDA reads must not overshoot. No accepted request
+ * may fail; resolves with the load's tally.
+ */
+async function scaleOut(env: E2E, ctx: CaseContext, c: ScaleOutCase): Promise<LoadTally> {
+  const ns = await env.namespace(c.namespace);
+  Object.assign(current, { ns, app: c.app });
+  const host = `${c.app}.e2e.test`;
+  await env.deploy(ns, {
+    name: c.app,
+    hosts: [host],
+    max: 6,
+    scaledownPeriod: 30,
+    scalingMetric: c.scalingMetric,
+  });
+  await using watch = env.watch(ns, c.app);
+  await env.waitRoutes([`${ns}/${c.app}`]);
+  await waitScaledObjectReady(env, ns, c.app);
+  if (c.warmUp) {
+    ctx.step("warm the app so held requests do not arrive as one burst");
+    expectApp(await env.get(host, "/"), c.app, "warm-up");
+  }
+
+  ctx.step(c.loadStep);
+  const stop = new AbortController();
+  const tStart = Date.now();
+  const load = c.load({
+    targets: [await env.proxy()],
+    signal: AbortSignal.any([stop.signal, ctx.signal]),
+  });
+  try {
+    const at3 = await watch.until(
+      "the HPA to scale to 3",
+      (s) => s.desired >= 3 && s.ready >= 3,
+      { timeoutMs: 120_000, since: tStart, signal: ctx.signal },
+    );
+    figures.info(c.figure, { toThreeReadyMs: at3.at - tStart });
+    ctx.step("holding: the count must stay at 3 (two more HPA syncs)");
+    await sleep(12_000, ctx.signal);
+    assert.equal(
+      watch.maxDesiredSince(tStart),
+      3,
+      `desired replicas went above ${c.ceiling} = 3: ${watch.describeHistory(tStart)}`,
+    );
+  } finally {
+    stop.abort();
+  }
+  const tally = await load;
+  assert.equal(failedAccepted(tally), 0, describeTally(tally));
+  return tally;
+}
 
 async function waitScaledObjectReady(env: E2E, ns: string, name: string): Promise<void> {
   await env.cluster.waitFor(async () => {

@@ -70,84 +70,76 @@ export async function generateKedaCerts(
       `generate ${name}`,
       options.signal,
     );
-  try {
-    await Promise.all([key("ca.key"), key("tls.key")]);
+  /**
+   * `<name>.crt` for `<name>.key` (O KEDAORG, the given CN and x509v3
+   * extensions), self-signed or signed by the CA.
+   */
+  const issue = async (
+    cert: { name: string; cn: string; ext: string[]; signedByCa?: boolean; what: string },
+  ) => {
+    const file = (ending: string) => `${dir}/${cert.name}.${ending}`;
     await Deno.writeTextFile(
-      `${dir}/ca.cnf`,
+      file("cnf"),
       [
         "[req]",
         "distinguished_name = dn",
         "prompt = no",
         "x509_extensions = ext",
         "[dn]",
-        "CN = KEDA",
+        `CN = ${cert.cn}`,
         "O = KEDAORG",
         "[ext]",
-        "basicConstraints = critical,CA:TRUE",
-        "keyUsage = critical,keyCertSign,cRLSign,digitalSignature",
-        "subjectKeyIdentifier = hash",
+        ...cert.ext,
         "",
       ].join("\n"),
     );
+    const signer = cert.signedByCa ? ["-CA", `${dir}/ca.crt`, "-CAkey", `${dir}/ca.key`] : [];
     await openssl(
       [
         "req",
         "-x509",
         "-new",
         "-config",
-        `${dir}/ca.cnf`,
+        file("cnf"),
         "-key",
-        `${dir}/ca.key`,
+        file("key"),
+        ...signer,
         "-days",
         days,
         "-out",
-        `${dir}/ca.crt`,
+        file("crt"),
       ],
-      "issue the KEDA CA",
+      cert.what,
       options.signal,
     );
+  };
+  try {
+    await Promise.all([key("ca.key"), key("tls.key")]);
+    await issue({
+      name: "ca",
+      cn: "KEDA",
+      ext: [
+        "basicConstraints = critical,CA:TRUE",
+        "keyUsage = critical,keyCertSign,cRLSign,digitalSignature",
+        "subjectKeyIdentifier = hash",
+      ],
+      what: "issue the KEDA CA",
+    });
     const names = kedaDnsNames(options.namespace, options.clusterDomain);
-    await Deno.writeTextFile(
-      `${dir}/tls.cnf`,
-      [
-        "[req]",
-        "distinguished_name = dn",
-        "prompt = no",
-        "x509_extensions = ext",
-        "[dn]",
-        `CN = ${names[0]}`,
-        "O = KEDAORG",
-        "[ext]",
+    await issue({
+      name: "tls",
+      cn: names[0]!,
+      ext: [
         "basicConstraints = critical,CA:FALSE",
         "keyUsage = critical,digitalSignature,keyEncipherment",
         "extendedKeyUsage = serverAuth,clientAuth",
         `subjectAltName = ${names.map((n) => `DNS:${n}`).join(",")}`,
         "subjectKeyIdentifier = hash",
         "authorityKeyIdentifier = keyid",
-        "",
-      ].join("\n"),
-    );
-    await openssl(
-      [
-        "req",
-        "-x509",
-        "-new",
-        "-config",
-        `${dir}/tls.cnf`,
-        "-key",
-        `${dir}/tls.key`,
-        "-CA",
-        `${dir}/ca.crt`,
-        "-CAkey",
-        `${dir}/ca.key`,
-        "-days",
-        days,
-        "-out",
-        `${dir}/tls.crt`,
       ],
-      "issue KEDA's serving/client certificate",
-      options.signal,
-    );
+      signedByCa: true,
+      what: "issue KEDA's serving/client certificate",
+    });
     const [caPem, certPem, keyPem] = await Promise.all(
       ["ca.crt", "tls.crt", "tls.key"].map((f) => Deno.readTextFile(`${dir}/${f}`)),
     );

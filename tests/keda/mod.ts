@@ -24,6 +24,7 @@
 import { isNotFound, KubeClient, type KubeObject, loadKubeConfig } from "../../shared/kube.ts";
 import { sleep } from "../../shared/lifetime.ts";
 import { createLogger, type Logger, loggerFromEnv } from "../../shared/log.ts";
+import { isExecutable } from "../cluster/binaries.ts";
 import { kedaCrdDir } from "../cluster/crds.ts";
 import { cacheDir, KEDA_VERSION } from "../cluster/paths.ts";
 import { generateKedaCerts, type KedaCerts } from "./certs.ts";
@@ -77,15 +78,6 @@ export function kedaImageBinaries(version = KEDA_VERSION): Record<string, string
     [images.operator]: kedaBinaryPath("keda-operator", version),
     [images.metricsApiServer]: kedaBinaryPath("keda-metrics-apiserver", version),
   };
-}
-
-function isExecutable(path: string): boolean {
-  try {
-    const info = Deno.statSync(path);
-    return info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0;
-  } catch {
-    return false;
-  }
 }
 
 /**
