@@ -11,11 +11,14 @@
  *   4. memory: RSS of the interceptor idle and after load.
  *
  * Flags: --duration=10 (s per measurement), --rounds=3, --connections=50,
- * --threads=1 (wrk), --rate=1000 (rps for hey), --hey-workers=10, --workers=<n> (interceptor
- * and nginx; default one per CPU), --soak[=600] (only: hold the fixed rate
+ * --threads=1 (wrk), --rate=1000 (rps for hey), --hey-workers=10, --workers=<n> (pins the
+ * interceptor's isolates and nginx's workers; default: the interceptor as deployed, isolates
+ * following the load up to one per CPU, and nginx with one worker per CPU, its "auto"),
+ * --soak[=600] (only: hold the fixed rate
  * for that many seconds and report RSS growth), --skip-routing.
  * The last line reads: interceptor/nginx throughput: <ratio>, added p99: <ms> ms
  */
+import { programSpecs } from "../build/programs.ts";
 import { startCluster } from "../tests/cluster/mod.ts";
 import type { KubeObject } from "../tests/cluster/mod.ts";
 import {
@@ -88,6 +91,12 @@ function processTree(pid: number): number[] {
     }
   }
   return out;
+}
+
+/** The interceptor's data-plane isolates now, from its /metrics. */
+async function isolatesOf(ic: { admin(path: string): Promise<Response> }): Promise<number> {
+  const text = await (await ic.admin("/metrics")).text();
+  return Number(/^interceptor_dataplane_isolates (\d+)$/m.exec(text)?.[1] ?? NaN);
 }
 
 function median(xs: number[]): number {
@@ -171,13 +180,18 @@ async function main(): Promise<number> {
   const connections = flag("connections", 50);
   const threads = flag("threads", 1);
   const rate = flag("rate", 1000);
-  const workers = flag("workers", navigator.hardwareConcurrency || 1);
+  const pinned = flag("workers", undefined);
+  const workers = pinned ?? (navigator.hardwareConcurrency || 1);
   const soakS = has("soak") ? flag("soak", 600) : undefined;
   // hey paces each worker on its own ticker and they start together: n workers
   // arrive as bursts of n. Ten at 100 rps each keeps bursts small.
   const heyWorkers = flag("hey-workers", 10);
+  // The interceptor runs with its deno.json task's memory flags, as deployed;
+  // --v8-flags=... replaces the V8 part.
+  const taskFlags = programSpecs().find((p) => p.name === "interceptor")!.permissions
+    .filter((f) => f === "--no-code-cache" || f.startsWith("--v8-flags="));
   const v8Flags = Deno.args.find((a) => a.startsWith("--v8-flags="))?.slice("--v8-flags=".length) ??
-    "--max-semi-space-size=4";
+    taskFlags.find((f) => f.startsWith("--v8-flags="))?.slice("--v8-flags=".length) ?? "";
 
   const missing = await missingTools(["wrk", "hey", "nginx"]);
   if (missing.length > 0) {
@@ -200,7 +214,9 @@ async function main(): Promise<number> {
   }
 
   out(
-    `== starting: control plane, origin, interceptor (${workers} isolates, ${v8Flags}), nginx (${workers} workers)`,
+    `== starting: control plane, origin, interceptor (${
+      pinned ? `${pinned} isolates` : `1 to ${workers} isolates, following the load`
+    }, ${v8Flags}), nginx (${workers} workers)`,
   );
   await using cluster = await startCluster({ node: false, controllers: false });
   const ns = await cluster.createNamespace("bench");
@@ -224,9 +240,12 @@ async function main(): Promise<number> {
   );
   await using ic = await startInterceptor({
     kubeconfigPath: kubeconfigJson,
-    env: { KEDA_HTTP_PROXY_WORKERS: String(workers), LOG_LEVEL: "warn" },
+    env: { KEDA_HTTP_PROXY_WORKERS: String(pinned ?? 0), LOG_LEVEL: "warn" },
     // As deployed: see the interceptor README on DENO_V8_FLAGS.
-    denoFlags: [`--v8-flags=${v8Flags}`],
+    denoFlags: [
+      ...taskFlags.filter((f) => !f.startsWith("--v8-flags=")),
+      ...(v8Flags ? [`--v8-flags=${v8Flags}`] : []),
+    ],
   });
   await cluster.waitFor(async () => {
     const d = await ic.adminJson<Record<string, { ready: string[] }>>("/deployments");
@@ -248,7 +267,7 @@ async function main(): Promise<number> {
     await check.body?.cancel();
     await sleep(2000);
     const idleRss = rssMb(ic.child.pid);
-    out(`interceptor RSS idle: ${fmt(idleRss, 1)} MB`);
+    out(`interceptor RSS idle: ${fmt(idleRss, 1)} MB (${await isolatesOf(ic)} isolate(s))`);
 
     if (soakS !== undefined) {
       out(`== soak: ${rate} rps for ${soakS} s through the interceptor`);
@@ -327,7 +346,7 @@ async function main(): Promise<number> {
             fmt(r.p99Ms)
           } ms  errors ${r.errors}${
             pids.length ? `  cpu ${fmt(userUs, 1)} user + ${fmt(sysUs, 1)} sys µs/req` : ""
-          }`,
+          }${name === "interceptor" ? `  isolates ${await isolatesOf(ic)}` : ""}`,
         );
       }
       for (const name of order) {
@@ -337,7 +356,9 @@ async function main(): Promise<number> {
         out(
           `  ${name.padEnd(12)} @${rate} rps: p50 ${fmt(r.p50Ms)} ms  p99 ${
             fmt(r.p99Ms)
-          } ms  errors ${r.errors}`,
+          } ms  errors ${r.errors}${
+            name === "interceptor" ? `  isolates ${await isolatesOf(ic)}` : ""
+          }`,
         );
       }
     }

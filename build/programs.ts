@@ -34,11 +34,12 @@ export function programSpecs(): ProgramSpec[] {
       );
     }
     const words = task.slice(0, task.indexOf(entry)).trim().split(/\s+/);
-    // Permission flags, the unstable APIs the program opts into, and V8 flags
-    // (the interceptor caps its young generation to keep RSS low).
+    // Permission flags, the unstable APIs the program opts into, and memory
+    // flags (the interceptor caps its young generation and skips the V8 code
+    // cache, a database mapped into memory, to keep RSS low).
     const permissions = words.filter((w) =>
       w.startsWith("--allow-") || w.startsWith("--deny-") || w.startsWith("--unstable") ||
-      w.startsWith("--v8-flags=")
+      w.startsWith("--v8-flags=") || w === "--no-code-cache"
     );
     if (permissions.some((p) => p === "--allow-all" || p === "-A")) {
       throw new Error(`deno.json: task "${name}" must list explicit permissions, not -A`);

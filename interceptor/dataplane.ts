@@ -52,6 +52,7 @@ export class DataPlane {
   #nextId = 1;
   readonly #pending = new Map<number, (m: FromIsolate) => void>();
   #stopping = false;
+  #resizing = false;
   readonly #ackWaiters = new Set<() => void>();
 
   constructor(opts: DataPlaneOptions) {
@@ -73,7 +74,7 @@ export class DataPlane {
 
   /** Data-plane isolates, this one included. */
   get isolates(): number {
-    return this.#slots.length;
+    return this.#slots.filter((s) => s.alive).length;
   }
 
   /** The oldest state version every live isolate has applied. */
@@ -98,6 +99,62 @@ export class DataPlane {
     }
     await this.#spawn(0, this.#opts.listen.port);
     await Promise.all(Array.from({ length: n - 1 }, (_, i) => this.#spawn(i + 1, this.#port)));
+  }
+
+  /** Whether more isolates can share the port (SO_REUSEPORT). */
+  get canGrow(): boolean {
+    return reusePortAvailable();
+  }
+
+  /**
+   * Adds an isolate on the shared port, then has the others recycle their
+   * client connections: keep-alive clients would otherwise stay where they
+   * are and the new isolate would only see connections opened from now on.
+   */
+  async grow(): Promise<void> {
+    if (this.#stopping || this.#resizing) return;
+    this.#resizing = true;
+    try {
+      const index = this.#slots.length;
+      await this.#spawn(index, this.#port);
+      for (const s of this.#slots) {
+        if (s.alive && s.index !== index) s.send({ type: "recycle" } satisfies ToIsolate);
+      }
+    } finally {
+      this.#resizing = false;
+    }
+  }
+
+  /**
+   * Removes the newest worker: it stops accepting, finishes what it has
+   * (idle connections close at once; clients reconnect to the other
+   * isolates), then terminates. The first isolate is never removed.
+   */
+  async shrink(drainTimeoutMs: number): Promise<void> {
+    const slot = this.#slots.at(-1);
+    if (this.#stopping || this.#resizing || !slot || slot.index === 0) return;
+    this.#resizing = true;
+    try {
+      await this.#drainSlot(slot, drainTimeoutMs);
+      slot.alive = false;
+      slot.terminate();
+      this.#slots.pop();
+    } finally {
+      this.#resizing = false;
+    }
+  }
+
+  #drainSlot(s: Slot, timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      // A little longer than the isolate's own timeout, which closes what is left.
+      const timer = setTimeout(resolve, timeoutMs + 2000);
+      this.#pending.set(-1 - s.index, () => {
+        clearTimeout(timer);
+        this.#pending.delete(-1 - s.index);
+        resolve();
+      });
+      s.send({ type: "drain", timeoutMs } satisfies ToIsolate);
+    });
   }
 
   #spawn(index: number, port: number): Promise<void> {
@@ -293,18 +350,7 @@ export class DataPlane {
   async drain(timeoutMs: number): Promise<void> {
     this.#stopping = true;
     const live = this.#slots.filter((s) => s.alive);
-    await Promise.all(live.map((s) =>
-      new Promise<void>((resolve) => {
-        // A little longer than the workers' own timeout, which closes what is left.
-        const timer = setTimeout(resolve, timeoutMs + 2000);
-        this.#pending.set(-1 - s.index, () => {
-          clearTimeout(timer);
-          this.#pending.delete(-1 - s.index);
-          resolve();
-        });
-        s.send({ type: "drain", timeoutMs } satisfies ToIsolate);
-      })
-    ));
+    await Promise.all(live.map((s) => this.#drainSlot(s, timeoutMs)));
   }
 
   /** Terminates the workers (after drain, or at once). */

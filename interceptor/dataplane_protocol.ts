@@ -28,6 +28,8 @@ export type ToIsolate =
   | { type: "targets"; version: number; updates: TargetUpdate[] }
   | { type: "metrics"; id: number }
   | { type: "drain"; timeoutMs: number }
+  /** Close open client connections after their next response (an isolate was added). */
+  | { type: "recycle" }
   | { type: "stop" };
 
 export type FromIsolate =

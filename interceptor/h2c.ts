@@ -29,7 +29,8 @@ export interface H2cContext {
   setPhaseAwaitHead(ex: Exchange): void;
   setPhaseBody(ex: Exchange): void;
   watchHangup(ex: Exchange): void;
-  draining(): boolean;
+  /** The client connection closes after this response (draining, or recycled). */
+  closing(ex: Exchange): boolean;
 }
 
 let h2Client: Deno.HttpClient | undefined;
@@ -134,7 +135,7 @@ export async function forwardH2c(ex: Exchange, ctx: H2cContext): Promise<void> {
   const noBody = responseHasNoBody(req.method, res.status);
   const length = res.headers.get("content-length");
   const chunk = !noBody && length === null && !http10;
-  const close = !req.keepAlive || ctx.draining() || (!noBody && length === null && http10);
+  const close = !req.keepAlive || ctx.closing(ex) || (!noBody && length === null && http10);
   let head = `HTTP/1.${http10 ? 0 : 1} ${res.status} ${res.statusText || reasonOf(res.status)}\r\n`;
   for (const [k, v] of res.headers) {
     if (isHopByHop(k) || k === "set-cookie" || k === "x-keda-http-cold-start") continue;

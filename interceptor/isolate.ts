@@ -132,6 +132,9 @@ export class DataPlaneIsolate {
         await this.proxy.drain(msg.timeoutMs);
         this.post({ type: "drained", index: this.init.index });
         break;
+      case "recycle":
+        this.proxy.recycle();
+        break;
       case "stop":
         this.#stopAccepting();
         this.proxy.close();

@@ -6,7 +6,7 @@
 import {
   ConfigError,
   type InterceptorConfig,
-  InterceptorEnvSchema,
+  interceptorEnvSchema,
   parseConfig,
 } from "../shared/config.ts";
 import { KubeApiClient, loadCredentials } from "../shared/kube_api.ts";
@@ -17,6 +17,7 @@ import { Control } from "./control.ts";
 import { SharedCounters } from "./counters.ts";
 import { DataPlane } from "./dataplane.ts";
 import { renderMetrics } from "./metrics.ts";
+import { DEFAULT_POLICY, scaleIsolates } from "./isolate_scaling.ts";
 import { cpuBudget, MAX_DEFAULT_ISOLATES, proxyConfigOf } from "./proxy_config.ts";
 
 const log = loggerFromEnv("interceptor");
@@ -32,7 +33,7 @@ function logLevel(): Level {
 async function main(): Promise<number> {
   let config: InterceptorConfig;
   try {
-    config = parseConfig("interceptor", InterceptorEnvSchema);
+    config = parseConfig("interceptor", interceptorEnvSchema());
   } catch (e) {
     if (e instanceof ConfigError) {
       log.error(e.message, { problems: e.problems });
@@ -49,10 +50,12 @@ async function main(): Promise<number> {
     return 2;
   }
   const counters = SharedCounters.create();
-  const workers = config.workers > 0 ? config.workers : Math.min(cpuBudget(), MAX_DEFAULT_ISOLATES);
+  // KEDA_HTTP_PROXY_WORKERS pins the isolate count; unset, it follows the load.
+  const fixed = config.workers > 0;
+  const maxIsolates = fixed ? config.workers : Math.min(cpuBudget(), MAX_DEFAULT_ISOLATES);
   const activity: { control?: Control } = {};
   const dataPlane = new DataPlane({
-    workers,
+    workers: fixed ? config.workers : 1,
     config: proxyConfigOf(config),
     listen: { hostname: config.bindAddress, port: config.proxyPort },
     tls: config.tls.enabled
@@ -85,7 +88,8 @@ async function main(): Promise<number> {
   log.info("proxy listening", {
     port: dataPlane.port,
     tlsPort: dataPlane.tlsPort,
-    workers,
+    isolates: dataPlane.isolates,
+    maxIsolates: fixed ? config.workers : dataPlane.canGrow ? maxIsolates : 1,
     watchNamespace: config.watchNamespace || "(all)",
   });
 
@@ -108,6 +112,17 @@ async function main(): Promise<number> {
     }),
   );
   group.add("watches", (signal) => c.run(signal));
+  if (!fixed && maxIsolates > 1 && dataPlane.canGrow) {
+    group.add(
+      "isolate-scaling",
+      (signal) =>
+        scaleIsolates(dataPlane, { ...DEFAULT_POLICY, max: maxIsolates }, {
+          signal,
+          log,
+          drainTimeoutMs: config.drainTimeoutMs,
+        }),
+    );
+  }
   group.add("dataplane", async (signal) => {
     await aborted(signal);
     dataPlane.stop();
@@ -127,7 +142,12 @@ async function main(): Promise<number> {
         for (const [key, slot] of c.routeSlots.entries()) {
           routes.push([key, counters.concurrency(slot), counters.held(slot)]);
         }
-        return renderMetrics(snapshots, { routes, connections, rssBytes: Deno.memoryUsage().rss });
+        return renderMetrics(snapshots, {
+          routes,
+          connections,
+          rssBytes: Deno.memoryUsage().rss,
+          isolates: dataPlane.isolates,
+        });
       },
       log,
       signal,

@@ -122,6 +122,8 @@ export interface Gauges {
   connections: number;
   /** Resident memory of the whole process (all isolates). */
   rssBytes?: number;
+  /** Data-plane isolates running now. */
+  isolates?: number;
 }
 
 /** Merges isolate snapshots and renders the Prometheus text exposition format. */
@@ -185,6 +187,14 @@ export function renderMetrics(snapshots: MetricsSnapshot[], gauges: Gauges): str
       [["", gauges.connections]],
     ),
   ];
+  if (gauges.isolates !== undefined) {
+    parts.push(familyLines(
+      "interceptor_dataplane_isolates",
+      "Data-plane isolates sharing the proxy port (they follow the load unless KEDA_HTTP_PROXY_WORKERS pins them).",
+      "gauge",
+      [["", gauges.isolates]],
+    ));
+  }
   if (gauges.rssBytes !== undefined) {
     parts.push(familyLines(
       "process_resident_memory_bytes",

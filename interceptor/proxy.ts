@@ -229,6 +229,8 @@ class Pool {
 /** One client connection; also the unit the ticker watches for timeouts. */
 export class ClientConn {
   readonly reader: ConnReader;
+  /** Accept order in this isolate: recycle() closes those accepted before a point. */
+  seq = 0;
   /** Deadline (Date.now() ms) and what to do when it passes. */
   at = Infinity;
   onTimeout: ((c: ClientConn) => void) | null = null;
@@ -377,6 +379,9 @@ export class Proxy {
   #ticker: ReturnType<typeof setInterval> | undefined;
   #draining = false;
   #drained: (() => void) | null = null;
+  #accepted = 0;
+  /** Connections accepted before this close after their next response. */
+  #recycleBelow = 0;
   #lastSweep = 0;
 
   constructor(opts: ProxyOptions) {
@@ -437,6 +442,7 @@ export class Proxy {
   /** Serves one accepted connection until it closes; never throws. */
   serve(conn: ByteConn, remoteIp: string, proto: "http" | "https" = "http"): void {
     const c = new ClientConn(conn, remoteIp, proto);
+    c.seq = ++this.#accepted;
     c.hangupWatch = (n) => {
       const ex = c.exchange;
       if (ex === null) return;
@@ -450,6 +456,22 @@ export class Proxy {
     this.#conns.add(c);
     this.#ensureTicker();
     this.#serve(c).catch((e) => this.#log.error("connection failed", { error: e }));
+  }
+
+  /**
+   * Every connection open now closes after its next response (Connection:
+   * close), so clients reconnect and the kernel spreads them over all the
+   * isolates sharing the port, one that just started included. Idle ones are
+   * not cut: a request may already be on its way; they close after answering
+   * it, or at the idle timeout.
+   */
+  recycle(): void {
+    this.#recycleBelow = this.#accepted + 1;
+  }
+
+  /** The client connection closes after this response. */
+  #closing(c: ClientConn): boolean {
+    return this.#draining || c.seq < this.#recycleBelow;
   }
 
   /**
@@ -531,7 +553,7 @@ export class Proxy {
         if (req === undefined) req = await this.#readRequest(c);
         if (req === null) break;
         const keep = await this.#handle(c, req);
-        if (!keep || this.#draining) break;
+        if (!keep || this.#closing(c)) break;
       }
     } finally {
       c.close();
@@ -680,7 +702,7 @@ export class Proxy {
     const host = utf8Of(req.host).slice(0, 200);
     const path = utf8Of(req.path).slice(0, 200);
     const hasBody = req.contentLength > 0 || req.chunked;
-    const close = !req.keepAlive || hasBody || this.#draining;
+    const close = !req.keepAlive || hasBody || this.#closing(c);
     try {
       await writeAll(
         c.conn,
@@ -711,7 +733,7 @@ export class Proxy {
     const { req } = ex;
     const hasBody = req.contentLength > 0 || req.chunked;
     // The body may be partly unread: only keep the connection if none was sent.
-    const close = !req.keepAlive || hasBody || this.#draining;
+    const close = !req.keepAlive || hasBody || this.#closing(ex.c);
     const extra: Array<[string, string]> = [...(headers ?? [])];
     if (this.#cfg.coldStartHeader) extra.push(["X-KEDA-HTTP-Cold-Start", String(ex.cold)]);
     ex.status = status;
@@ -967,7 +989,7 @@ export class Proxy {
       setPhaseAwaitHead: (ex: Exchange) => (ex.phase = Phase.AwaitHead),
       setPhaseBody: (ex: Exchange) => (ex.phase = Phase.Body),
       watchHangup: (ex: Exchange) => this.#watchHangup(ex),
-      draining: () => this.#draining,
+      closing: (ex: Exchange) => this.#closing(ex.c),
     };
   }
 
@@ -1095,7 +1117,7 @@ export class Proxy {
       left = res.contentLength;
     } else mode = "close";
     const dechunk = mode === "chunked" && http10;
-    const closeClient = !req.keepAlive || this.#draining || mode === "close" || dechunk ||
+    const closeClient = !req.keepAlive || this.#closing(ex.c) || mode === "close" || dechunk ||
       body.failed;
     const coldStart = this.#cfg.coldStartHeader ? ex.cold : null;
     const ur = up.reader;

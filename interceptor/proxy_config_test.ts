@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { InterceptorEnvSchema, parseConfig } from "../shared/config.ts";
+import { interceptorEnvSchema, parseConfig } from "../shared/config.ts";
 import { cpuBudget, proxyConfigOf } from "./proxy_config.ts";
 
 const cfg = (env: Record<string, string>) =>
-  proxyConfigOf(parseConfig("interceptor", InterceptorEnvSchema, env));
+  proxyConfigOf(parseConfig("interceptor", interceptorEnvSchema(), env));
 
 Deno.test("readiness wait: KEDA_HTTP_READINESS_TIMEOUT, else the request timeout, else 20s", () => {
   assert.equal(cfg({}).readinessTimeoutMs, 20_000);

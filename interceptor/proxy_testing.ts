@@ -48,6 +48,31 @@ export interface Harness extends AsyncDisposable {
 
 let podSlot = 1;
 
+/** Live routes (counter slots from 1) from HTTPScaledObject-like objects, by key. */
+export function liveRoutes(
+  objects: Array<{ name: string; namespace?: string; spec: Record<string, unknown> }>,
+): Map<string, LiveRoute> {
+  const t = buildRoutingTable(objects.map((o) => ({
+    metadata: { name: o.name, namespace: o.namespace ?? "default" },
+    spec: { scaleTargetRef: { name: o.name, service: o.name, port: 80 }, ...o.spec },
+  })));
+  if (t.invalid.size > 0) throw new Error(JSON.stringify([...t.invalid]));
+  const routes = new Map<string, LiveRoute>();
+  let slot = 1;
+  for (const e of t.entries.values()) {
+    routes.set(
+      e.key,
+      liveRouteOf(
+        e,
+        slot++,
+        targetKeyOf(e.target),
+        e.fallback ? targetKeyOf(e.fallback) : undefined,
+      ),
+    );
+  }
+  return routes;
+}
+
 export function startHarness(config: Partial<ProxyConfig> = {}): Harness {
   const counters = SharedCounters.create({ routeCapacity: 256, podCapacity: 4096 });
   const metrics = new RequestMetrics();
@@ -79,22 +104,8 @@ export function startHarness(config: Partial<ProxyConfig> = {}): Harness {
     logs,
     routes,
     setRoutes(objects) {
-      const t = buildRoutingTable(objects.map((o) => ({
-        metadata: { name: o.name, namespace: o.namespace ?? "default" },
-        spec: { scaleTargetRef: { name: o.name, service: o.name, port: 80 }, ...o.spec },
-      })));
-      if (t.invalid.size > 0) throw new Error(JSON.stringify([...t.invalid]));
       routes.clear();
-      let slot = 1;
-      for (const e of t.entries.values()) {
-        const r = liveRouteOf(
-          e,
-          slot++,
-          targetKeyOf(e.target),
-          e.fallback ? targetKeyOf(e.fallback) : undefined,
-        );
-        routes.set(e.key, r);
-      }
+      for (const [k, r] of liveRoutes(objects)) routes.set(k, r);
       proxy.setRoutes([...routes.values()]);
     },
     setEndpoints(routeKey, ports, opts = {}) {

@@ -4,7 +4,7 @@
  */
 import {
   ConfigError,
-  OperatorEnvSchema,
+  operatorEnvSchema,
   parseConfig,
   withOperatorEnvAliases,
 } from "../shared/config.ts";
@@ -25,7 +25,7 @@ async function main(): Promise<number> {
   try {
     config = parseConfig(
       "operator",
-      OperatorEnvSchema,
+      operatorEnvSchema(),
       withOperatorEnvAliases(Deno.env.toObject()),
     );
   } catch (e) {

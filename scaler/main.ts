@@ -3,7 +3,7 @@
  * and how many replicas it needs; it answers from the queue counts of every
  * interceptor pod. Wiring only; see README.md for the design.
  */
-import { ConfigError, parseConfig, ScalerEnvSchema } from "../shared/config.ts";
+import { ConfigError, parseConfig, scalerEnvSchema } from "../shared/config.ts";
 import { API_VERSION, PLURAL } from "../shared/httpso.ts";
 import { Informer, KubeApiClient, loadCredentials } from "../shared/kube_api.ts";
 import { LifetimeGroup, osSignals } from "../shared/lifetime.ts";
@@ -16,7 +16,7 @@ const log = loggerFromEnv("scaler");
 let config;
 let kube: KubeApiClient;
 try {
-  config = parseConfig("scaler", ScalerEnvSchema);
+  config = parseConfig("scaler", scalerEnvSchema());
   // kube_api.ts, not client-node: loading that library alone costs ~80 MB.
   kube = new KubeApiClient(await loadCredentials());
 } catch (e) {

@@ -3,29 +3,39 @@
  * Every missing or invalid variable is reported at once, by name, with what
  * is accepted. Booleans accept Go's strconv.ParseBool spellings only (never
  * z.coerce.boolean, which turns "false" into true).
+ *
+ * Each program's schema is built by a function, when that program parses its
+ * config, not at module load: a program then pays only for its own schema
+ * (the interceptor never needs the scaler's or the operator's), and the
+ * schema is garbage once parsed.
  */
-import { z } from "zod";
+import { z } from "./zod.ts";
 import { parseDuration } from "./duration.ts";
 
 type Parse<T> = (raw: string) => T;
 
 /** A variable with a default used when it is unset or empty. */
 function envVar<T>(def: T | undefined, parse: Parse<T>) {
-  return z.string().optional().transform((raw, ctx): T => {
-    if (raw === undefined || raw.trim() === "") {
-      if (def === undefined) {
-        ctx.addIssue({ code: "custom", message: "is required but not set" });
+  return z.pipe(
+    z.optional(z.string()),
+    z.transform((raw: string | undefined, ctx): T => {
+      // zod/mini's transform context has no addIssue (classic zod's adds one);
+      // pushing the issue is what addIssue did.
+      if (raw === undefined || raw.trim() === "") {
+        if (def === undefined) {
+          ctx.issues.push({ code: "custom", message: "is required but not set", input: raw });
+          return z.NEVER;
+        }
+        return def;
+      }
+      try {
+        return parse(raw.trim());
+      } catch (e) {
+        ctx.issues.push({ code: "custom", message: (e as Error).message, input: raw });
         return z.NEVER;
       }
-      return def;
-    }
-    try {
-      return parse(raw.trim());
-    } catch (e) {
-      ctx.addIssue({ code: "custom", message: (e as Error).message });
-      return z.NEVER;
-    }
-  });
+    }),
+  );
 }
 
 function parsePort(raw: string): number {
@@ -91,7 +101,7 @@ export class ConfigError extends Error {
  * Parses `source` (default: the process environment) with a program's schema.
  * Throws ConfigError listing every bad variable by name.
  */
-export function parseConfig<S extends z.ZodType>(
+export function parseConfig<S extends z.ZodMiniType>(
   program: string,
   schema: S,
   source: Record<string, string | undefined> = Deno.env.toObject(),
@@ -109,129 +119,149 @@ export function parseConfig<S extends z.ZodType>(
 // ---------------------------------------------------------------------------
 // Interceptor
 
-export const InterceptorEnvSchema = z.object({
-  KEDA_HTTP_PROXY_PORT: env.port(8080),
-  KEDA_HTTP_ADMIN_PORT: env.port(9090),
-  KEDA_HTTP_WATCH_NAMESPACE: env.string(""),
-  KEDA_HTTP_REQUEST_TIMEOUT: env.duration("0s"),
-  KEDA_HTTP_RESPONSE_HEADER_TIMEOUT: env.duration("300s"),
-  KEDA_HTTP_READINESS_TIMEOUT: env.duration("0s"),
-  KEDA_HTTP_CONNECT_TIMEOUT: env.duration("500ms"),
-  KEDA_HTTP_DRAIN_TIMEOUT: env.duration("30s"),
-  KEDA_HTTP_SHUTDOWN_DELAY: env.duration("5s"),
-  KEDA_HTTP_ENABLE_COLD_START_HEADER: env.bool(true),
-  KEDA_HTTP_PROXY_TLS_ENABLED: env.bool(false),
-  KEDA_HTTP_PROXY_TLS_CERT_PATH: env.string(""),
-  KEDA_HTTP_PROXY_TLS_KEY_PATH: env.string(""),
-  KEDA_HTTP_PROXY_TLS_CERT_STORE_PATHS: env.list(),
-  KEDA_HTTP_PROXY_TLS_PORT: env.port(8443),
-  /** Ours: held (not yet forwarded) requests allowed per route before 503. */
-  KEDA_HTTP_MAX_HELD_REQUESTS: env.int(10_000),
-  /** Ours: in-flight requests allowed per pod; 0 = no cap. */
-  KEDA_HTTP_POD_CONCURRENCY_LIMIT: env.int(0),
-  /** Ours: data-plane isolates sharing the proxy port; 0 = one per CPU. */
-  KEDA_HTTP_PROXY_WORKERS: env.int(0),
-  /** Ours: address the proxy and admin servers listen on. */
-  KEDA_HTTP_BIND_ADDRESS: env.string("0.0.0.0"),
-  /** Ours: idle keep-alive client connections, and bodies with no progress, close after this. */
-  KEDA_HTTP_IDLE_TIMEOUT: env.duration("90s"),
-  /** Ours: a request head must be complete this long after its first byte. */
-  KEDA_HTTP_REQUEST_HEAD_TIMEOUT: env.duration("10s"),
-}).superRefine((e, ctx) => {
-  if (
-    e.KEDA_HTTP_PROXY_TLS_ENABLED &&
-    (e.KEDA_HTTP_PROXY_TLS_CERT_PATH === "" || e.KEDA_HTTP_PROXY_TLS_KEY_PATH === "") &&
-    e.KEDA_HTTP_PROXY_TLS_CERT_STORE_PATHS.length === 0
-  ) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["KEDA_HTTP_PROXY_TLS_ENABLED"],
-      message:
-        "TLS is enabled but no certificate is configured: set KEDA_HTTP_PROXY_TLS_CERT_PATH and KEDA_HTTP_PROXY_TLS_KEY_PATH, or KEDA_HTTP_PROXY_TLS_CERT_STORE_PATHS",
-    });
-  }
-  if (e.KEDA_HTTP_PROXY_PORT === e.KEDA_HTTP_ADMIN_PORT) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["KEDA_HTTP_ADMIN_PORT"],
-      message: `must differ from KEDA_HTTP_PROXY_PORT (${e.KEDA_HTTP_PROXY_PORT})`,
-    });
-  }
-}).transform((e) => ({
-  proxyPort: e.KEDA_HTTP_PROXY_PORT,
-  adminPort: e.KEDA_HTTP_ADMIN_PORT,
-  watchNamespace: e.KEDA_HTTP_WATCH_NAMESPACE,
-  requestTimeoutMs: e.KEDA_HTTP_REQUEST_TIMEOUT,
-  responseHeaderTimeoutMs: e.KEDA_HTTP_RESPONSE_HEADER_TIMEOUT,
-  readinessTimeoutMs: e.KEDA_HTTP_READINESS_TIMEOUT,
-  connectTimeoutMs: e.KEDA_HTTP_CONNECT_TIMEOUT,
-  drainTimeoutMs: e.KEDA_HTTP_DRAIN_TIMEOUT,
-  shutdownDelayMs: e.KEDA_HTTP_SHUTDOWN_DELAY,
-  coldStartHeader: e.KEDA_HTTP_ENABLE_COLD_START_HEADER,
-  tls: {
-    enabled: e.KEDA_HTTP_PROXY_TLS_ENABLED,
-    certPath: e.KEDA_HTTP_PROXY_TLS_CERT_PATH,
-    keyPath: e.KEDA_HTTP_PROXY_TLS_KEY_PATH,
-    certStorePaths: e.KEDA_HTTP_PROXY_TLS_CERT_STORE_PATHS,
-    port: e.KEDA_HTTP_PROXY_TLS_PORT,
-  },
-  maxHeldRequests: e.KEDA_HTTP_MAX_HELD_REQUESTS,
-  podConcurrencyLimit: e.KEDA_HTTP_POD_CONCURRENCY_LIMIT,
-  workers: e.KEDA_HTTP_PROXY_WORKERS,
-  bindAddress: e.KEDA_HTTP_BIND_ADDRESS,
-  idleTimeoutMs: e.KEDA_HTTP_IDLE_TIMEOUT,
-  requestHeadTimeoutMs: e.KEDA_HTTP_REQUEST_HEAD_TIMEOUT,
-}));
-export type InterceptorConfig = z.output<typeof InterceptorEnvSchema>;
+function buildInterceptorEnvSchema() {
+  return z.pipe(
+    z.object({
+      KEDA_HTTP_PROXY_PORT: env.port(8080),
+      KEDA_HTTP_ADMIN_PORT: env.port(9090),
+      KEDA_HTTP_WATCH_NAMESPACE: env.string(""),
+      KEDA_HTTP_REQUEST_TIMEOUT: env.duration("0s"),
+      KEDA_HTTP_RESPONSE_HEADER_TIMEOUT: env.duration("300s"),
+      KEDA_HTTP_READINESS_TIMEOUT: env.duration("0s"),
+      KEDA_HTTP_CONNECT_TIMEOUT: env.duration("500ms"),
+      KEDA_HTTP_DRAIN_TIMEOUT: env.duration("30s"),
+      KEDA_HTTP_SHUTDOWN_DELAY: env.duration("5s"),
+      KEDA_HTTP_ENABLE_COLD_START_HEADER: env.bool(true),
+      KEDA_HTTP_PROXY_TLS_ENABLED: env.bool(false),
+      KEDA_HTTP_PROXY_TLS_CERT_PATH: env.string(""),
+      KEDA_HTTP_PROXY_TLS_KEY_PATH: env.string(""),
+      KEDA_HTTP_PROXY_TLS_CERT_STORE_PATHS: env.list(),
+      KEDA_HTTP_PROXY_TLS_PORT: env.port(8443),
+      /** Ours: held (not yet forwarded) requests allowed per route before 503. */
+      KEDA_HTTP_MAX_HELD_REQUESTS: env.int(10_000),
+      /** Ours: in-flight requests allowed per pod; 0 = no cap. */
+      KEDA_HTTP_POD_CONCURRENCY_LIMIT: env.int(0),
+      /** Ours: data-plane isolates sharing the proxy port; 0 = one per CPU. */
+      KEDA_HTTP_PROXY_WORKERS: env.int(0),
+      /** Ours: address the proxy and admin servers listen on. */
+      KEDA_HTTP_BIND_ADDRESS: env.string("0.0.0.0"),
+      /** Ours: idle keep-alive client connections, and bodies with no progress, close after this. */
+      KEDA_HTTP_IDLE_TIMEOUT: env.duration("90s"),
+      /** Ours: a request head must be complete this long after its first byte. */
+      KEDA_HTTP_REQUEST_HEAD_TIMEOUT: env.duration("10s"),
+    }).check(z.superRefine((e, ctx) => {
+      if (
+        e.KEDA_HTTP_PROXY_TLS_ENABLED &&
+        (e.KEDA_HTTP_PROXY_TLS_CERT_PATH === "" || e.KEDA_HTTP_PROXY_TLS_KEY_PATH === "") &&
+        e.KEDA_HTTP_PROXY_TLS_CERT_STORE_PATHS.length === 0
+      ) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["KEDA_HTTP_PROXY_TLS_ENABLED"],
+          message:
+            "TLS is enabled but no certificate is configured: set KEDA_HTTP_PROXY_TLS_CERT_PATH and KEDA_HTTP_PROXY_TLS_KEY_PATH, or KEDA_HTTP_PROXY_TLS_CERT_STORE_PATHS",
+        });
+      }
+      if (e.KEDA_HTTP_PROXY_PORT === e.KEDA_HTTP_ADMIN_PORT) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["KEDA_HTTP_ADMIN_PORT"],
+          message: `must differ from KEDA_HTTP_PROXY_PORT (${e.KEDA_HTTP_PROXY_PORT})`,
+        });
+      }
+    })),
+    z.transform((e) => ({
+      proxyPort: e.KEDA_HTTP_PROXY_PORT,
+      adminPort: e.KEDA_HTTP_ADMIN_PORT,
+      watchNamespace: e.KEDA_HTTP_WATCH_NAMESPACE,
+      requestTimeoutMs: e.KEDA_HTTP_REQUEST_TIMEOUT,
+      responseHeaderTimeoutMs: e.KEDA_HTTP_RESPONSE_HEADER_TIMEOUT,
+      readinessTimeoutMs: e.KEDA_HTTP_READINESS_TIMEOUT,
+      connectTimeoutMs: e.KEDA_HTTP_CONNECT_TIMEOUT,
+      drainTimeoutMs: e.KEDA_HTTP_DRAIN_TIMEOUT,
+      shutdownDelayMs: e.KEDA_HTTP_SHUTDOWN_DELAY,
+      coldStartHeader: e.KEDA_HTTP_ENABLE_COLD_START_HEADER,
+      tls: {
+        enabled: e.KEDA_HTTP_PROXY_TLS_ENABLED,
+        certPath: e.KEDA_HTTP_PROXY_TLS_CERT_PATH,
+        keyPath: e.KEDA_HTTP_PROXY_TLS_KEY_PATH,
+        certStorePaths: e.KEDA_HTTP_PROXY_TLS_CERT_STORE_PATHS,
+        port: e.KEDA_HTTP_PROXY_TLS_PORT,
+      },
+      maxHeldRequests: e.KEDA_HTTP_MAX_HELD_REQUESTS,
+      podConcurrencyLimit: e.KEDA_HTTP_POD_CONCURRENCY_LIMIT,
+      workers: e.KEDA_HTTP_PROXY_WORKERS,
+      bindAddress: e.KEDA_HTTP_BIND_ADDRESS,
+      idleTimeoutMs: e.KEDA_HTTP_IDLE_TIMEOUT,
+      requestHeadTimeoutMs: e.KEDA_HTTP_REQUEST_HEAD_TIMEOUT,
+    })),
+  );
+}
+export type InterceptorConfig = z.output<ReturnType<typeof buildInterceptorEnvSchema>>;
+
+/** The interceptor's env schema, for parseConfig; built anew on each call. */
+export function interceptorEnvSchema(): z.ZodMiniType<InterceptorConfig> {
+  return buildInterceptorEnvSchema();
+}
 
 // ---------------------------------------------------------------------------
 // Scaler
 
-export const ScalerEnvSchema = z.object({
-  KEDA_HTTP_SCALER_PORT: env.port(9090),
-  /** Ours: the HTTP server with /queue, /queue_ping, /livez, /readyz, /metrics. */
-  KEDA_HTTP_SCALER_HTTP_PORT: env.port(9091),
-  KEDA_HTTP_SCALER_TARGET_ADMIN_NAMESPACE: env.string(),
-  KEDA_HTTP_SCALER_TARGET_ADMIN_SERVICE: env.string(),
-  KEDA_HTTP_SCALER_TARGET_ADMIN_PORT: env.port(9090),
-  KEDA_HTTP_QUEUE_TICK_DURATION: env.duration("500ms"),
-  KEDA_HTTP_SCALER_STREAM_INTERVAL_MS: env.int(200),
-  /** Ours: timeout of each /queue fetch. */
-  KEDA_HTTP_SCALER_FETCH_TIMEOUT: env.duration("1s"),
-  /** Ours: how long an unreachable interceptor's last counts are kept. */
-  KEDA_HTTP_SCALER_STALE_COUNTS_TTL: env.duration("30s"),
-  /** Ours: namespace whose HTTPScaledObjects the scaler reads; "" = all. */
-  KEDA_HTTP_WATCH_NAMESPACE: env.string(""),
-}).superRefine((e, ctx) => {
-  if (e.KEDA_HTTP_SCALER_PORT === e.KEDA_HTTP_SCALER_HTTP_PORT) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["KEDA_HTTP_SCALER_HTTP_PORT"],
-      message: `must differ from KEDA_HTTP_SCALER_PORT (${e.KEDA_HTTP_SCALER_PORT})`,
-    });
-  }
-  if (e.KEDA_HTTP_QUEUE_TICK_DURATION <= 0) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["KEDA_HTTP_QUEUE_TICK_DURATION"],
-      message: "must be greater than 0",
-    });
-  }
-}).transform((e) => ({
-  grpcPort: e.KEDA_HTTP_SCALER_PORT,
-  httpPort: e.KEDA_HTTP_SCALER_HTTP_PORT,
-  targetAdmin: {
-    namespace: e.KEDA_HTTP_SCALER_TARGET_ADMIN_NAMESPACE,
-    service: e.KEDA_HTTP_SCALER_TARGET_ADMIN_SERVICE,
-    port: e.KEDA_HTTP_SCALER_TARGET_ADMIN_PORT,
-  },
-  queueTickMs: e.KEDA_HTTP_QUEUE_TICK_DURATION,
-  streamIntervalMs: e.KEDA_HTTP_SCALER_STREAM_INTERVAL_MS,
-  fetchTimeoutMs: e.KEDA_HTTP_SCALER_FETCH_TIMEOUT,
-  staleCountsTtlMs: e.KEDA_HTTP_SCALER_STALE_COUNTS_TTL,
-  watchNamespace: e.KEDA_HTTP_WATCH_NAMESPACE,
-}));
-export type ScalerConfig = z.output<typeof ScalerEnvSchema>;
+function buildScalerEnvSchema() {
+  return z.pipe(
+    z.object({
+      KEDA_HTTP_SCALER_PORT: env.port(9090),
+      /** Ours: the HTTP server with /queue, /queue_ping, /livez, /readyz, /metrics. */
+      KEDA_HTTP_SCALER_HTTP_PORT: env.port(9091),
+      KEDA_HTTP_SCALER_TARGET_ADMIN_NAMESPACE: env.string(),
+      KEDA_HTTP_SCALER_TARGET_ADMIN_SERVICE: env.string(),
+      KEDA_HTTP_SCALER_TARGET_ADMIN_PORT: env.port(9090),
+      KEDA_HTTP_QUEUE_TICK_DURATION: env.duration("500ms"),
+      KEDA_HTTP_SCALER_STREAM_INTERVAL_MS: env.int(200),
+      /** Ours: timeout of each /queue fetch. */
+      KEDA_HTTP_SCALER_FETCH_TIMEOUT: env.duration("1s"),
+      /** Ours: how long an unreachable interceptor's last counts are kept. */
+      KEDA_HTTP_SCALER_STALE_COUNTS_TTL: env.duration("30s"),
+      /** Ours: namespace whose HTTPScaledObjects the scaler reads; "" = all. */
+      KEDA_HTTP_WATCH_NAMESPACE: env.string(""),
+    }).check(z.superRefine((e, ctx) => {
+      if (e.KEDA_HTTP_SCALER_PORT === e.KEDA_HTTP_SCALER_HTTP_PORT) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["KEDA_HTTP_SCALER_HTTP_PORT"],
+          message: `must differ from KEDA_HTTP_SCALER_PORT (${e.KEDA_HTTP_SCALER_PORT})`,
+        });
+      }
+      if (e.KEDA_HTTP_QUEUE_TICK_DURATION <= 0) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["KEDA_HTTP_QUEUE_TICK_DURATION"],
+          message: "must be greater than 0",
+        });
+      }
+    })),
+    z.transform((e) => ({
+      grpcPort: e.KEDA_HTTP_SCALER_PORT,
+      httpPort: e.KEDA_HTTP_SCALER_HTTP_PORT,
+      targetAdmin: {
+        namespace: e.KEDA_HTTP_SCALER_TARGET_ADMIN_NAMESPACE,
+        service: e.KEDA_HTTP_SCALER_TARGET_ADMIN_SERVICE,
+        port: e.KEDA_HTTP_SCALER_TARGET_ADMIN_PORT,
+      },
+      queueTickMs: e.KEDA_HTTP_QUEUE_TICK_DURATION,
+      streamIntervalMs: e.KEDA_HTTP_SCALER_STREAM_INTERVAL_MS,
+      fetchTimeoutMs: e.KEDA_HTTP_SCALER_FETCH_TIMEOUT,
+      staleCountsTtlMs: e.KEDA_HTTP_SCALER_STALE_COUNTS_TTL,
+      watchNamespace: e.KEDA_HTTP_WATCH_NAMESPACE,
+    })),
+  );
+}
+export type ScalerConfig = z.output<ReturnType<typeof buildScalerEnvSchema>>;
+
+/** The scaler's env schema, for parseConfig; built anew on each call. */
+export function scalerEnvSchema(): z.ZodMiniType<ScalerConfig> {
+  return buildScalerEnvSchema();
+}
 
 // ---------------------------------------------------------------------------
 // Operator
@@ -239,7 +269,7 @@ export type ScalerConfig = z.output<typeof ScalerEnvSchema>;
 /**
  * The Go add-on's names for the leader-election durations (v0.15); each is
  * used when our shorter name is unset, so its manifests keep working. Apply
- * to the environment before parseConfig with OperatorEnvSchema.
+ * to the environment before parseConfig with operatorEnvSchema().
  */
 const OPERATOR_ENV_ALIASES: Record<string, string> = {
   KEDA_HTTP_OPERATOR_LEADER_ELECTION_LEASE_DURATION: "KEDA_HTTP_OPERATOR_LEASE_DURATION",
@@ -258,46 +288,56 @@ export function withOperatorEnvAliases(
   return env;
 }
 
-export const OperatorEnvSchema = z.object({
-  KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_SERVICE: env.string(),
-  KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_PORT: env.port(9090),
-  KEDA_HTTP_OPERATOR_NAMESPACE: env.string(),
-  KEDA_HTTP_OPERATOR_WATCH_NAMESPACE: env.string(""),
-  /** Ours: admin server (/routing_table, /livez, /readyz, /metrics). */
-  KEDA_HTTP_OPERATOR_ADMIN_PORT: env.port(8081),
-  KEDA_HTTP_OPERATOR_LEADER_ELECTION: env.bool(true),
-  /** The Go add-on's Lease name, so an old and a new operator never both lead. */
-  KEDA_HTTP_OPERATOR_LEASE_NAME: env.string("http-add-on.keda.sh"),
-  KEDA_HTTP_OPERATOR_LEASE_DURATION: env.duration("15s"),
-  KEDA_HTTP_OPERATOR_RENEW_DEADLINE: env.duration("10s"),
-  KEDA_HTTP_OPERATOR_RETRY_PERIOD: env.duration("2s"),
-  KEDA_HTTP_OPERATOR_RESYNC_PERIOD: env.duration("5m"),
-  /** Identity in the Lease; the Downward API sets it to the pod name. */
-  POD_NAME: env.string(""),
-}).superRefine((e, ctx) => {
-  if (e.KEDA_HTTP_OPERATOR_RENEW_DEADLINE >= e.KEDA_HTTP_OPERATOR_LEASE_DURATION) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["KEDA_HTTP_OPERATOR_RENEW_DEADLINE"],
-      message: "must be shorter than KEDA_HTTP_OPERATOR_LEASE_DURATION",
-    });
-  }
-}).transform((e) => ({
-  externalScaler: {
-    service: e.KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_SERVICE,
-    port: e.KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_PORT,
-  },
-  namespace: e.KEDA_HTTP_OPERATOR_NAMESPACE,
-  watchNamespace: e.KEDA_HTTP_OPERATOR_WATCH_NAMESPACE,
-  adminPort: e.KEDA_HTTP_OPERATOR_ADMIN_PORT,
-  leaderElection: {
-    enabled: e.KEDA_HTTP_OPERATOR_LEADER_ELECTION,
-    leaseName: e.KEDA_HTTP_OPERATOR_LEASE_NAME,
-    leaseDurationMs: e.KEDA_HTTP_OPERATOR_LEASE_DURATION,
-    renewDeadlineMs: e.KEDA_HTTP_OPERATOR_RENEW_DEADLINE,
-    retryPeriodMs: e.KEDA_HTTP_OPERATOR_RETRY_PERIOD,
-  },
-  resyncPeriodMs: e.KEDA_HTTP_OPERATOR_RESYNC_PERIOD,
-  podName: e.POD_NAME,
-}));
-export type OperatorConfig = z.output<typeof OperatorEnvSchema>;
+function buildOperatorEnvSchema() {
+  return z.pipe(
+    z.object({
+      KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_SERVICE: env.string(),
+      KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_PORT: env.port(9090),
+      KEDA_HTTP_OPERATOR_NAMESPACE: env.string(),
+      KEDA_HTTP_OPERATOR_WATCH_NAMESPACE: env.string(""),
+      /** Ours: admin server (/routing_table, /livez, /readyz, /metrics). */
+      KEDA_HTTP_OPERATOR_ADMIN_PORT: env.port(8081),
+      KEDA_HTTP_OPERATOR_LEADER_ELECTION: env.bool(true),
+      /** The Go add-on's Lease name, so an old and a new operator never both lead. */
+      KEDA_HTTP_OPERATOR_LEASE_NAME: env.string("http-add-on.keda.sh"),
+      KEDA_HTTP_OPERATOR_LEASE_DURATION: env.duration("15s"),
+      KEDA_HTTP_OPERATOR_RENEW_DEADLINE: env.duration("10s"),
+      KEDA_HTTP_OPERATOR_RETRY_PERIOD: env.duration("2s"),
+      KEDA_HTTP_OPERATOR_RESYNC_PERIOD: env.duration("5m"),
+      /** Identity in the Lease; the Downward API sets it to the pod name. */
+      POD_NAME: env.string(""),
+    }).check(z.superRefine((e, ctx) => {
+      if (e.KEDA_HTTP_OPERATOR_RENEW_DEADLINE >= e.KEDA_HTTP_OPERATOR_LEASE_DURATION) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["KEDA_HTTP_OPERATOR_RENEW_DEADLINE"],
+          message: "must be shorter than KEDA_HTTP_OPERATOR_LEASE_DURATION",
+        });
+      }
+    })),
+    z.transform((e) => ({
+      externalScaler: {
+        service: e.KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_SERVICE,
+        port: e.KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_PORT,
+      },
+      namespace: e.KEDA_HTTP_OPERATOR_NAMESPACE,
+      watchNamespace: e.KEDA_HTTP_OPERATOR_WATCH_NAMESPACE,
+      adminPort: e.KEDA_HTTP_OPERATOR_ADMIN_PORT,
+      leaderElection: {
+        enabled: e.KEDA_HTTP_OPERATOR_LEADER_ELECTION,
+        leaseName: e.KEDA_HTTP_OPERATOR_LEASE_NAME,
+        leaseDurationMs: e.KEDA_HTTP_OPERATOR_LEASE_DURATION,
+        renewDeadlineMs: e.KEDA_HTTP_OPERATOR_RENEW_DEADLINE,
+        retryPeriodMs: e.KEDA_HTTP_OPERATOR_RETRY_PERIOD,
+      },
+      resyncPeriodMs: e.KEDA_HTTP_OPERATOR_RESYNC_PERIOD,
+      podName: e.POD_NAME,
+    })),
+  );
+}
+export type OperatorConfig = z.output<ReturnType<typeof buildOperatorEnvSchema>>;
+
+/** The operator's env schema, for parseConfig; built anew on each call. */
+export function operatorEnvSchema(): z.ZodMiniType<OperatorConfig> {
+  return buildOperatorEnvSchema();
+}

@@ -1,14 +1,14 @@
 import assert from "node:assert/strict";
 import {
   ConfigError,
-  InterceptorEnvSchema,
-  OperatorEnvSchema,
+  interceptorEnvSchema,
+  operatorEnvSchema,
   parseConfig,
-  ScalerEnvSchema,
+  scalerEnvSchema,
 } from "./config.ts";
 
 Deno.test("interceptor defaults match the Go add-on", () => {
-  const c = parseConfig("interceptor", InterceptorEnvSchema, {});
+  const c = parseConfig("interceptor", interceptorEnvSchema(), {});
   assert.equal(c.proxyPort, 8080);
   assert.equal(c.adminPort, 9090);
   assert.equal(c.responseHeaderTimeoutMs, 300_000);
@@ -21,17 +21,17 @@ Deno.test("interceptor defaults match the Go add-on", () => {
 });
 
 Deno.test("booleans take Go spellings only; 'false' is false", () => {
-  const off = parseConfig("interceptor", InterceptorEnvSchema, {
+  const off = parseConfig("interceptor", interceptorEnvSchema(), {
     KEDA_HTTP_ENABLE_COLD_START_HEADER: "false",
   });
   assert.equal(off.coldStartHeader, false);
-  const zero = parseConfig("interceptor", InterceptorEnvSchema, {
+  const zero = parseConfig("interceptor", interceptorEnvSchema(), {
     KEDA_HTTP_ENABLE_COLD_START_HEADER: "0",
   });
   assert.equal(zero.coldStartHeader, false);
   assert.throws(
     () =>
-      parseConfig("interceptor", InterceptorEnvSchema, {
+      parseConfig("interceptor", interceptorEnvSchema(), {
         KEDA_HTTP_ENABLE_COLD_START_HEADER: "nope",
       }),
     /KEDA_HTTP_ENABLE_COLD_START_HEADER="nope": "nope" is not a boolean: use true or false/,
@@ -40,7 +40,7 @@ Deno.test("booleans take Go spellings only; 'false' is false", () => {
 
 Deno.test("every bad variable is reported at once, by name", () => {
   try {
-    parseConfig("interceptor", InterceptorEnvSchema, {
+    parseConfig("interceptor", interceptorEnvSchema(), {
       KEDA_HTTP_PROXY_PORT: "eighty",
       KEDA_HTTP_CONNECT_TIMEOUT: "5 seconds",
       KEDA_HTTP_DRAIN_TIMEOUT: "-1s",
@@ -60,14 +60,14 @@ Deno.test("every bad variable is reported at once, by name", () => {
 
 Deno.test("required variables and cross-field rules", () => {
   try {
-    parseConfig("scaler", ScalerEnvSchema, {});
+    parseConfig("scaler", scalerEnvSchema(), {});
     assert.fail("expected ConfigError");
   } catch (e) {
     assert.ok(e instanceof ConfigError);
     assert.match(e.message, /KEDA_HTTP_SCALER_TARGET_ADMIN_NAMESPACE: is required but not set/);
     assert.match(e.message, /KEDA_HTTP_SCALER_TARGET_ADMIN_SERVICE: is required but not set/);
   }
-  const s = parseConfig("scaler", ScalerEnvSchema, {
+  const s = parseConfig("scaler", scalerEnvSchema(), {
     KEDA_HTTP_SCALER_TARGET_ADMIN_NAMESPACE: "keda",
     KEDA_HTTP_SCALER_TARGET_ADMIN_SERVICE: "interceptor-admin",
     KEDA_HTTP_QUEUE_TICK_DURATION: "250ms",
@@ -75,14 +75,15 @@ Deno.test("required variables and cross-field rules", () => {
   assert.equal(s.queueTickMs, 250);
   assert.equal(s.targetAdmin.port, 9090);
   assert.throws(
-    () => parseConfig("interceptor", InterceptorEnvSchema, { KEDA_HTTP_PROXY_TLS_ENABLED: "true" }),
+    () =>
+      parseConfig("interceptor", interceptorEnvSchema(), { KEDA_HTTP_PROXY_TLS_ENABLED: "true" }),
     /KEDA_HTTP_PROXY_TLS_ENABLED="true": TLS is enabled but no certificate is configured/,
   );
   assert.throws(
-    () => parseConfig("interceptor", InterceptorEnvSchema, { KEDA_HTTP_ADMIN_PORT: "8080" }),
+    () => parseConfig("interceptor", interceptorEnvSchema(), { KEDA_HTTP_ADMIN_PORT: "8080" }),
     /KEDA_HTTP_ADMIN_PORT="8080": must differ from KEDA_HTTP_PROXY_PORT/,
   );
-  const o = parseConfig("operator", OperatorEnvSchema, {
+  const o = parseConfig("operator", operatorEnvSchema(), {
     KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_SERVICE: "scaler",
     KEDA_HTTP_OPERATOR_NAMESPACE: "keda",
     KEDA_HTTP_OPERATOR_WATCH_NAMESPACE: "apps",

@@ -3,7 +3,7 @@
  * field as the Go add-on defines them, with defaults applied and the rules the
  * CRD's CEL also enforces. Errors name the field path and say what to fix.
  */
-import { z } from "zod";
+import { z } from "./zod.ts";
 import { parseDuration } from "./duration.ts";
 
 export const GROUP = "http.keda.sh";
@@ -19,24 +19,30 @@ export const ANNOTATION_ORPHAN_SCALEDOBJECT = "httpscaledobject.keda.sh/orphan-s
 export const DEFAULT_TARGET_VALUE = 100;
 export const DEFAULT_TARGET_PENDING_REQUESTS = 100;
 
-const nonNegInt = z.number().int("must be a whole number").min(0, "must be 0 or more");
-const portNumber = z.number().int("must be a whole number").min(1, "must be between 1 and 65535")
-  .max(65535, "must be between 1 and 65535");
-const nonEmpty = z.string().min(1, "must not be empty");
+// z.number() with z.int() as a check (what classic zod's .int() does), rather
+// than z.int(msg): that would also word a non-number "must be a whole number".
+const wholeNumber = () => z.number().check(z.int("must be a whole number"));
+const nonNegInt = wholeNumber().check(z.minimum(0, "must be 0 or more"));
+const portNumber = wholeNumber().check(
+  z.minimum(1, "must be between 1 and 65535"),
+  z.maximum(65535, "must be between 1 and 65535"),
+);
+const positiveInt = wholeNumber().check(z.minimum(1, "must be 1 or more"));
+const nonEmpty = z.string().check(z.minLength(1, "must not be empty"));
 
 /** A metav1.Duration string ("20s", "1m"), kept as text and also parsed to ms. */
-const durationText = z.string().superRefine((value, ctx) => {
+const durationText = z.string().check(z.superRefine((value, ctx) => {
   try {
     const ms = parseDuration(value);
     if (ms < 0) ctx.addIssue({ code: "custom", message: `must not be negative (got "${value}")` });
   } catch (e) {
     ctx.addIssue({ code: "custom", message: (e as Error).message });
   }
-});
+}));
 
 function exactlyOnePort(
   ref: { port?: number | undefined; portName?: string | undefined },
-  ctx: z.RefinementCtx,
+  ctx: z.core.$RefinementCtx,
 ) {
   const hasPort = ref.port !== undefined;
   const hasName = ref.portName !== undefined;
@@ -51,58 +57,61 @@ function exactlyOnePort(
   }
 }
 
-export const ScaleTargetRefSchema = z.object({
-  name: nonEmpty.optional(),
-  apiVersion: nonEmpty.optional(),
-  kind: nonEmpty.optional(),
-  /** Deprecated seed spelling of {kind: Deployment, apiVersion: apps/v1, name}. */
-  deployment: nonEmpty.optional(),
-  service: nonEmpty,
-  port: portNumber.optional(),
-  portName: nonEmpty.optional(),
-}).superRefine((ref, ctx) => {
-  exactlyOnePort(ref, ctx);
-  if (ref.name === undefined && ref.deployment === undefined) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["name"],
-      message: "name of the workload to scale is required",
-    });
-  }
-  if (ref.name !== undefined && ref.deployment !== undefined && ref.name !== ref.deployment) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["deployment"],
-      message:
-        `deployment is a deprecated spelling of name; drop it or make it equal to name ("${ref.name}")`,
-    });
-  }
-}).transform((ref) => ({
-  name: (ref.name ?? ref.deployment)!,
-  apiVersion: ref.apiVersion ?? "apps/v1",
-  kind: ref.kind ?? "Deployment",
-  service: ref.service,
-  ...(ref.port !== undefined ? { port: ref.port } : {}),
-  ...(ref.portName !== undefined ? { portName: ref.portName } : {}),
-  ...(ref.deployment !== undefined ? { deprecatedDeploymentField: true } : {}),
-}));
+export const ScaleTargetRefSchema = z.pipe(
+  z.object({
+    name: z.optional(nonEmpty),
+    apiVersion: z.optional(nonEmpty),
+    kind: z.optional(nonEmpty),
+    /** Deprecated seed spelling of {kind: Deployment, apiVersion: apps/v1, name}. */
+    deployment: z.optional(nonEmpty),
+    service: nonEmpty,
+    port: z.optional(portNumber),
+    portName: z.optional(nonEmpty),
+  }).check(z.superRefine((ref, ctx) => {
+    exactlyOnePort(ref, ctx);
+    if (ref.name === undefined && ref.deployment === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["name"],
+        message: "name of the workload to scale is required",
+      });
+    }
+    if (ref.name !== undefined && ref.deployment !== undefined && ref.name !== ref.deployment) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["deployment"],
+        message:
+          `deployment is a deprecated spelling of name; drop it or make it equal to name ("${ref.name}")`,
+      });
+    }
+  })),
+  z.transform((ref) => ({
+    name: (ref.name ?? ref.deployment)!,
+    apiVersion: ref.apiVersion ?? "apps/v1",
+    kind: ref.kind ?? "Deployment",
+    service: ref.service,
+    ...(ref.port !== undefined ? { port: ref.port } : {}),
+    ...(ref.portName !== undefined ? { portName: ref.portName } : {}),
+    ...(ref.deployment !== undefined ? { deprecatedDeploymentField: true } : {}),
+  })),
+);
 
 export const ColdStartFailoverRefSchema = z.object({
   service: nonEmpty,
-  port: portNumber.optional(),
-  portName: nonEmpty.optional(),
-  timeoutSeconds: nonNegInt.default(30),
-}).superRefine(exactlyOnePort);
+  port: z.optional(portNumber),
+  portName: z.optional(nonEmpty),
+  timeoutSeconds: z._default(nonNegInt, 30),
+}).check(z.superRefine(exactlyOnePort));
 
 export const HeaderMatchSchema = z.object({
-  name: z.string().min(1, "header name must not be empty"),
-  value: z.string().optional(),
+  name: z.string().check(z.minLength(1, "header name must not be empty")),
+  value: z.optional(z.string()),
 });
 
 export const ReplicasSchema = z.object({
-  min: nonNegInt.default(0),
-  max: nonNegInt.default(100),
-}).superRefine((r, ctx) => {
+  min: z._default(nonNegInt, 0),
+  max: z._default(nonNegInt, 100),
+}).check(z.superRefine((r, ctx) => {
   if (r.max < r.min) {
     ctx.addIssue({
       code: "custom",
@@ -110,21 +119,17 @@ export const ReplicasSchema = z.object({
       message: `max (${r.max}) must be at least min (${r.min})`,
     });
   }
-});
+}));
 
 export const ConcurrencyMetricSchema = z.object({
-  targetValue: z.number().int("must be a whole number").min(1, "must be 1 or more").default(
-    DEFAULT_TARGET_VALUE,
-  ),
+  targetValue: z._default(positiveInt, DEFAULT_TARGET_VALUE),
 });
 
 export const RequestRateMetricSchema = z.object({
-  targetValue: z.number().int("must be a whole number").min(1, "must be 1 or more").default(
-    DEFAULT_TARGET_VALUE,
-  ),
-  window: durationText.default("1m"),
-  granularity: durationText.default("1s"),
-}).superRefine((r, ctx) => {
+  targetValue: z._default(positiveInt, DEFAULT_TARGET_VALUE),
+  window: z._default(durationText, "1m"),
+  granularity: z._default(durationText, "1s"),
+}).check(z.superRefine((r, ctx) => {
   let w = 0, g = 0;
   try {
     w = parseDuration(r.window);
@@ -145,12 +150,12 @@ export const RequestRateMetricSchema = z.object({
       message: `window (${r.window}) must be at least granularity (${r.granularity})`,
     });
   }
-});
+}));
 
 export const ScalingMetricSchema = z.object({
-  concurrency: ConcurrencyMetricSchema.optional(),
-  requestRate: RequestRateMetricSchema.optional(),
-}).superRefine((m, ctx) => {
+  concurrency: z.optional(ConcurrencyMetricSchema),
+  requestRate: z.optional(RequestRateMetricSchema),
+}).check(z.superRefine((m, ctx) => {
   if (m.concurrency && m.requestRate) {
     ctx.addIssue({
       code: "custom",
@@ -158,62 +163,61 @@ export const ScalingMetricSchema = z.object({
       message: "concurrency and requestRate are mutually exclusive; set only one",
     });
   }
-});
+}));
 
 export const TimeoutsSchema = z.object({
-  conditionWait: durationText.optional(),
-  responseHeader: durationText.optional(),
+  conditionWait: z.optional(durationText),
+  responseHeader: z.optional(durationText),
 });
 
 export const HTTPScaledObjectSpecSchema = z.object({
-  hosts: z.array(nonEmpty).optional(),
-  pathPrefixes: z.array(z.string()).optional(),
-  headers: z.array(HeaderMatchSchema).optional(),
+  hosts: z.optional(z.array(nonEmpty)),
+  pathPrefixes: z.optional(z.array(z.string())),
+  headers: z.optional(z.array(HeaderMatchSchema)),
   scaleTargetRef: ScaleTargetRefSchema,
-  coldStartTimeoutFailoverRef: ColdStartFailoverRefSchema.optional(),
-  replicas: ReplicasSchema.default({ min: 0, max: 100 }),
-  targetPendingRequests: z.number().int("must be a whole number").min(1, "must be 1 or more")
-    .optional(),
-  scaledownPeriod: nonNegInt.optional(),
-  initialCooldownPeriod: nonNegInt.optional(),
-  scalingMetric: ScalingMetricSchema.optional(),
-  timeouts: TimeoutsSchema.optional(),
+  coldStartTimeoutFailoverRef: z.optional(ColdStartFailoverRefSchema),
+  replicas: z._default(ReplicasSchema, { min: 0, max: 100 }),
+  targetPendingRequests: z.optional(positiveInt),
+  scaledownPeriod: z.optional(nonNegInt),
+  initialCooldownPeriod: z.optional(nonNegInt),
+  scalingMetric: z.optional(ScalingMetricSchema),
+  timeouts: z.optional(TimeoutsSchema),
 });
 
 export const ConditionSchema = z.object({
   type: z.string(),
   status: z.enum(["True", "False", "Unknown"]),
-  observedGeneration: z.number().int().optional(),
-  lastTransitionTime: z.string().optional(),
-  reason: z.string().optional(),
-  message: z.string().optional(),
+  observedGeneration: z.optional(z.number().check(z.int())),
+  lastTransitionTime: z.optional(z.string()),
+  reason: z.optional(z.string()),
+  message: z.optional(z.string()),
 });
 
 export const HTTPScaledObjectStatusSchema = z.object({
-  targetWorkload: z.string().optional(),
-  targetService: z.string().optional(),
-  conditions: z.array(ConditionSchema).optional(),
+  targetWorkload: z.optional(z.string()),
+  targetService: z.optional(z.string()),
+  conditions: z.optional(z.array(ConditionSchema)),
 });
 
 export const ObjectMetaSchema = z.object({
   name: nonEmpty,
-  namespace: z.string().default("default"),
-  uid: z.string().optional(),
-  generation: z.number().int().optional(),
-  resourceVersion: z.string().optional(),
-  labels: z.record(z.string(), z.string()).optional(),
-  annotations: z.record(z.string(), z.string()).optional(),
-  finalizers: z.array(z.string()).optional(),
-  deletionTimestamp: z.string().optional().nullable(),
-  creationTimestamp: z.string().optional(),
+  namespace: z._default(z.string(), "default"),
+  uid: z.optional(z.string()),
+  generation: z.optional(z.number().check(z.int())),
+  resourceVersion: z.optional(z.string()),
+  labels: z.optional(z.record(z.string(), z.string())),
+  annotations: z.optional(z.record(z.string(), z.string())),
+  finalizers: z.optional(z.array(z.string())),
+  deletionTimestamp: z.nullable(z.optional(z.string())),
+  creationTimestamp: z.optional(z.string()),
 });
 
 export const HTTPScaledObjectSchema = z.object({
-  apiVersion: z.literal(API_VERSION).optional(),
-  kind: z.literal(KIND).optional(),
+  apiVersion: z.optional(z.literal(API_VERSION)),
+  kind: z.optional(z.literal(KIND)),
   metadata: ObjectMetaSchema,
   spec: HTTPScaledObjectSpecSchema,
-  status: HTTPScaledObjectStatusSchema.optional(),
+  status: z.optional(HTTPScaledObjectStatusSchema),
 });
 
 export type HTTPScaledObjectSpec = z.output<typeof HTTPScaledObjectSpecSchema>;
@@ -259,7 +263,7 @@ export function targetServiceOf(spec: HTTPScaledObjectSpec): string {
 }
 
 /** Formats zod issues as "path: message" lines, one per problem. */
-export function formatIssues(error: z.ZodError, prefix = ""): string {
+export function formatIssues(error: z.core.$ZodError, prefix = ""): string {
   return error.issues.map((i) => {
     const path = [prefix, ...i.path.map(String)].filter((p) => p !== "").join(".");
     return `${path || "(object)"}: ${i.message}`;

@@ -10,7 +10,7 @@
  * carries only the routes whose Concurrency changed between zero and non-zero
  * (sent at once) or other changes (coalesced); `{}` is a heartbeat.
  */
-import { z } from "zod";
+import { z } from "./zod.ts";
 
 export const QUEUE_PATH = "/queue";
 export const QUEUE_WATCH_PATH = "/queue/watch";
@@ -22,9 +22,10 @@ export interface Count {
 
 export type QueueCounts = Record<string, Count>;
 
+const countValue = z.number().check(z.int(), z.minimum(0));
 const countSchema = z.object({
-  Concurrency: z.number().int().min(0),
-  RequestCount: z.number().int().min(0),
+  Concurrency: countValue,
+  RequestCount: countValue,
 });
 export const QueueCountsSchema = z.record(z.string(), countSchema);
 

@@ -4,7 +4,7 @@
  * interceptor pods given directly instead of EndpointSlices, both servers on
  * loopback ports chosen by the OS.
  */
-import { parseConfig, ScalerEnvSchema } from "../../shared/config.ts";
+import { parseConfig, scalerEnvSchema } from "../../shared/config.ts";
 import type { HTTPScaledObjectInput } from "../../shared/httpso.ts";
 import { createLogger, type Logger } from "../../shared/log.ts";
 import { ExternalScalerClient } from "../external_scaler.ts";
@@ -58,7 +58,7 @@ export function httpsoObject(
 }
 
 export async function startTestScaler(options: TestScalerOptions = {}): Promise<TestScaler> {
-  const config = parseConfig("scaler", ScalerEnvSchema, {
+  const config = parseConfig("scaler", scalerEnvSchema(), {
     KEDA_HTTP_SCALER_TARGET_ADMIN_NAMESPACE: "keda",
     KEDA_HTTP_SCALER_TARGET_ADMIN_SERVICE: "interceptor-admin",
     KEDA_HTTP_QUEUE_TICK_DURATION: "100ms",
