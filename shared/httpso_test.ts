@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import {
+  formatIssues,
+  HTTPScaledObjectSchema,
   InvalidHTTPScaledObject,
   parseHTTPScaledObject,
   parseHTTPScaledObjectSpec,
@@ -191,4 +193,102 @@ Deno.test("parseHTTPScaledObject names the object and lists every problem", () =
     assert.match(e.message, /spec\.scaleTargetRef\.port: /);
     assert.match(e.message, /spec\.scaleTargetRef\.name: /);
   }
+});
+
+// parseHTTPScaledObject runs zod's compiled fast path (z.compile), which is
+// generated code separate from the schema's own parser: it must accept,
+// reject and shape output exactly as the schema does.
+Deno.test("the compiled parser agrees with the schema on every field changed to odd values", () => {
+  const full = {
+    apiVersion: "http.keda.sh/v1alpha1",
+    kind: "HTTPScaledObject",
+    metadata: {
+      name: "app",
+      namespace: "team-a",
+      uid: "u",
+      generation: 3,
+      resourceVersion: "7",
+      labels: { a: "b" },
+      annotations: { c: "d" },
+      finalizers: ["f"],
+      deletionTimestamp: null,
+      creationTimestamp: "2024-01-01T00:00:00Z",
+    },
+    spec: {
+      hosts: ["app.example.com"],
+      pathPrefixes: ["/api"],
+      headers: [{ name: "x-a", value: "1" }, { name: "x-b" }],
+      scaleTargetRef: { name: "app", kind: "Deployment", service: "app", port: 8080 },
+      coldStartTimeoutFailoverRef: { service: "fb", portName: "http", timeoutSeconds: 5 },
+      replicas: { min: 1, max: 5 },
+      targetPendingRequests: 50,
+      scaledownPeriod: 60,
+      initialCooldownPeriod: 10,
+      scalingMetric: { requestRate: { targetValue: 10, window: "2m", granularity: "2s" } },
+      timeouts: { conditionWait: "20s", responseHeader: "30s" },
+    },
+    status: {
+      targetWorkload: "apps/v1/Deployment/app",
+      conditions: [{ type: "Ready", status: "True", observedGeneration: 3, reason: "r" }],
+    },
+  };
+  const values: unknown[] = [
+    undefined,
+    null,
+    "",
+    "x",
+    "-1s",
+    "0s",
+    "abc",
+    -1,
+    0,
+    1.5,
+    65536,
+    NaN,
+    true,
+    [],
+    [""],
+    {},
+    { a: 1 },
+    "True",
+  ];
+  // Every path into `full`, each set to each odd value (undefined deletes the key).
+  const paths: string[][] = [];
+  const walk = (v: unknown, at: string[]) => {
+    paths.push(at);
+    if (v && typeof v === "object") {
+      for (const [k, c] of Object.entries(v)) walk(c, [...at, k]);
+    }
+  };
+  walk(full, []);
+  const outcome = (run: () => unknown) => {
+    try {
+      return { ok: run() };
+    } catch (e) {
+      return { error: (e as Error).message };
+    }
+  };
+  let rejected = 0;
+  for (const path of paths.slice(1)) {
+    for (const value of values) {
+      const input = structuredClone(full) as Record<string, unknown>;
+      let at = input;
+      for (const k of path.slice(0, -1)) at = at[k] as Record<string, unknown>;
+      if (value === undefined) delete at[path.at(-1)!];
+      else at[path.at(-1)!] = structuredClone(value);
+      const generic = HTTPScaledObjectSchema.safeParse(input);
+      const compiled = outcome(() => parseHTTPScaledObject(input));
+      if (generic.success) {
+        assert.deepStrictEqual(compiled, { ok: generic.data }, path.join("."));
+        // Same key order too: /routing_table and status JSON come from it.
+        assert.equal(JSON.stringify(compiled.ok), JSON.stringify(generic.data), path.join("."));
+      } else {
+        rejected++;
+        assert.ok("error" in compiled, `${path.join(".")}=${String(value)} must be rejected`);
+        // The same problems, worded the same way.
+        assert.ok(compiled.error?.endsWith(`is invalid: ${formatIssues(generic.error)}`));
+      }
+    }
+  }
+  assert.ok(rejected > 100, `only ${rejected} inputs were rejected: the mutations are too tame`);
 });
