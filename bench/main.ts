@@ -6,7 +6,9 @@
  *   2. a control-plane-only cluster, the origin in a network namespace, an
  *      HTTPScaledObject + EndpointSlice routing to it, the real interceptor
  *      process, and nginx (as many workers as the interceptor);
- *   3. throughput (wrk, closed loop) and latency at a fixed rate (hey),
+ *   3. latency at a fixed rate (hey; the interceptor measured once its
+ *      isolates have settled for that rate, i.e. shrunk back after the
+ *      previous throughput phase), then throughput (wrk, closed loop),
  *      alternating targets over several rounds and taking medians;
  *   4. memory: RSS of the interceptor idle and after load.
  *
@@ -325,14 +327,40 @@ async function main(): Promise<number> {
     const pidsOf = (name: string) =>
       name === "nginx" ? processTree(nginx.pid) : name === "interceptor" ? [ic.child.pid] : [];
     const fixed: Record<string, LoadResult[]> = { direct: [], nginx: [], interceptor: [] };
+    // The fixed rate needs one isolate (~2.5% of a CPU): measure it once the
+    // interceptor has shrunk back from the throughput phase before it (30 s of
+    // low CPU), i.e. as it runs at that rate, not in the transient after wrk.
+    const settle = async () => {
+      if (pinned) return;
+      const t0 = Date.now();
+      while ((await isolatesOf(ic)) > 1 && Date.now() - t0 < 90_000) await sleep(1000);
+      out(
+        `  (interceptor back to ${await isolatesOf(ic)} isolate(s) after ${
+          fmt((Date.now() - t0) / 1000, 0)
+        } s idle)`,
+      );
+    };
     for (let round = 1; round <= rounds; round++) {
       out(
-        `== round ${round}/${rounds}: wrk -t${threads} -c${connections} ${durationS}s, then hey at ${rate} rps`,
+        `== round ${round}/${rounds}: hey at ${rate} rps, then wrk -t${threads} -c${connections} ${durationS}s`,
       );
       // Alternate the order so drift (thermal, noisy neighbours) does not favour one target.
       const order = round % 2
         ? ["direct", "nginx", "interceptor"]
         : ["interceptor", "nginx", "direct"];
+      for (const name of order) {
+        const t = targets[name as keyof typeof targets];
+        if (name === "interceptor") await settle();
+        const r = await hey(t.url, { host: t.host, rate, workers: heyWorkers, durationS });
+        fixed[name]!.push(r);
+        out(
+          `  ${name.padEnd(12)} @${rate} rps: p50 ${fmt(r.p50Ms)} ms  p99 ${
+            fmt(r.p99Ms)
+          } ms  errors ${r.errors}${
+            name === "interceptor" ? `  isolates ${await isolatesOf(ic)}` : ""
+          }`,
+        );
+      }
       for (const name of order) {
         const t = targets[name as keyof typeof targets];
         const pids = pidsOf(name);
@@ -349,18 +377,6 @@ async function main(): Promise<number> {
           } ms  errors ${r.errors}${
             pids.length ? `  cpu ${fmt(userUs, 1)} user + ${fmt(sysUs, 1)} sys µs/req` : ""
           }${name === "interceptor" ? `  isolates ${await isolatesOf(ic)}` : ""}`,
-        );
-      }
-      for (const name of order) {
-        const t = targets[name as keyof typeof targets];
-        const r = await hey(t.url, { host: t.host, rate, workers: heyWorkers, durationS });
-        fixed[name]!.push(r);
-        out(
-          `  ${name.padEnd(12)} @${rate} rps: p50 ${fmt(r.p50Ms)} ms  p99 ${
-            fmt(r.p99Ms)
-          } ms  errors ${r.errors}${
-            name === "interceptor" ? `  isolates ${await isolatesOf(ic)}` : ""
-          }`,
         );
       }
     }

@@ -7,7 +7,7 @@
  * what changed. It also answers the admin API's questions (/queue, ...).
  */
 import type { V1EndpointSlice, V1Service } from "@kubernetes/client-node";
-import { parseHTTPScaledObject } from "../shared/httpso.ts";
+import { expectHTTPScaledObjects, parseHTTPScaledObject } from "../shared/httpso.ts";
 import { Informer, type KubeApiClient, type KubeObject } from "../shared/kube_api.ts";
 import type { Logger } from "../shared/log.ts";
 import type { QueueCounts } from "../shared/queue_counts.ts";
@@ -232,6 +232,8 @@ export class Control {
   #rebuildRoutes(): void {
     const store = this.httpso.store;
     let keysChanged = store.size !== this.#sortedKeys.length;
+    // Objects never parsed: thousands of them at the first list.
+    expectHTTPScaledObjects(store.size - this.#parsed.size);
     for (const [key, obj] of store) {
       const rv = obj.metadata?.resourceVersion;
       const p = this.#parsed.get(key);
