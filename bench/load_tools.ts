@@ -110,3 +110,80 @@ export function hey(
   ];
   return run("hey", args).then(parseHey);
 }
+
+/** Latencies (ms) and status codes of every request in hey's CSV output (-o csv). */
+export function parseHeyCsv(text: string): { ms: number[]; statuses: number[] } {
+  const lines = text.trim().split("\n");
+  if (!lines[0]?.startsWith("response-time,")) {
+    throw new Error(`hey CSV output not understood:\n${text.slice(0, 300)}`);
+  }
+  const ms: number[] = [];
+  const statuses: number[] = [];
+  for (const line of lines.slice(1)) {
+    const f = line.split(",");
+    const secs = Number(f[0]);
+    const status = Number(f[6]);
+    if (f.length < 8 || !Number.isFinite(secs) || !Number.isInteger(status)) {
+      throw new Error(`hey CSV line not understood: "${line}"`);
+    }
+    ms.push(secs * 1000);
+    statuses.push(status);
+  }
+  return { ms, statuses };
+}
+
+/** The value at percentile p (0-100) of ascending-sorted values. */
+export function percentileOf(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+/**
+ * A fixed total rate from `clients` separate hey processes of one connection
+ * each, started 1000/rate ms apart, so requests arrive evenly spread over
+ * time. (One hey with -c n starts its n workers on the same tick: they arrive
+ * as bursts of n, a pattern of the tool, not of a fixed rate.) Every request's
+ * latency is merged for the percentiles. hey's CSV lists answered requests
+ * only, so a failed connection shows as fewer requests than rate × duration.
+ */
+export async function heySpread(
+  url: string,
+  opts: { host?: string; rate: number; clients: number; durationS: number },
+): Promise<LoadResult> {
+  const perClient = opts.rate / opts.clients;
+  const gapMs = 1000 / opts.rate;
+  const runs: Promise<string>[] = [];
+  for (let i = 0; i < opts.clients; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, gapMs));
+    runs.push(run("hey", [
+      "-z",
+      `${opts.durationS}s`,
+      "-c",
+      "1",
+      "-q",
+      String(perClient),
+      "-o",
+      "csv",
+      ...(opts.host ? ["-host", opts.host] : []),
+      url,
+    ]));
+  }
+  const ms: number[] = [];
+  let errors = 0;
+  for (const text of await Promise.all(runs)) {
+    const r = parseHeyCsv(text);
+    ms.push(...r.ms);
+    errors += r.statuses.filter((s) => s !== 200).length;
+  }
+  const expected = Math.floor(opts.rate * opts.durationS);
+  // Missing answers (refused or failed connections) count as errors.
+  errors += Math.max(0, Math.floor(expected * 0.98) - ms.length);
+  ms.sort((a, b) => a - b);
+  return {
+    rps: ms.length / opts.durationS,
+    p50Ms: percentileOf(ms, 50),
+    p99Ms: percentileOf(ms, 99),
+    requests: ms.length,
+    errors,
+  };
+}

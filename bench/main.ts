@@ -13,7 +13,9 @@
  *   4. memory: RSS of the interceptor idle and after load.
  *
  * Flags: --duration=10 (s per measurement), --rounds=3, --connections=50,
- * --threads=1 (wrk), --rate=1000 (rps for hey), --hey-workers=10, --workers=<n> (pins the
+ * --threads=1 (wrk), --rate=1000 (rps for hey), --hey-workers=10 (clients making up the rate,
+ * their starts spread so requests arrive evenly), --hey-bursts (one hey with that many workers
+ * instead: they arrive as synchronized bursts), --workers=<n> (pins the
  * interceptor's isolates and nginx's workers; default: the interceptor as deployed, isolates
  * following the load up to one per CPU, and nginx with one worker per CPU, its "auto"),
  * --soak[=600] (only: hold the fixed rate
@@ -31,7 +33,7 @@ import {
 } from "../interceptor/cluster_testing.ts";
 import { sleep } from "../shared/lifetime.ts";
 import { parse as parseYaml } from "yaml";
-import { hey, type LoadResult, missingTools, wrk } from "./load_tools.ts";
+import { hey, heySpread, type LoadResult, missingTools, wrk } from "./load_tools.ts";
 import { measureWorkerApply, type RoutingResult, runRoutingBenchFresh } from "./routing_bench.ts";
 
 const enc = new TextEncoder();
@@ -185,9 +187,16 @@ async function main(): Promise<number> {
   const pinned = flag("workers", undefined);
   const workers = pinned ?? (navigator.hardwareConcurrency || 1);
   const soakS = has("soak") ? flag("soak", 600) : undefined;
-  // hey paces each worker on its own ticker and they start together: n workers
-  // arrive as bursts of n. Ten at 100 rps each keeps bursts small.
+  // The fixed rate comes from this many clients of one connection each, their
+  // starts spread so requests arrive evenly (heySpread); --hey-bursts uses one
+  // hey with that many workers instead, which start on the same tick and so
+  // arrive as synchronized bursts (the soak always does: it measures memory).
   const heyWorkers = flag("hey-workers", 10);
+  const bursts = has("hey-bursts");
+  const fixedRate = (url: string, host: string | undefined) =>
+    bursts
+      ? hey(url, { host, rate, workers: heyWorkers, durationS })
+      : heySpread(url, { host, rate, clients: heyWorkers, durationS });
   // The interceptor runs with its deno.json task's memory flags, as deployed;
   // --v8-flags=... replaces the V8 part.
   const taskFlags = programSpecs().find((p) => p.name === "interceptor")!.permissions
@@ -342,7 +351,9 @@ async function main(): Promise<number> {
     };
     for (let round = 1; round <= rounds; round++) {
       out(
-        `== round ${round}/${rounds}: hey at ${rate} rps, then wrk -t${threads} -c${connections} ${durationS}s`,
+        `== round ${round}/${rounds}: ${rate} rps (${heyWorkers} hey clients, ${
+          bursts ? "in bursts" : "spread"
+        }), then wrk -t${threads} -c${connections} ${durationS}s`,
       );
       // Alternate the order so drift (thermal, noisy neighbours) does not favour one target.
       const order = round % 2
@@ -351,7 +362,7 @@ async function main(): Promise<number> {
       for (const name of order) {
         const t = targets[name as keyof typeof targets];
         if (name === "interceptor") await settle();
-        const r = await hey(t.url, { host: t.host, rate, workers: heyWorkers, durationS });
+        const r = await fixedRate(t.url, t.host);
         fixed[name]!.push(r);
         out(
           `  ${name.padEnd(12)} @${rate} rps: p50 ${fmt(r.p50Ms)} ms  p99 ${
