@@ -98,17 +98,25 @@ export function hey(
   opts: { host?: string; rate: number; workers: number; durationS: number },
 ): Promise<LoadResult> {
   const perWorker = Math.max(1, Math.round(opts.rate / opts.workers));
-  const args = [
+  return run("hey", heyArgs(url, { ...opts, perWorker })).then(parseHey);
+}
+
+/** hey's arguments: `workers` connections at `perWorker` requests/s each for `durationS`. */
+function heyArgs(
+  url: string,
+  opts: { host?: string; workers: number; perWorker: number; durationS: number; csv?: boolean },
+): string[] {
+  return [
     "-z",
     `${opts.durationS}s`,
     "-c",
     String(opts.workers),
     "-q",
-    String(perWorker),
+    String(opts.perWorker),
+    ...(opts.csv ? ["-o", "csv"] : []),
     ...(opts.host ? ["-host", opts.host] : []),
     url,
   ];
-  return run("hey", args).then(parseHey);
 }
 
 /** Latencies (ms) and status codes of every request in hey's CSV output (-o csv). */
@@ -133,7 +141,7 @@ export function parseHeyCsv(text: string): { ms: number[]; statuses: number[] } 
 }
 
 /** The value at percentile p (0-100) of ascending-sorted values. */
-export function percentileOf(sorted: number[], p: number): number {
+export function percentileOf(sorted: ArrayLike<number>, p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
@@ -155,18 +163,10 @@ export async function heySpread(
   const runs: Promise<string>[] = [];
   for (let i = 0; i < opts.clients; i++) {
     if (i > 0) await new Promise((r) => setTimeout(r, gapMs));
-    runs.push(run("hey", [
-      "-z",
-      `${opts.durationS}s`,
-      "-c",
-      "1",
-      "-q",
-      String(perClient),
-      "-o",
-      "csv",
-      ...(opts.host ? ["-host", opts.host] : []),
-      url,
-    ]));
+    runs.push(run(
+      "hey",
+      heyArgs(url, { ...opts, workers: 1, perWorker: perClient, csv: true }),
+    ));
   }
   const ms: number[] = [];
   let errors = 0;

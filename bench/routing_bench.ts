@@ -4,6 +4,7 @@
  */
 import process from "node:process";
 import { createLogger } from "../shared/log.ts";
+import { percentileOf } from "./load_tools.ts";
 import { KubeApiClient, type KubeObject } from "../shared/kube_api.ts";
 import { Control, type RouteSink } from "../interceptor/control.ts";
 import { SharedCounters } from "../interceptor/counters.ts";
@@ -63,10 +64,6 @@ export function makeObjects(n: number): KubeObject[] {
 
 function hrMs(start: bigint): number {
   return Number(process.hrtime.bigint() - start) / 1e6;
-}
-
-function percentile(sorted: Float64Array, p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
 export function runRoutingBench(n = 10_000, lookups = 200_000): RoutingResult {
@@ -171,8 +168,8 @@ export function runRoutingBench(n = 10_000, lookups = 200_000): RoutingResult {
     fullRebuildMs,
     incrementalRebuildMs,
     indexBuildMs,
-    lookupP50Us: percentile(warm, 50),
-    lookupP99Us: percentile(warm, 99),
+    lookupP50Us: percentileOf(warm, 50),
+    lookupP99Us: percentileOf(warm, 99),
     lookupMaxUs: warm[warm.length - 1]!,
   };
 }

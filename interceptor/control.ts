@@ -16,6 +16,7 @@ import {
   routeEntryOf,
   type RoutingTable,
   type ServiceRef,
+  serviceRefOf,
 } from "../shared/routing_table.ts";
 import { OVERFLOW_SLOT, type SharedCounters, SlotTable } from "./counters.ts";
 import {
@@ -243,12 +244,7 @@ export class Control {
         const entry = routeEntryOf(parseHTTPScaledObject(obj));
         const next: Parsed = { rv, entry, targetKey: targetKeyOf(entry.target) };
         if (entry.fallback) {
-          next.fallbackRef = {
-            namespace: entry.fallback.namespace,
-            service: entry.fallback.service,
-            ...(entry.fallback.port !== undefined ? { port: entry.fallback.port } : {}),
-            ...(entry.fallback.portName !== undefined ? { portName: entry.fallback.portName } : {}),
-          };
+          next.fallbackRef = serviceRefOf(entry.fallback.namespace, entry.fallback);
           next.fallbackKey = targetKeyOf(next.fallbackRef);
         }
         this.#parsed.set(key, next);

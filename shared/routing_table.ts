@@ -66,7 +66,8 @@ function distinctSorted(values: string[]): string[] {
   return values.length < 2 ? values : [...new Set(values)].sort();
 }
 
-function serviceRefOf(
+/** A ServiceRef in `namespace`, with port and portName only when set. */
+export function serviceRefOf(
   namespace: string,
   ref: { service: string; port?: number | undefined; portName?: string | undefined },
 ): ServiceRef {
