@@ -98,31 +98,37 @@ export function utf8Of(binary: string): string {
   return binary;
 }
 
-/** Header fields as parallel arrays: original names, lower-case names, values. */
+/**
+ * Header fields as one flat array of triples: original name, lower-case
+ * name, value. One array instead of three: most heads have a few fields, and
+ * each array's first push allocates room for 17.
+ */
 export class HeaderList implements HeaderSource {
-  readonly raw: string[] = [];
-  readonly names: string[] = [];
-  readonly values: string[] = [];
+  readonly fields: string[] = [];
 
   add(raw: string, value: string): void {
-    this.raw.push(raw);
-    this.names.push(raw.toLowerCase());
-    this.values.push(value);
+    this.fields.push(raw, raw.toLowerCase(), value);
+  }
+
+  /** Number of fields. */
+  get size(): number {
+    return this.fields.length / 3;
   }
 
   /** Values of a lower-case name joined with ", "; null when absent. */
   get(name: string): string | null {
     let out: string | null = null;
-    const names = this.names;
-    for (let i = 0; i < names.length; i++) {
-      if (names[i] === name) out = out === null ? this.values[i]! : `${out}, ${this.values[i]}`;
+    const f = this.fields;
+    for (let i = 1; i < f.length; i += 3) {
+      if (f[i] === name) out = out === null ? f[i + 1]! : `${out}, ${f[i + 1]}`;
     }
     return out;
   }
 
   count(name: string): number {
     let n = 0;
-    for (const x of this.names) if (x === name) n++;
+    const f = this.fields;
+    for (let i = 1; i < f.length; i += 3) if (f[i] === name) n++;
     return n;
   }
 }
@@ -306,9 +312,7 @@ export function parseRequestHead(head: string): RequestHead {
       throw new HttpError(400, `header ${name} has a control character in its value`);
     }
     const lower = name.toLowerCase();
-    headers.raw.push(name);
-    headers.names.push(lower);
-    headers.values.push(value);
+    headers.fields.push(name, lower, value);
     switch (lower.length) {
       case 4:
         if (lower === "host") {
@@ -483,18 +487,19 @@ export function upstreamRequestHead(req: RequestHead, opts: ForwardOptions): str
   let sawXfp = false;
   let sawHost = false;
   const named = req.connection;
-  for (let i = 0; i < h.names.length; i++) {
-    const name = h.names[i]!;
+  const f = h.fields;
+  for (let i = 0; i < f.length; i += 3) {
+    const name = f[i + 1]!;
     if (HOP_BY_HOP.has(name)) continue;
     if (named.length > 0 && named.indexOf(name) >= 0) continue;
     if (name === "x-forwarded-for") {
-      xff = xff === null ? h.values[i]! : `${xff}, ${h.values[i]}`;
+      xff = xff === null ? f[i + 2]! : `${xff}, ${f[i + 2]}`;
       continue;
     }
     if (name === "host") sawHost = true;
     else if (name === "x-forwarded-host") sawXfh = true;
     else if (name === "x-forwarded-proto") sawXfp = true;
-    out += `${h.raw[i]}: ${h.values[i]}\r\n`;
+    out += `${f[i]}: ${f[i + 2]}\r\n`;
   }
   if (!sawHost && req.host !== "") out += `Host: ${req.host}\r\n`;
   if (req.chunked) out += "Transfer-Encoding: chunked\r\n";
@@ -519,17 +524,18 @@ export function forwardedHeaderPairs(
   let sawXfh = false;
   let sawXfp = false;
   const named = req.connection;
-  for (let i = 0; i < h.names.length; i++) {
-    const name = h.names[i]!;
+  const f = h.fields;
+  for (let i = 0; i < f.length; i += 3) {
+    const name = f[i + 1]!;
     if (HOP_BY_HOP.has(name) || name === "content-length") continue;
     if (named.length > 0 && named.indexOf(name) >= 0) continue;
     if (name === "x-forwarded-for") {
-      xff = xff === null ? h.values[i]! : `${xff}, ${h.values[i]}`;
+      xff = xff === null ? f[i + 2]! : `${xff}, ${f[i + 2]}`;
       continue;
     }
     if (name === "x-forwarded-host") sawXfh = true;
     else if (name === "x-forwarded-proto") sawXfp = true;
-    out.push([name, h.values[i]!]);
+    out.push([name, f[i + 2]!]);
   }
   out.push(["x-forwarded-for", xff === null ? opts.clientIp : `${xff}, ${opts.clientIp}`]);
   if (!sawXfh && req.host !== "") out.push(["x-forwarded-host", req.host]);
@@ -777,8 +783,9 @@ export function clientResponseHead(res: ResponseHead, opts: ClientResponseOption
     ? `HTTP/1.0 ${res.status} ${res.reason}\r\n`
     : `HTTP/1.1 ${res.status} ${res.reason}\r\n`;
   const named = res.connection;
-  for (let i = 0; i < h.names.length; i++) {
-    const name = h.names[i]!;
+  const f = h.fields;
+  for (let i = 0; i < f.length; i += 3) {
+    const name = f[i + 1]!;
     if (opts.upgraded) {
       if (name !== "connection" && name !== "upgrade" && HOP_BY_HOP.has(name)) continue;
     } else if (HOP_BY_HOP.has(name)) {
@@ -786,13 +793,13 @@ export function clientResponseHead(res: ResponseHead, opts: ClientResponseOption
       if (name === "transfer-encoding" && res.chunked && !opts.dechunk) {
         out += "Transfer-Encoding: chunked\r\n";
       } else if (name === "trailer" && res.chunked && !opts.dechunk) {
-        out += `${h.raw[i]}: ${h.values[i]}\r\n`;
+        out += `${f[i]}: ${f[i + 2]}\r\n`;
       }
       continue;
     } else if (named.length > 0 && named.indexOf(name) >= 0) continue;
     if (name === "content-length" && res.chunked) continue;
     if (name === "x-keda-http-cold-start") continue;
-    out += `${h.raw[i]}: ${h.values[i]}\r\n`;
+    out += `${f[i]}: ${f[i + 2]}\r\n`;
   }
   if (opts.coldStart !== null) out += opts.coldStart ? COLD_TRUE : COLD_FALSE;
   if (!opts.upgraded) {
