@@ -107,11 +107,11 @@ export class Control {
   readonly #log: Logger;
   readonly #parsed = new Map<string, Parsed>();
   #sortedKeys: string[] = [];
-  /** Target key → the Service port it names. */
+  /** Target key -> the Service port it names. */
   #targetRefs = new Map<string, ServiceRef>();
-  /** Target key → routes using it. */
+  /** Target key -> routes using it. */
   #targetRoutes = new Map<string, string[]>();
-  /** "namespace/service" → target keys on that Service. */
+  /** "namespace/service" -> target keys on that Service. */
   #serviceTargets = new Map<string, Set<string>>();
   readonly #resolved = new Map<string, TargetEndpoints>();
   readonly #sent = new Map<string, string>();
@@ -425,7 +425,7 @@ export class Control {
     return () => this.#watchers.delete(send);
   }
 
-  /** A route went idle ↔ busy in some worker: tell watchers at once. */
+  /** A route went idle <-> busy in some worker: tell watchers at once. */
   onActivity(slot: number): void {
     const key = this.#keyOfSlot.get(slot);
     if (key === undefined || this.#watchers.size === 0) return;

@@ -42,9 +42,9 @@ function keyOf(obj: { metadata?: { namespace?: string; name?: string } }): strin
 export class EndpointView {
   readonly services = new Map<string, V1Service>();
   readonly slices = new Map<string, V1EndpointSlice>();
-  /** Service key → keys of its slices. */
+  /** Service key -> keys of its slices. */
   readonly #slicesOf = new Map<string, Set<string>>();
-  /** Slice key → service key it was indexed under. */
+  /** Slice key -> service key it was indexed under. */
   readonly #serviceOfSlice = new Map<string, string>();
 
   /** Returns the key of the Service whose endpoints may have changed. */

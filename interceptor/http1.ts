@@ -54,7 +54,7 @@ export function findHeadEnd(buf: Uint8Array, start: number, end: number): number
 
 const utf8 = new TextDecoder();
 
-/** Bytes → a string with one char per byte (latin-1), fast for ASCII. */
+/** Bytes -> a string with one char per byte (latin-1), fast for ASCII. */
 export function binaryString(buf: Uint8Array, start: number, end: number): string {
   const len = end - start;
   const s = utf8.decode(buf.subarray(start, end));
@@ -72,7 +72,7 @@ export function binaryString(buf: Uint8Array, start: number, end: number): strin
 
 const utf8enc = new TextEncoder();
 
-/** A binary string → bytes (one byte per char), with `extra` spare bytes at the end. */
+/** A binary string -> bytes (one byte per char), with `extra` spare bytes at the end. */
 export function binaryBytes(
   s: string,
   extra = 0,

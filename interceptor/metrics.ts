@@ -58,7 +58,7 @@ const METHOD_LIST = [...METHODS, "OTHER"];
 const METHOD_INDEX = new Map(METHOD_LIST.map((m, i) => [m, i]));
 
 export class RequestMetrics {
-  /** routeKey → (method index × 1000 + status code) → count; numbers, so no string per request. */
+  /** routeKey -> (method index x 1000 + status code) -> count; numbers, so no string per request. */
   readonly #counts = new Map<string, Map<number, number>>();
   readonly #durations = new Map<string, Float64Array>();
 
@@ -116,7 +116,7 @@ function roundSum(v: number): number {
 }
 
 export interface Gauges {
-  /** routeKey → [concurrency, held] */
+  /** routeKey -> [concurrency, held] */
   routes: Array<[string, number, number]>;
   /** Open client connections across isolates. */
   connections: number;

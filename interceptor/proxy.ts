@@ -2,9 +2,9 @@
  * The data plane of one isolate: HTTP/1.1 over raw connections, forwarded
  * straight to ready pod addresses over pooled keep-alive connections.
  *
- * Per request: route lookup → count → pick the least-loaded ready endpoint
- * (or hold until the EndpointSlice watch reports one) → one write of head
- * and buffered body upstream → one write of response head and buffered body
+ * Per request: route lookup -> count -> pick the least-loaded ready endpoint
+ * (or hold until the EndpointSlice watch reports one) -> one write of head
+ * and buffered body upstream -> one write of response head and buffered body
  * back. Bodies stream in both directions at once (an echoing app must not
  * deadlock us), framing is followed, not rewritten, so connections can be
  * reused.
@@ -418,7 +418,7 @@ export interface ProxyOptions {
   counters: SharedCounters;
   metrics: RequestMetrics;
   log: Logger;
-  /** A route's concurrency went 0 → 1 (true) or back to 0 (false). */
+  /** A route's concurrency went 0 -> 1 (true) or back to 0 (false). */
   onActivity: (slot: number, active: boolean) => void;
 }
 

@@ -8,7 +8,7 @@
  *     any number of labels), then catch-all routes (no hosts, or "*");
  *  2. within a host level, path prefixes on whole segments, longest first;
  *  3. within a prefix, routes whose headers all match (ANDed), those with
- *     more header conditions first, then by key — so ties are deterministic.
+ *     more header conditions first, then by key - so ties are deterministic.
  * A prefix whose routes all reject the headers falls back to shorter
  * prefixes, and a host level with no accepting route falls back to the next.
  */
@@ -34,7 +34,7 @@ export type Routable = Pick<RouteEntry, "key" | "hosts" | "pathPrefixes" | "head
 /** Routes sharing one host level and one path prefix, in match order. */
 type Candidates<T> = T[];
 
-/** Path prefix → candidates, for one host level. */
+/** Path prefix -> candidates, for one host level. */
 type PathIndex<T> = Map<string, Candidates<T>>;
 
 function compareRoutes(a: Routable, b: Routable): number {
@@ -82,7 +82,7 @@ export interface IndexProblem {
 
 export class RouteIndex<T extends Routable = RouteEntry> {
   readonly #exact = new Map<string, PathIndex<T>>();
-  /** Suffix after "*." → routes; the lookup walks suffixes of the host. */
+  /** Suffix after "*." -> routes; the lookup walks suffixes of the host. */
   readonly #wildcard = new Map<string, PathIndex<T>>();
   readonly #catchAll: PathIndex<T> = new Map();
   readonly problems: IndexProblem[] = [];

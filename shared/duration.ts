@@ -7,15 +7,15 @@
 const UNIT_NS: Record<string, number> = {
   ns: 1,
   us: 1e3,
-  "µs": 1e3,
-  "μs": 1e3,
+  "\u00b5s": 1e3,
+  "\u03bcs": 1e3,
   ms: 1e6,
   s: 1e9,
   m: 60e9,
   h: 3600e9,
 };
 
-const PART = /^(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/;
+const PART = /^(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)/;
 
 /** Parses a Go duration into milliseconds; throws with an example when malformed. */
 export function parseDuration(input: string): number {

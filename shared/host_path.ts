@@ -17,7 +17,7 @@ export function normalizeHost(host: string): string {
   return h;
 }
 
-/** "/api/" → "/api", "api" → "/api", "" → "/". Matching is on whole segments. */
+/** "/api/" -> "/api", "api" -> "/api", "" -> "/". Matching is on whole segments. */
 export function normalizePathPrefix(prefix: string): string {
   let p = prefix.trim();
   if (!p.startsWith("/")) p = "/" + p;

@@ -86,7 +86,7 @@ export function readText(path: string): string {
   return decoder.decode(Deno.readFileSync(path));
 }
 
-/** Base64 (kubeconfig *-data fields) → text. */
+/** Base64 (kubeconfig *-data fields) -> text. */
 export function fromBase64(data: string): string {
   return decoder.decode(Uint8Array.from(atob(data), (c) => c.charCodeAt(0)));
 }

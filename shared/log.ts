@@ -1,6 +1,6 @@
 /**
  * Structured JSON-lines logger. One object per line on stderr:
- * {"ts":"…","level":"info","component":"interceptor","msg":"…", ...fields}.
+ * {"ts":"...","level":"info","component":"interceptor","msg":"...", ...fields}.
  *
  * std/log was removed from Deno's std in 2025; this is the project's only
  * place allowed to write to the console (deno.json lints no-console elsewhere).

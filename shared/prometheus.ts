@@ -16,7 +16,7 @@ export function escapeLabelValue(value: string): string {
 }
 
 /**
- * `name="value",…` in the labels' own order: the inside of a sample's
+ * `name="value",...` in the labels' own order: the inside of a sample's
  * braces. Also a stable key for a label set.
  */
 export function labelPairs(labels: Labels): string {

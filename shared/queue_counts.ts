@@ -1,11 +1,11 @@
 /**
- * The interceptor ↔ scaler wire format, server side and client side together.
+ * The interceptor <-> scaler wire format, server side and client side together.
  *
- * GET /queue → {"<namespace>/<name>": {"Concurrency": n, "RequestCount": n}, ...}
+ * GET /queue -> {"<namespace>/<name>": {"Concurrency": n, "RequestCount": n}, ...}
  * (the Go add-on's format). Concurrency = requests in flight, held ones
  * included; RequestCount is monotonic per interceptor process.
  *
- * GET /queue/watch → NDJSON stream (our addition, for instant activation):
+ * GET /queue/watch -> NDJSON stream (our addition, for instant activation):
  * the first line is a full snapshot in the /queue format; each later line
  * carries only the routes whose Concurrency changed between zero and non-zero
  * (sent at once) or other changes (coalesced); `{}` is a heartbeat.
