@@ -9,6 +9,13 @@ export interface LoadResult {
   p99Ms: number;
   requests: number;
   errors: number;
+  /** What the errors were, e.g. "read 3, status 502: 1"; empty without errors. */
+  errorKinds: string;
+}
+
+/** "read 3, status 502: 1" from kind → count, skipping zeros. */
+function kindsOf(counts: Map<string, number>): string {
+  return [...counts].filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(", ");
 }
 
 async function run(cmd: string, args: string[]): Promise<string> {
@@ -47,12 +54,18 @@ export function parseWrk(text: string): LoadResult {
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
   if (!rps || !p50 || !p99 || !total) throw new Error(`wrk output not understood:\n${text}`);
   const sockErrors = sock ? sock.slice(1).reduce((n, x) => n + Number(x), 0) : 0;
+  const kinds = new Map<string, number>();
+  ["connect", "read", "write", "timeout"].forEach((k, i) =>
+    kinds.set(k, Number(sock?.[i + 1] ?? 0))
+  );
+  kinds.set("non-2xx/3xx", non2xx ? Number(non2xx[1]) : 0);
   return {
     rps: Number(rps[1]),
     p50Ms: wrkDurationMs(p50[1]!),
     p99Ms: wrkDurationMs(p99[1]!),
     requests: Number(total[1]),
     errors: (non2xx ? Number(non2xx[1]) : 0) + sockErrors,
+    errorKinds: kindsOf(kinds),
   };
 }
 
@@ -68,12 +81,16 @@ export function parseHey(text: string): LoadResult {
     ? [...errs[1]!.matchAll(/\[(\d+)\]/g)].reduce((n, m) => n + Number(m[1]), 0)
     : 0;
   if (!rps || !p50 || !p99) throw new Error(`hey output not understood:\n${text}`);
+  const kinds = new Map<string, number>();
+  for (const c of codes) if (c[1] !== "200") kinds.set(`status ${c[1]}:`, Number(c[2]));
+  kinds.set("failed:", errCount);
   return {
     rps: Number(rps[1]),
     p50Ms: Number(p50[1]) * 1000,
     p99Ms: Number(p99[1]) * 1000,
     requests: all,
     errors: all - ok + errCount,
+    errorKinds: kindsOf(kinds),
   };
 }
 
@@ -170,14 +187,21 @@ export async function heySpread(
   }
   const ms: number[] = [];
   let errors = 0;
+  const kinds = new Map<string, number>();
   for (const text of await Promise.all(runs)) {
     const r = parseHeyCsv(text);
     ms.push(...r.ms);
-    errors += r.statuses.filter((s) => s !== 200).length;
+    for (const st of r.statuses) {
+      if (st === 200) continue;
+      errors++;
+      kinds.set(`status ${st}:`, (kinds.get(`status ${st}:`) ?? 0) + 1);
+    }
   }
   const expected = Math.floor(opts.rate * opts.durationS);
   // Missing answers (refused or failed connections) count as errors.
-  errors += Math.max(0, Math.floor(expected * 0.98) - ms.length);
+  const missing = Math.max(0, Math.floor(expected * 0.98) - ms.length);
+  errors += missing;
+  kinds.set("missing:", missing);
   ms.sort((a, b) => a - b);
   return {
     rps: ms.length / opts.durationS,
@@ -185,5 +209,6 @@ export async function heySpread(
     p99Ms: percentileOf(ms, 99),
     requests: ms.length,
     errors,
+    errorKinds: kindsOf(kinds),
   };
 }

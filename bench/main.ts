@@ -367,7 +367,7 @@ async function main(): Promise<number> {
         out(
           `  ${name.padEnd(12)} @${rate} rps: p50 ${fmt(r.p50Ms)} ms  p99 ${
             fmt(r.p99Ms)
-          } ms  errors ${r.errors}${
+          } ms  errors ${r.errors}${r.errors ? ` (${r.errorKinds})` : ""}${
             name === "interceptor" ? `  isolates ${await isolatesOf(ic)}` : ""
           }`,
         );
@@ -385,7 +385,7 @@ async function main(): Promise<number> {
         out(
           `  ${name.padEnd(12)} ${fmt(r.rps, 0).padStart(8)} req/s  p50 ${fmt(r.p50Ms)} ms  p99 ${
             fmt(r.p99Ms)
-          } ms  errors ${r.errors}${
+          } ms  errors ${r.errors}${r.errors ? ` (${r.errorKinds})` : ""}${
             pids.length ? `  cpu ${fmt(userUs, 1)} user + ${fmt(sysUs, 1)} sys µs/req` : ""
           }${name === "interceptor" ? `  isolates ${await isolatesOf(ic)}` : ""}`,
         );

@@ -621,7 +621,7 @@ export class Proxy {
         const t0 = Date.now();
         const route = this.#routes.lookup(req.host, req.path, req.headers);
         if (!route) {
-          if (!(await this.#noRoute(c, req, t0)) || this.#closing(c)) break;
+          if (!(await this.#noRoute(c, req, t0)) || this.#draining) break;
           continue;
         }
         const ex = this.#begin(c, req, route, t0);
@@ -709,7 +709,10 @@ export class Proxy {
         } finally {
           this.#end(ex);
         }
-        if (!ex.keepClient || ex.gone || this.#closing(c)) break;
+        // A response sent without "Connection: close" promised the client it
+        // may send another request: a recycle that came meanwhile waits for
+        // the next response (closing now would drop a request already sent).
+        if (!ex.keepClient || ex.gone || this.#draining) break;
       }
     } finally {
       c.close();

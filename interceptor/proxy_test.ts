@@ -640,3 +640,39 @@ Deno.test("proxy: recycle closes the connections open then after their next resp
   }
   assert.deepEqual(counted(h), { concurrency: 0, held: 0 });
 });
+
+Deno.test("proxy: a recycle during a keep-alive response waits for the next response to close", async () => {
+  await using h = startHarness();
+  let open!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
+  await using app = startApp(() =>
+    new Response(
+      new ReadableStream({
+        async start(ctl) {
+          ctl.enqueue(new TextEncoder().encode("first "));
+          await gate;
+          ctl.enqueue(new TextEncoder().encode("last"));
+          ctl.close();
+        },
+      }),
+    )
+  );
+  h.setRoutes([appRoute()]);
+  h.setEndpoints(KEY, [app.port]);
+  using c = await RawClient.connect(h.port);
+  await c.send(get("/"));
+  // The head (no Connection: close) is out; the recycle lands mid-body.
+  await c.received("first ");
+  h.proxy.recycle();
+  open();
+  const first = await c.response();
+  assert.equal(first.body, "first last");
+  assert.equal(first.headers.get("connection"), undefined);
+  // The client was promised keep-alive: its next request is answered, then it closes.
+  await c.send(get("/"));
+  const second = await c.response();
+  assert.equal(second.status, 200);
+  assert.equal(second.headers.get("connection"), "close");
+  assert.equal(await c.closedWithin(2000), true);
+  assert.deepEqual(counted(h), { concurrency: 0, held: 0 });
+});

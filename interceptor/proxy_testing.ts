@@ -197,6 +197,13 @@ export class RawClient implements Disposable {
     return true;
   }
 
+  /** Waits until the bytes received (not yet taken by response()) contain `text`. */
+  async received(text: string): Promise<void> {
+    while (!dec.decode(this.#buf).includes(text)) {
+      if (!(await this.#more())) throw new Error(`connection closed before "${text}" arrived`);
+    }
+  }
+
   /** Reads one response (Content-Length, chunked, or until close). */
   async response(opts: { head?: boolean } = {}): Promise<RawResponse> {
     let headEnd = -1;
