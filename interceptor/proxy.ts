@@ -679,14 +679,7 @@ export class Proxy {
               }
               if (!rel.done && !ex.gone) {
                 this.#stallWatch(ex);
-                rel.upstreamOk = await this.#relayResponseBody(
-                  ex,
-                  up,
-                  rel.mode,
-                  rel.left,
-                  rel.rs,
-                  rel.dechunk,
-                );
+                rel.upstreamOk = await this.#relayResponseBody(ex, up, rel);
               }
               if (!ex.gone) {
                 // The client has its whole response: a hang-up from here on is no abort.
@@ -1451,14 +1444,8 @@ export class Proxy {
   }
 
   /** Relays the rest of a response body; false when the upstream broke framing. */
-  async #relayResponseBody(
-    ex: Exchange,
-    up: UpstreamConn,
-    mode: BodyMode,
-    left: number,
-    rs: ChunkedScanner | null,
-    dechunk: boolean,
-  ): Promise<boolean> {
+  async #relayResponseBody(ex: Exchange, up: UpstreamConn, rel: Relay): Promise<boolean> {
+    const { mode, rs, dechunk } = rel;
     const ur = up.reader;
     const c = ex.c;
     while (true) {
@@ -1479,9 +1466,9 @@ export class Proxy {
       let done = false;
       let parts: Array<[number, number]> | null = null;
       if (mode === "length") {
-        take = Math.min(left, ur.buffered);
-        left -= take;
-        done = left === 0;
+        take = Math.min(rel.left, ur.buffered);
+        rel.left -= take;
+        done = rel.left === 0;
       } else if (rs) {
         if (dechunk) parts = [];
         let e: number;
