@@ -31,16 +31,17 @@ const readOp: ReadOp | null = (() => {
   return typeof core?.read === "function" ? (core.read as ReadOp).bind(core) : null;
 })();
 
+/** Deno's own-property symbol for a connection's resource id, found on the first connection. */
+let ridSymbol: symbol | undefined;
+
 /** The resource id behind a Deno connection, when the fast read path can use it. */
 function ridOf(conn: object): number | null {
   if (readOp === null) return null;
-  for (const s of Object.getOwnPropertySymbols(conn)) {
-    if (s.description === "Deno.internal.rid") {
-      const rid = (conn as Record<symbol, unknown>)[s];
-      return typeof rid === "number" ? rid : null;
-    }
-  }
-  return null;
+  ridSymbol ??= Object.getOwnPropertySymbols(conn).find((s) =>
+    s.description === "Deno.internal.rid"
+  );
+  const rid = ridSymbol === undefined ? undefined : (conn as Record<symbol, unknown>)[ridSymbol];
+  return typeof rid === "number" ? rid : null;
 }
 
 /** Whether reads on `conn` skip Deno's Conn.read wrapper (for tests). */

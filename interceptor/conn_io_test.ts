@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { BufferFull, type ByteConn, ConnReader, readsDirectly, writeAll } from "./conn_io.ts";
 
-/** A connected pair of real TCP sockets on loopback. */
-async function tcpPair(): Promise<{ a: Deno.TcpConn; b: Deno.TcpConn; close(): void }> {
+/** A connected pair of real TCP sockets on loopback, closed when disposed. */
+async function tcpPair(): Promise<{ a: Deno.TcpConn; b: Deno.TcpConn } & Disposable> {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const [a, b] = await Promise.all([
     Deno.connect({ hostname: "127.0.0.1", port: (l.addr as Deno.NetAddr).port }),
@@ -12,7 +12,7 @@ async function tcpPair(): Promise<{ a: Deno.TcpConn; b: Deno.TcpConn; close(): v
   return {
     a,
     b,
-    close() {
+    [Symbol.dispose]() {
       for (const c of [a, b]) {
         try {
           c.close();
@@ -25,53 +25,41 @@ async function tcpPair(): Promise<{ a: Deno.TcpConn; b: Deno.TcpConn; close(): v
 Deno.test("conn_io: on this Deno a TCP connection is read through the read op directly", async () => {
   // Fails when a Deno upgrade removes the internals the fast path uses: the
   // fallback still works, but every read allocates again (see conn_io.ts).
-  const p = await tcpPair();
-  try {
-    assert.equal(readsDirectly(new ConnReader(p.b)), true);
-  } finally {
-    p.close();
-  }
+  using p = await tcpPair();
+  assert.equal(readsDirectly(new ConnReader(p.b)), true);
 });
 
 Deno.test("conn_io: fill appends bytes, shares one read in flight, and reports EOF as 0", async () => {
-  const p = await tcpPair();
-  try {
-    const r = new ConnReader(p.b, 8, 32);
-    const first = r.fill();
-    assert.equal(r.fill(), first, "a second fill while reading returns the same read");
-    assert.equal(r.reading, true);
-    await writeAll(p.a, new TextEncoder().encode("hello"));
-    assert.equal(await first, 5);
-    assert.equal(new TextDecoder().decode(r.buf.subarray(r.start, r.end)), "hello");
-    r.start = 2; // Consume "he"; the rest stays.
-    let watched = -1;
-    r.watch = (n) => (watched = n);
-    const next = r.fill();
-    await writeAll(p.a, new TextEncoder().encode(" world"));
-    const n = await next;
-    assert.equal(watched, n, "the watch sees the read's result before awaiters resume");
-    while (r.buffered < 9) await r.fill();
-    assert.equal(new TextDecoder().decode(r.buf.subarray(r.start, r.end)), "llo world");
-    p.a.close();
-    assert.equal(await r.fill(), 0);
-    assert.equal(r.eof, true);
-    assert.equal(await r.fill(), 0, "fill after EOF stays 0");
-  } finally {
-    p.close();
-  }
+  using p = await tcpPair();
+  const r = new ConnReader(p.b, 8, 32);
+  const first = r.fill();
+  assert.equal(r.fill(), first, "a second fill while reading returns the same read");
+  assert.equal(r.reading, true);
+  await writeAll(p.a, new TextEncoder().encode("hello"));
+  assert.equal(await first, 5);
+  assert.equal(new TextDecoder().decode(r.buf.subarray(r.start, r.end)), "hello");
+  r.start = 2; // Consume "he"; the rest stays.
+  let watched = -1;
+  r.watch = (n) => (watched = n);
+  const next = r.fill();
+  await writeAll(p.a, new TextEncoder().encode(" world"));
+  const n = await next;
+  assert.equal(watched, n, "the watch sees the read's result before awaiters resume");
+  while (r.buffered < 9) await r.fill();
+  assert.equal(new TextDecoder().decode(r.buf.subarray(r.start, r.end)), "llo world");
+  p.a.close();
+  assert.equal(await r.fill(), 0);
+  assert.equal(r.eof, true);
+  assert.equal(await r.fill(), 0, "fill after EOF stays 0");
 });
 
 Deno.test("conn_io: the buffer grows to its limit and then fill rejects with BufferFull", async () => {
-  const p = await tcpPair();
-  try {
-    const r = new ConnReader(p.b, 8, 16);
-    await writeAll(p.a, new Uint8Array(40));
-    while (r.end < 16) await r.fill();
-    assert.equal(r.buf.length, 16);
-    await assert.rejects(r.fill(), BufferFull);
-  } finally {
-    p.close();
-  }
+  using p = await tcpPair();
+  const r = new ConnReader(p.b, 8, 16);
+  await writeAll(p.a, new Uint8Array(40));
+  while (r.end < 16) await r.fill();
+  assert.equal(r.buf.length, 16);
+  await assert.rejects(r.fill(), BufferFull);
 });
 
 Deno.test("conn_io: a connection without a Deno resource id is read through conn.read", async () => {

@@ -282,8 +282,8 @@ function scratch(min: number): (n: number) => Uint8Array {
     if (n > SCRATCH_MAX) return new Uint8Array(n);
     if (buf === null || buf.length < n) {
       buf = new Uint8Array(Math.max(n, min));
-    } else if (view.length === n && view.buffer === buf.buffer) {
-      return view;
+    } else if (view.length === n) {
+      return view; // Always a view of the current buf: a new buf gets a new view below.
     }
     return view = buf.subarray(0, n);
   };
