@@ -8,11 +8,15 @@
  *      process, and nginx (as many workers as the interceptor);
  *   3. latency at a fixed rate (hey; the interceptor measured once its
  *      isolates have settled for that rate, i.e. shrunk back after the
- *      previous throughput phase), then throughput (wrk, closed loop),
- *      alternating targets over several rounds and taking medians;
+ *      previous throughput phase), then throughput (wrk, closed loop; each
+ *      target first gets an unmeasured wrk of --warm seconds, so that what is
+ *      measured is its steady state under that load: for the interceptor,
+ *      after it has grown its isolates), alternating targets over several
+ *      rounds and taking medians;
  *   4. memory: RSS of the interceptor idle and after load.
  *
- * Flags: --duration=10 (s per measurement), --rounds=3, --connections=50,
+ * Flags: --duration=10 (s per measurement), --warm=4 (s of unmeasured wrk before each
+ * throughput measurement), --rounds=3, --connections=50,
  * --threads=1 (wrk), --rate=1000 (rps for hey), --hey-workers=10 (clients making up the rate,
  * their starts spread so requests arrive evenly), --hey-bursts (one hey with that many workers
  * instead: they arrive as synchronized bursts), --workers=<n> (pins the
@@ -180,6 +184,7 @@ function freePort(): number {
 
 async function main(): Promise<number> {
   const durationS = flag("duration", 10);
+  const warmS = flag("warm", 4);
   const rounds = flag("rounds", 3);
   const connections = flag("connections", 50);
   const threads = flag("threads", 1);
@@ -353,7 +358,7 @@ async function main(): Promise<number> {
       out(
         `== round ${round}/${rounds}: ${rate} rps (${heyWorkers} hey clients, ${
           bursts ? "in bursts" : "spread"
-        }), then wrk -t${threads} -c${connections} ${durationS}s`,
+        }), then wrk -t${threads} -c${connections} ${durationS}s (after ${warmS} s unmeasured)`,
       );
       // Alternate the order so drift (thermal, noisy neighbours) does not favour one target.
       const order = round % 2
@@ -375,6 +380,9 @@ async function main(): Promise<number> {
       for (const name of order) {
         const t = targets[name as keyof typeof targets];
         const pids = pidsOf(name);
+        // Steady state: the interceptor grows its isolates ~2 s into a load
+        // (and the new isolate starts cold); that transient is not throughput.
+        if (warmS > 0) await wrk(t.url, { host: t.host, threads, connections, durationS: warmS });
         const [u0, s0] = cpuSeconds(pids);
         const r = await wrk(t.url, { host: t.host, threads, connections, durationS });
         const [u1, s1] = cpuSeconds(pids);

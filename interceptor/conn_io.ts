@@ -12,23 +12,26 @@ export interface ByteConn {
   closeWrite(): Promise<void>;
 }
 
-type ReadOp = (rid: number, buf: Uint8Array) => Promise<number>;
+type IoOp = (rid: number, buf: Uint8Array) => Promise<number>;
 
 /**
  * Deno's Conn.read wraps the read op in an async function that also tracks
  * the promise in a Set (only for unref()), which allocates ~0.7 KB per read:
- * a third of what a proxied request allocates, and young-generation GC is a
- * large part of the data plane's CPU. Deno pins one version (deno.json,
- * .ci), so we call the op directly when this runtime exposes it, and fall
- * back to conn.read otherwise (conn_io_test asserts the fast path is live).
+ * a third of what a proxied request allocated, and young-generation GC is a
+ * large part of the data plane's CPU. Conn.write wraps the write op in an
+ * async function too (~0.3 KB per write), and the op itself usually returns
+ * an already settled promise. Deno pins one version (deno.json, .ci), so we
+ * call the ops directly when this runtime exposes them, and fall back to the
+ * Conn methods otherwise (conn_io_test asserts the fast path is live).
  */
-const readOp: ReadOp | null = (() => {
+const [readOp, writeOp]: [IoOp | null, IoOp | null] = (() => {
   const internal = (Deno as unknown as { internal?: symbol }).internal;
-  const core = internal === undefined
-    ? undefined
-    : (Deno as unknown as Record<symbol, { core?: { read?: unknown } } | undefined>)[internal]
-      ?.core;
-  return typeof core?.read === "function" ? (core.read as ReadOp).bind(core) : null;
+  const core = internal === undefined ? undefined : (Deno as unknown as Record<
+    symbol,
+    { core?: { read?: unknown; write?: unknown } } | undefined
+  >)[internal]?.core;
+  if (typeof core?.read !== "function" || typeof core.write !== "function") return [null, null];
+  return [(core.read as IoOp).bind(core), (core.write as IoOp).bind(core)];
 })();
 
 /** Deno's own-property symbol for a connection's resource id, found on the first connection. */
@@ -47,6 +50,26 @@ function ridOf(conn: object): number | null {
 /** Whether reads on `conn` skip Deno's Conn.read wrapper (for tests). */
 export function readsDirectly(reader: ConnReader): boolean {
   return reader.rid !== null;
+}
+
+/** Writes some of `p` and resolves with how many bytes; like Deno.Conn.write. */
+export type WriteFn = (p: Uint8Array) => Promise<number>;
+
+/** Something writable: a connection, or the data plane's wrapper around one. */
+export interface Writable {
+  write: WriteFn;
+}
+
+/** Whether writes to `conn` skip Deno's Conn.write wrapper (for tests). */
+export function writesDirectly(conn: ByteConn): boolean {
+  return writeOp !== null && ridOf(conn) !== null;
+}
+
+/** A write function for `conn` that calls Deno's write op directly when it can. */
+export function writerFor(conn: ByteConn, rid: number | null = ridOf(conn)): WriteFn {
+  if (rid === null || writeOp === null) return (p) => conn.write(p);
+  const op = writeOp;
+  return (p) => op(rid, p);
 }
 
 export class BufferFull extends Error {
@@ -152,7 +175,7 @@ export class ConnReader {
 }
 
 /** Writes all of `data`; throws when the connection fails. */
-export async function writeAll(conn: ByteConn, data: Uint8Array): Promise<void> {
+export async function writeAll(conn: Writable, data: Uint8Array): Promise<void> {
   let off = 0;
   while (off < data.length) {
     const n = await conn.write(off === 0 ? data : data.subarray(off));

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { BufferFull, type ByteConn, ConnReader, readsDirectly, writeAll } from "./conn_io.ts";
+import {
+  BufferFull,
+  type ByteConn,
+  ConnReader,
+  readsDirectly,
+  writeAll,
+  writerFor,
+  writesDirectly,
+} from "./conn_io.ts";
 
 /** A connected pair of real TCP sockets on loopback, closed when disposed. */
 async function tcpPair(): Promise<{ a: Deno.TcpConn; b: Deno.TcpConn } & Disposable> {
@@ -27,6 +35,24 @@ Deno.test("conn_io: on this Deno a TCP connection is read through the read op di
   // fallback still works, but every read allocates again (see conn_io.ts).
   using p = await tcpPair();
   assert.equal(readsDirectly(new ConnReader(p.b)), true);
+});
+
+Deno.test("conn_io: on this Deno a TCP connection is written through the write op directly", async () => {
+  using p = await tcpPair();
+  assert.equal(writesDirectly(p.a), true);
+});
+
+Deno.test("conn_io: a direct writer delivers every byte and rejects once the connection is closed", async () => {
+  using p = await tcpPair();
+  const w = { write: writerFor(p.a) };
+  const data = new Uint8Array(256 * 1024).map((_, i) => i % 251);
+  const r = new ConnReader(p.b, 1024, 512 * 1024);
+  const sent = writeAll(w, data);
+  while (r.buffered < data.length) assert.ok(await r.fill() > 0, "bytes keep arriving");
+  await sent;
+  assert.deepEqual(r.buf.subarray(r.start, r.end), data);
+  p.a.close();
+  await assert.rejects(w.write(new Uint8Array(1)), "a write after close fails, not hangs");
 });
 
 Deno.test("conn_io: fill appends bytes, shares one read in flight, and reports EOF as 0", async () => {
@@ -81,4 +107,17 @@ Deno.test("conn_io: a connection without a Deno resource id is read through conn
   assert.equal(r.buffered, 3);
   assert.equal(await r.fill(), 0);
   assert.equal(r.eof, true);
+});
+
+Deno.test("conn_io: a connection without a Deno resource id is written through conn.write", async () => {
+  const written: number[] = [];
+  const conn: ByteConn = {
+    read: () => Promise.resolve(null),
+    write: (b) => (written.push(b.length), Promise.resolve(Math.min(b.length, 2))),
+    close() {},
+    closeWrite: () => Promise.resolve(),
+  };
+  assert.equal(writesDirectly(conn), false);
+  await writeAll({ write: writerFor(conn) }, new Uint8Array(5));
+  assert.deepEqual(written, [5, 3, 1], "partial writes continue with the rest");
 });

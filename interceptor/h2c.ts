@@ -150,13 +150,13 @@ export async function forwardH2c(ex: Exchange, ctx: H2cContext): Promise<void> {
   ex.status = res.status;
   ex.responseStarted = true;
   try {
-    await writeAll(ex.c.conn, binaryBytes(head));
+    await writeAll(ex.c, binaryBytes(head));
     if (!noBody && res.body) {
       for await (const part of res.body) {
-        await writeAll(ex.c.conn, chunk ? chunkOf(part) : part);
+        await writeAll(ex.c, chunk ? chunkOf(part) : part);
         if (ex.stallWatch) ex.c.at = Date.now() + ctx.cfg.idleTimeoutMs;
       }
-      if (chunk) await writeAll(ex.c.conn, LAST_CHUNK);
+      if (chunk) await writeAll(ex.c, LAST_CHUNK);
     } else {
       await res.body?.cancel();
     }

@@ -15,7 +15,15 @@
 import type { Logger } from "../shared/log.ts";
 import type { RouteEntry } from "../shared/routing_table.ts";
 import { formatDuration } from "../shared/duration.ts";
-import { BufferFull, type ByteConn, closeQuietly, ConnReader, writeAll } from "./conn_io.ts";
+import {
+  BufferFull,
+  type ByteConn,
+  closeQuietly,
+  ConnReader,
+  writeAll,
+  type WriteFn,
+  writerFor,
+} from "./conn_io.ts";
 import type { SharedCounters } from "./counters.ts";
 import {
   binaryBytes,
@@ -208,8 +216,11 @@ export class UpstreamConn {
   idle = false;
   idleSince = 0;
   reused = false;
+  /** Writes to the app (Deno's op directly when possible; see conn_io). */
+  readonly write: WriteFn;
   constructor(readonly conn: Deno.TcpConn | ByteConn, readonly addr: string) {
     this.reader = new ConnReader(conn);
+    this.write = writerFor(conn, this.reader.rid);
   }
 }
 
@@ -317,6 +328,8 @@ export class ClientConn {
     return this.#fwdLines;
   };
   readonly outAlloc = scratch(2048);
+  /** Writes to the client (Deno's op directly when possible; see conn_io). */
+  readonly write: WriteFn;
   /** What the X-Forwarded-* fields say about this client. */
   readonly fwd: ForwardOptions;
   constructor(
@@ -325,6 +338,7 @@ export class ClientConn {
     readonly proto: "http" | "https",
   ) {
     this.reader = new ConnReader(conn, 16 * 1024, MAX_HEAD_BYTES);
+    this.write = writerFor(conn, this.reader.rid);
     this.fwd = { clientIp: remoteIp, proto };
   }
 
@@ -643,8 +657,8 @@ export class Proxy {
               ex.up = up;
               if (ex.gone) throw new Gone();
               try {
-                const n = await up.conn.write(body.first);
-                if (n < body.first.length) await writeAll(up.conn, body.first.subarray(n));
+                const n = await up.write(body.first);
+                if (n < body.first.length) await writeAll(up, body.first.subarray(n));
               } catch (e) {
                 this.#upstreamBroke(ex, up, body, tries, sendFailed(target, up, e));
                 continue; // #upstreamBroke throws unless the request can be re-sent.
@@ -666,11 +680,11 @@ export class Proxy {
             } else {
               const rel = this.#responseStart(ex, up, head, body);
               try {
-                const n = await c.conn.write(rel.out);
-                if (n < rel.out.length) await writeAll(c.conn, rel.out.subarray(n));
+                const n = await c.write(rel.out);
+                if (n < rel.out.length) await writeAll(c, rel.out.subarray(n));
                 if (rel.parts) {
                   for (const [a, b] of rel.parts) {
-                    await writeAll(c.conn, up.reader.buf.subarray(a, b));
+                    await writeAll(c, up.reader.buf.subarray(a, b));
                   }
                 }
                 up.reader.start += rel.bodyBytes;
@@ -765,7 +779,7 @@ export class Proxy {
             c.deadline(this.#cfg.headTimeoutMs, () => {
               this.#metrics.record("", "OTHER", 408, this.#cfg.headTimeoutMs / 1000);
               // Best effort: the client is too slow to send a head, tell it why.
-              c.conn.write(plainResponse(408, "request head not received in time\n", {
+              c.write(plainResponse(408, "request head not received in time\n", {
                 close: true,
               })).catch(() => {}).finally(() => c.close());
             });
@@ -791,7 +805,7 @@ export class Proxy {
     this.#metrics.record("", "OTHER", status, 0);
     this.#log.debug("bad request", { status, problem: message, client: c.remoteIp });
     try {
-      await writeAll(c.conn, plainResponse(status, `${message}\n`, { close: true }));
+      await writeAll(c, plainResponse(status, `${message}\n`, { close: true }));
     } catch {
       // The client is gone; nothing to tell it.
     }
@@ -1365,7 +1379,7 @@ export class Proxy {
                 upgraded: false,
               });
               try {
-                await writeAll(ex.c.conn, binaryBytes(interim));
+                await writeAll(ex.c, binaryBytes(interim));
               } catch {
                 ex.gone = true;
                 throw new Gone();
@@ -1436,7 +1450,7 @@ export class Proxy {
         body.remaining -= take;
         body.done = body.remaining === 0;
       }
-      await writeAll(up.conn, r.buf.subarray(r.start, r.start + take));
+      await writeAll(up, r.buf.subarray(r.start, r.start + take));
       r.start += take;
       this.#progress(ex);
       if (body.done) return;
@@ -1488,8 +1502,8 @@ export class Proxy {
         take = ur.buffered;
       }
       try {
-        if (parts) { for (const [a, b] of parts) await writeAll(c.conn, ur.buf.subarray(a, b)); }
-        else await writeAll(c.conn, ur.buf.subarray(ur.start, ur.start + take));
+        if (parts) { for (const [a, b] of parts) await writeAll(c, ur.buf.subarray(a, b)); }
+        else await writeAll(c, ur.buf.subarray(ur.start, ur.start + take));
       } catch {
         this.#abort(ex);
         return false;
@@ -1526,7 +1540,7 @@ export class Proxy {
     out.set(ur.buf.subarray(ur.start, ur.end), head.length);
     ur.start = ur.end;
     try {
-      await writeAll(ex.c.conn, out);
+      await writeAll(ex.c, out);
     } catch {
       return;
     }
