@@ -430,6 +430,13 @@ async function main(): Promise<number> {
         fmt(median(cpuPerReq.interceptor!), 1)
       } µs`,
     );
+    // Each round's pair ran minutes apart at most: their spread shows how
+    // much of a difference this machine's drift alone makes.
+    out(
+      `interceptor/nginx throughput by round: ${
+        tput.interceptor!.map((r, k) => fmt(r.rps / tput.nginx![k]!.rps)).join(", ")
+      }`,
+    );
     out(
       `nginx/direct throughput: ${fmt(n.rps / d.rps)}, added p99 at ${rate} rps: ${
         fmt(n.fp99 - d.fp99)
