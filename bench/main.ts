@@ -382,7 +382,7 @@ async function main(): Promise<number> {
         const pids = pidsOf(name);
         // Steady state: the interceptor grows its isolates ~2 s into a load
         // (and the new isolate starts cold); that transient is not throughput.
-        if (warmS > 0) await wrk(t.url, { host: t.host, threads, connections, durationS: warmS });
+        await wrk(t.url, { host: t.host, threads, connections, durationS: warmS });
         const [u0, s0] = cpuSeconds(pids);
         const r = await wrk(t.url, { host: t.host, threads, connections, durationS });
         const [u1, s1] = cpuSeconds(pids);

@@ -110,11 +110,6 @@ export class HeaderList implements HeaderSource {
     this.fields.push(raw, raw.toLowerCase(), value);
   }
 
-  /** Number of fields. */
-  get size(): number {
-    return this.fields.length / 3;
-  }
-
   /** Values of a lower-case name joined with ", "; null when absent. */
   get(name: string): string | null {
     let out: string | null = null;

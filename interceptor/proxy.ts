@@ -1545,7 +1545,7 @@ export class Proxy {
       return;
     }
     ex.keepClient = false;
-    const pipe = async (from: ConnReader, to: ByteConn) => {
+    const pipe = async (from: ConnReader, to: ClientConn | UpstreamConn) => {
       try {
         while (true) {
           if (from.buffered > 0) {
@@ -1555,14 +1555,14 @@ export class Proxy {
           const n = await from.fill();
           if (n === 0) break;
         }
-        await to.closeWrite();
+        await to.conn.closeWrite();
       } catch {
         // Either side failing ends both directions.
         closeQuietly(up.conn);
         ex.c.close();
       }
     };
-    await Promise.all([pipe(ex.c.reader, up.conn), pipe(ur, ex.c.conn)]);
+    await Promise.all([pipe(ex.c.reader, up), pipe(ur, ex.c)]);
     closeQuietly(up.conn);
     ex.up = null;
   }
