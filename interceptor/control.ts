@@ -45,6 +45,8 @@ export interface ControlOptions {
   watchNamespace: string;
   counters: SharedCounters;
   sink: RouteSink;
+  /** Objects per list page of the watches (default 500; small in tests). */
+  listPageSize?: number;
 }
 
 interface Parsed {
@@ -130,7 +132,8 @@ export class Control {
     this.#opts = opts;
     this.#log = opts.log;
     const p = paths(opts.watchNamespace);
-    this.httpso = new Informer(opts.client, { path: p.httpso, log: opts.log });
+    const pageSize = opts.listPageSize;
+    this.httpso = new Informer(opts.client, { path: p.httpso, log: opts.log, pageSize });
     this.services = new Informer(opts.client, { path: p.services, log: opts.log });
     this.slices = new Informer(opts.client, { path: p.slices, log: opts.log });
     this.routeSlots = new SlotTable(opts.counters.layout.routeCapacity);
@@ -219,6 +222,10 @@ export class Control {
     if (this.#routesDirty && this.httpso.hasSynced) {
       this.#routesDirty = false;
       this.#rebuildRoutes();
+    } else if (this.#routesDirty) {
+      // The first list arrives page by page: validate each page while the
+      // next is fetched, so the first table only assembles what is parsed.
+      this.#parseStore();
     }
     if (this.#dirtyServices.size > 0 && this.#endpointsSynced) {
       const targets = new Set<string>();
@@ -230,16 +237,22 @@ export class Control {
     }
   }
 
-  #rebuildRoutes(): void {
+  /**
+   * Validates every stored object not yet parsed at its resourceVersion into
+   * the parse cache; returns whether a key was new to it.
+   */
+  #parseStore(): boolean {
     const store = this.httpso.store;
-    let keysChanged = store.size !== this.#sortedKeys.length;
-    // Objects never parsed: thousands of them at the first list.
-    expectHTTPScaledObjects(store.size - this.#parsed.size);
+    // Thousands of objects at once mean a big cluster: before the first sync
+    // the list so far says so (it arrives in pages of 500), after it the
+    // objects never parsed (a relist).
+    expectHTTPScaledObjects(this.httpso.hasSynced ? store.size - this.#parsed.size : store.size);
+    let added = false;
     for (const [key, obj] of store) {
       const rv = obj.metadata?.resourceVersion;
       const p = this.#parsed.get(key);
       if (p && p.rv === rv && rv !== undefined) continue;
-      if (!p) keysChanged = true;
+      if (!p) added = true;
       try {
         const entry = routeEntryOf(parseHTTPScaledObject(obj));
         const next: Parsed = { rv, entry, targetKey: targetKeyOf(entry.target) };
@@ -252,6 +265,14 @@ export class Control {
         this.#parsed.set(key, { rv, error: (e as Error).message });
       }
     }
+    return added;
+  }
+
+  #rebuildRoutes(): void {
+    const store = this.httpso.store;
+    // Keys parsed before the first sync may since have gone: compare sizes too.
+    const keysChanged = this.#parseStore() || store.size !== this.#sortedKeys.length ||
+      this.#parsed.size !== store.size;
     if (keysChanged) {
       for (const key of this.#parsed.keys()) if (!store.has(key)) this.#parsed.delete(key);
       // Sorted once per change of the key set; iteration order makes the table deterministic.

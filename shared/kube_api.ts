@@ -319,18 +319,38 @@ export class KubeApiClient {
   /** Lists all pages. */
   async list<T = KubeObject>(path: string, options: RequestOptions = {}): Promise<KubeList<T>> {
     const items: T[] = [];
+    const rv = await this.listPages<T>(path, options, (page) => {
+      for (const item of page) items.push(item);
+    });
+    return { metadata: { resourceVersion: rv }, items };
+  }
+
+  /**
+   * Lists page by page (500 objects each), handing each page to `onPage` as
+   * it arrives, so callers can work while the next one is fetched. Resolves
+   * with the list's resourceVersion.
+   */
+  async listPages<T = KubeObject>(
+    path: string,
+    options: RequestOptions,
+    onPage: (items: T[]) => void,
+  ): Promise<string | undefined> {
     let cont: string | undefined;
     let rv: string | undefined;
     do {
       const page = await this.request<KubeList<T>>("GET", path, {
         ...options,
-        query: { limit: 500, ...options.query, ...(cont ? { continue: cont } : {}) },
+        query: {
+          ...options.query,
+          limit: options.query?.limit ?? 500,
+          ...(cont ? { continue: cont } : {}),
+        },
       });
-      items.push(...(page.items ?? []));
+      onPage(page.items ?? []);
       cont = page.metadata?.continue || undefined;
       rv = page.metadata?.resourceVersion;
     } while (cont);
-    return { metadata: { resourceVersion: rv }, items };
+    return rv;
   }
   create<T = KubeObject>(path: string, body: unknown, options: RequestOptions = {}): Promise<T> {
     return this.request<T>("POST", path, { ...options, body });
@@ -370,6 +390,8 @@ export interface InformerOptions {
   log: Logger;
   /** Server-side watch timeout; the watch is re-opened from the last resourceVersion. */
   watchTimeoutSeconds?: number;
+  /** Objects per list page (default 500). */
+  pageSize?: number;
 }
 
 /**
@@ -425,18 +447,35 @@ export class Informer<T extends KubeObject = KubeObject> {
     return { labelSelector: this.#opts.labelSelector, fieldSelector: this.#opts.fieldSelector };
   }
 
+  #listQuery(): Record<string, string | number | undefined> {
+    return { ...this.#query(), limit: this.#opts.pageSize };
+  }
+
   async #list(signal: AbortSignal): Promise<string> {
-    const list = await this.#client.list<T>(this.#opts.path, { query: this.#query(), signal });
     const seen = new Set<string>();
-    for (const item of list.items) {
-      const key = keyOf(item);
-      seen.add(key);
-      const old = this.store.get(key);
-      this.store.set(key, item);
-      if (!old) this.#emit({ type: "ADDED", key, object: item });
-      else if (old.metadata?.resourceVersion !== item.metadata?.resourceVersion) {
-        this.#emit({ type: "MODIFIED", key, object: item, old });
+    const apply = (items: T[]) => {
+      for (const item of items) {
+        const key = keyOf(item);
+        seen.add(key);
+        const old = this.store.get(key);
+        this.store.set(key, item);
+        if (!old) this.#emit({ type: "ADDED", key, object: item });
+        else if (old.metadata?.resourceVersion !== item.metadata?.resourceVersion) {
+          this.#emit({ type: "MODIFIED", key, object: item, old });
+        }
       }
+    };
+    const options = { query: this.#listQuery(), signal };
+    let rv: string | undefined;
+    if (!this.#hasSynced) {
+      // Before the first sync nobody reads the store as a whole: hand out each
+      // page as it arrives, so subscribers can work while the next is fetched.
+      rv = await this.#client.listPages<T>(this.#opts.path, options, apply);
+    } else {
+      // A relist is applied at once: subscribers never see half of it.
+      const list = await this.#client.list<T>(this.#opts.path, options);
+      apply(list.items);
+      rv = list.metadata.resourceVersion;
     }
     for (const [key, old] of [...this.store]) {
       if (!seen.has(key)) {
@@ -450,7 +489,7 @@ export class Informer<T extends KubeObject = KubeObject> {
     }
     this.#emit({ type: "SYNC", key: "" });
     for (const w of this.#relistWaiters.splice(0)) w();
-    return list.metadata.resourceVersion ?? "";
+    return rv ?? "";
   }
 
   /** Watches from rv until the stream ends; returns the last rv, or null when a relist is needed. */

@@ -66,5 +66,52 @@ Deno.test("KubeClient and Informer against a real kube-apiserver", async (t) => 
     await running;
   });
 
+  await t.step(
+    "the first list reaches subscribers page by page; a relist all at once",
+    async () => {
+      for (const name of ["p1", "p2", "p3", "p4"]) {
+        await client.create(cms, { metadata: { name } });
+      }
+      const total = (await client.list(cms)).items.length;
+      assert.ok(total >= 5, `expected at least 5 ConfigMaps, found ${total}`);
+      const informer = new Informer(client, { path: cms, log, pageSize: 2 });
+      // How many objects the store holds once the code that emitted the first
+      // ADDED yields: page by page, only the first page; all at once, the list.
+      let firstBatch = -1;
+      let added = 0;
+      let syncedEvents = 0;
+      informer.subscribe((e) => {
+        if (e.type !== "ADDED") return;
+        if (added++ === 0) queueMicrotask(() => (firstBatch = informer.store.size));
+        if (informer.hasSynced) syncedEvents++;
+      });
+      const stop = new AbortController();
+      const running = informer.run(stop.signal);
+      await informer.synced;
+      assert.equal(added, total);
+      assert.equal(syncedEvents, 0, "the first list's objects arrive before its SYNC");
+      assert.equal(
+        firstBatch,
+        2,
+        "the first page reaches subscribers before the second is fetched",
+      );
+      stop.abort();
+      await running;
+
+      // A relist (here: the same informer run again) applies every page at once.
+      await client.create(cms, { metadata: { name: "p5" } });
+      await client.create(cms, { metadata: { name: "p6" } });
+      added = 0;
+      firstBatch = -1;
+      const again = new AbortController();
+      const rerun = informer.run(again.signal);
+      await informer.relist();
+      assert.equal(added, 2);
+      assert.equal(firstBatch, total + 2, "a relist is applied whole before anyone runs");
+      again.abort();
+      await rerun;
+    },
+  );
+
   await client.delete(`/api/v1/namespaces/${ns}`);
 });
