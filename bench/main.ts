@@ -288,7 +288,9 @@ async function main(): Promise<number> {
       throw new Error(`interceptor answered ${check.status}: ${await check.text()}`);
     }
     await check.body?.cancel();
-    await sleep(2000);
+    // Settled: the interceptor gives back what startup left once it has been
+    // quiet for 2 s (interceptor/memory.ts); measure after that.
+    await sleep(5000);
     const idleRss = rssMb(ic.child.pid);
     out(`interceptor RSS idle: ${fmt(idleRss, 1)} MB (${await isolatesOf(ic)} isolate(s))`);
 

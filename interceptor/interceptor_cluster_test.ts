@@ -15,6 +15,7 @@ import {
   Netns,
   startInterceptor,
 } from "./cluster_testing.ts";
+import { programSpecs } from "../build/programs.ts";
 
 type Obj = KubeObject;
 
@@ -271,6 +272,28 @@ Deno.test({
     assert.equal(missing.status, 404);
     assert.match(await missing.text(), /try one of/);
   });
+
+  await t.step(
+    "with its deployed V8 flags it gives memory back once quiet after startup",
+    async () => {
+      // The flags `deno task interceptor` and `deno compile` use (deno.json).
+      const flags = programSpecs().find((p) => p.name === "interceptor")!.permissions
+        .filter((f) => f === "--no-code-cache" || f.startsWith("--v8-flags="));
+      await using deployed = await startInterceptor({
+        kubeconfigPath: cluster.kubeconfigPath,
+        env: { LOG_LEVEL: "debug", KEDA_HTTP_PROXY_WORKERS: "1" },
+        denoFlags: flags,
+      });
+      let line: { heapMb: [number, number]; pauseMs: number } | undefined;
+      await cluster.waitFor(() => {
+        const found = deployed.logs().find((l) => l.includes('"memory given back"'));
+        if (found) line = JSON.parse(found);
+        return Promise.resolve(found !== undefined);
+      }, { what: "the collection after startup", timeoutMs: 20_000 });
+      const [before, after] = line!.heapMb;
+      assert.ok(after < before, `the heap shrank: ${before} → ${after} MB`);
+    },
+  );
 
   await t.step("past the hold cap → 503 with Retry-After", async () => {
     await using capped = await startInterceptor({

@@ -18,6 +18,7 @@ import { SharedCounters } from "./counters.ts";
 import { DataPlane } from "./dataplane.ts";
 import { renderMetrics } from "./metrics.ts";
 import { DEFAULT_POLICY, scaleIsolates } from "./isolate_scaling.ts";
+import { reduceMemoryWhenQuiet } from "./memory.ts";
 import { cpuBudget, MAX_DEFAULT_ISOLATES, proxyConfigOf } from "./proxy_config.ts";
 
 const log = loggerFromEnv("interceptor");
@@ -123,6 +124,7 @@ async function main(): Promise<number> {
         }),
     );
   }
+  group.add("memory", (signal) => reduceMemoryWhenQuiet({ signal, log, ready: () => c.ready }));
   group.add("dataplane", async (signal) => {
     await aborted(signal);
     dataPlane.stop();
