@@ -468,8 +468,9 @@ export class Informer<T extends KubeObject = KubeObject> {
     const options = { query: this.#listQuery(), signal };
     let rv: string | undefined;
     if (!this.#hasSynced) {
-      // Before the first sync nobody reads the store as a whole: hand out each
-      // page as it arrives, so subscribers can work while the next is fetched.
+      // Before the first sync the store is incomplete anyway (consumers wait
+      // for `synced`): hand out each page as it arrives, so subscribers can
+      // work while the next one is fetched.
       rv = await this.#client.listPages<T>(this.#opts.path, options, apply);
     } else {
       // A relist is applied at once: subscribers never see half of it.
