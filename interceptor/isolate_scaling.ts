@@ -76,6 +76,39 @@ export function processCpuSeconds(): number | null {
   }
 }
 
+/** The cores this process used per interval, sampled from its CPU time. */
+export class CpuSampler {
+  #last: number | null;
+  #lastAt = performance.now();
+
+  constructor(readonly cpuSeconds: () => number | null = processCpuSeconds) {
+    this.#last = cpuSeconds();
+  }
+
+  /** False where there is no CPU time to read (no /proc). */
+  get available(): boolean {
+    return this.#last !== null;
+  }
+
+  /** Waits `intervalMs`, then the cores used since the last sample; null once aborted or unreadable. */
+  async next(intervalMs: number, signal: AbortSignal): Promise<number | null> {
+    await sleep(intervalMs, signal);
+    const now = performance.now();
+    const used = this.cpuSeconds();
+    if (signal.aborted || used === null || this.#last === null) return null;
+    const cores = (used - this.#last) / ((now - this.#lastAt) / 1000);
+    this.#last = used;
+    this.#lastAt = now;
+    return cores;
+  }
+
+  /** Measures afresh from now, e.g. so our own work between samples is not counted as load. */
+  restart(): void {
+    this.#last = this.cpuSeconds() ?? this.#last;
+    this.#lastAt = performance.now();
+  }
+}
+
 export interface Resizable {
   readonly isolates: number;
   grow(): Promise<void>;
@@ -94,25 +127,17 @@ export async function scaleIsolates(
     cpuSeconds?: () => number | null;
   },
 ): Promise<void> {
-  const cpu = opts.cpuSeconds ?? processCpuSeconds;
+  const sampler = new CpuSampler(opts.cpuSeconds);
   const interval = opts.intervalMs ?? 1000;
   const scaler = new IsolateScaler(policy);
-  let last = cpu();
-  if (last === null) {
+  if (!sampler.available) {
     opts.log.info("no /proc/self/stat: the data plane keeps one isolate", {});
     // A lifetime-group member: returning early would stop the interceptor.
     return aborted(opts.signal);
   }
-  let lastAt = performance.now();
   while (!opts.signal.aborted) {
-    await sleep(interval, opts.signal);
-    if (opts.signal.aborted) return;
-    const now = performance.now();
-    const used = cpu();
-    if (used === null) return aborted(opts.signal);
-    const cores = (used - last) / ((now - lastAt) / 1000);
-    last = used;
-    lastAt = now;
+    const cores = await sampler.next(interval, opts.signal);
+    if (cores === null) return aborted(opts.signal);
     const before = plane.isolates;
     const change = scaler.observe(cores, before);
     if (change === null) continue;
@@ -127,7 +152,6 @@ export async function scaleIsolates(
       opts.log.error(`the data plane could not ${change}`, { isolates: before, error: e });
     }
     // The change itself costs CPU; measure afresh from here.
-    last = cpu() ?? last;
-    lastAt = performance.now();
+    sampler.restart();
   }
 }

@@ -10,7 +10,7 @@
  */
 import { aborted, sleep } from "../shared/lifetime.ts";
 import type { Logger } from "../shared/log.ts";
-import { processCpuSeconds } from "./isolate_scaling.ts";
+import { CpuSampler } from "./isolate_scaling.ts";
 
 export interface QuietPolicy {
   /** A sample above this (cores) is load: arms a collection for when it ends. */
@@ -76,10 +76,9 @@ export async function reduceMemoryWhenQuiet(opts: {
   cpuSeconds?: () => number | null;
 }): Promise<void> {
   const gc = opts.gc === undefined ? exposedGc() : opts.gc;
-  const cpu = opts.cpuSeconds ?? processCpuSeconds;
-  let last = cpu();
-  if (gc === null || last === null) {
-    opts.log.info("memory is not given back when idle", {
+  const sampler = new CpuSampler(opts.cpuSeconds);
+  if (gc === null || !sampler.available) {
+    opts.log.info("memory is not given back when quiet", {
       reason: gc === null ? "gc() not exposed: run with --v8-flags=--expose-gc" : "no /proc",
     });
     // A lifetime-group member: returning early would stop the interceptor.
@@ -87,16 +86,9 @@ export async function reduceMemoryWhenQuiet(opts: {
   }
   const interval = opts.intervalMs ?? 1000;
   const detector = new QuietDetector(opts.policy);
-  let lastAt = performance.now();
   while (!opts.signal.aborted) {
-    await sleep(interval, opts.signal);
-    if (opts.signal.aborted) return;
-    const now = performance.now();
-    const used = cpu();
-    if (used === null) return aborted(opts.signal);
-    const cores = (used - last) / ((now - lastAt) / 1000);
-    last = used;
-    lastAt = now;
+    const cores = await sampler.next(interval, opts.signal);
+    if (cores === null) return aborted(opts.signal);
     // Not ready yet: still starting, whatever the CPU says.
     if (!detector.observe(opts.ready() ? cores : Infinity)) continue;
     const before = Deno.memoryUsage();
@@ -111,7 +103,6 @@ export async function reduceMemoryWhenQuiet(opts: {
       rssMb: [mb(before.rss), mb(after.rss)],
     });
     // The collection's own CPU is not load.
-    last = cpu() ?? last;
-    lastAt = performance.now();
+    sampler.restart();
   }
 }
