@@ -8,7 +8,7 @@
  * the young generation, releases free pages) returns it. It needs
  * --v8-flags=--expose-gc; without it this member only waits.
  */
-import { aborted, sleep } from "../shared/lifetime.ts";
+import { aborted } from "../shared/lifetime.ts";
 import type { Logger } from "../shared/log.ts";
 import { CpuSampler } from "./isolate_scaling.ts";
 
