@@ -35,6 +35,7 @@ import {
   Netns,
   startInterceptor,
 } from "../interceptor/cluster_testing.ts";
+import { LIST_PAGE_SIZE } from "../shared/kube_api.ts";
 import { sleep } from "../shared/lifetime.ts";
 import { parse as parseYaml } from "yaml";
 import { hey, heySpread, type LoadResult, missingTools, wrk } from "./load_tools.ts";
@@ -224,7 +225,7 @@ async function main(): Promise<number> {
       `${fmt(median(runs.map(f)), digits)} (${runs.map((r) => fmt(f(r), digits)).join(", ")})`;
     out(`medians of ${runs.length} fresh processes (each run in brackets):`);
     out(
-      `first list, per page of 500 (p50 / max):  ${m((r) => r.pageP50Ms)} / ${
+      `first list, per page of ${LIST_PAGE_SIZE} (p50 / max):  ${m((r) => r.pageP50Ms)} / ${
         m((r) => r.pageMaxMs)
       } ms`,
     );

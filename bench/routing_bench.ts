@@ -5,7 +5,7 @@
 import process from "node:process";
 import { createLogger } from "../shared/log.ts";
 import { percentileOf } from "./load_tools.ts";
-import { KubeApiClient, type KubeObject } from "../shared/kube_api.ts";
+import { KubeApiClient, type KubeObject, LIST_PAGE_SIZE } from "../shared/kube_api.ts";
 import { Control, type RouteSink } from "../interceptor/control.ts";
 import { SharedCounters } from "../interceptor/counters.ts";
 import { headerSourceOf, RouteIndex } from "../interceptor/routing.ts";
@@ -105,8 +105,8 @@ export function runRoutingBench(n = 10_000, lookups = 200_000): RoutingResult {
   let synced = false;
   Object.defineProperty(control.httpso, "hasSynced", { get: () => synced });
   const pageMs: number[] = [];
-  for (let i = 0; i < n; i += LIST_PAGE) {
-    for (const o of objects.slice(i, i + LIST_PAGE)) {
+  for (let i = 0; i < n; i += LIST_PAGE_SIZE) {
+    for (const o of objects.slice(i, i + LIST_PAGE_SIZE)) {
       store.set(`${o.metadata!.namespace}/${o.metadata!.name}`, o);
     }
     const t = process.hrtime.bigint();
@@ -191,9 +191,6 @@ export function runRoutingBench(n = 10_000, lookups = 200_000): RoutingResult {
     lookupMaxUs: warm[warm.length - 1]!,
   };
 }
-
-/** Objects per list page (KubeApiClient.listPages). */
-const LIST_PAGE = 500;
 
 /** The work a watch event causes: routes marked dirty, then flushed. */
 function rebuildOnce(control: Control): void {

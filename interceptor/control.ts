@@ -244,7 +244,7 @@ export class Control {
   #parseStore(): boolean {
     const store = this.httpso.store;
     // Thousands of objects at once mean a big cluster: before the first sync
-    // the list so far says so (it arrives in pages of 500), after it the
+    // the list so far says so (it arrives a page at a time), after it the
     // objects never parsed (a relist).
     expectHTTPScaledObjects(this.httpso.hasSynced ? store.size - this.#parsed.size : store.size);
     let added = false;

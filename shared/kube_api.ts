@@ -34,6 +34,9 @@ export function isGone(e: unknown): boolean {
   return e instanceof KubeApiError && e.status === 410;
 }
 
+/** Objects per page when listing (the API server's `limit`). */
+export const LIST_PAGE_SIZE = 500;
+
 export interface RequestOptions {
   body?: unknown;
   query?: Record<string, string | number | boolean | undefined>;
@@ -326,9 +329,9 @@ export class KubeApiClient {
   }
 
   /**
-   * Lists page by page (500 objects each), handing each page to `onPage` as
-   * it arrives, so callers can work while the next one is fetched. Resolves
-   * with the list's resourceVersion.
+   * Lists page by page (LIST_PAGE_SIZE objects each unless the query sets a
+   * limit), handing each page to `onPage` as it arrives, so callers can work
+   * while the next one is fetched. Resolves with the list's resourceVersion.
    */
   async listPages<T = KubeObject>(
     path: string,
@@ -342,7 +345,7 @@ export class KubeApiClient {
         ...options,
         query: {
           ...options.query,
-          limit: options.query?.limit ?? 500,
+          limit: options.query?.limit ?? LIST_PAGE_SIZE,
           ...(cont ? { continue: cont } : {}),
         },
       });
@@ -390,7 +393,7 @@ export interface InformerOptions {
   log: Logger;
   /** Server-side watch timeout; the watch is re-opened from the last resourceVersion. */
   watchTimeoutSeconds?: number;
-  /** Objects per list page (default 500). */
+  /** Objects per list page (default LIST_PAGE_SIZE). */
   pageSize?: number;
 }
 
