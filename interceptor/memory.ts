@@ -71,7 +71,6 @@ export async function reduceMemoryWhenQuiet(opts: {
   log: Logger;
   ready: () => boolean;
   gc?: GcFunction | null;
-  policy?: QuietPolicy;
   intervalMs?: number;
   cpuSeconds?: () => number | null;
 }): Promise<void> {
@@ -85,7 +84,7 @@ export async function reduceMemoryWhenQuiet(opts: {
     return aborted(opts.signal);
   }
   const interval = opts.intervalMs ?? 1000;
-  const detector = new QuietDetector(opts.policy);
+  const detector = new QuietDetector();
   while (!opts.signal.aborted) {
     const cores = await sampler.next(interval, opts.signal);
     if (cores === null) return aborted(opts.signal);
