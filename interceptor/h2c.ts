@@ -8,16 +8,11 @@ import { formatDuration } from "../shared/duration.ts";
 import type { Logger } from "../shared/log.ts";
 import { writeAll } from "./conn_io.ts";
 import { Gone, ProxyFailure } from "./exchange_errors.ts";
-import {
-  binaryBytes,
-  ChunkedScanner,
-  chunkOf,
-  forwardedHeaderPairs,
-  isHopByHop,
-  LAST_CHUNK,
-  reasonOf,
-  responseHasNoBody,
-} from "./http1.ts";
+import { binaryBytes } from "./http1_bytes.ts";
+import { ChunkedScanner, chunkOf, LAST_CHUNK } from "./http1_chunked.ts";
+import { contentLengthOf, fieldKind, passesToClient, tokensOf } from "./http1_fields.ts";
+import { forwardedHeaderPairs } from "./http1_request.ts";
+import { reasonOf, responseHasNoBody } from "./http1_response.ts";
 import type { Exchange, ProxyConfig } from "./proxy.ts";
 
 export interface H2cContext {
@@ -133,13 +128,19 @@ export async function forwardH2c(ex: Exchange, ctx: H2cContext): Promise<void> {
   ctx.setPhaseBody(ex);
   const http10 = req.minor === 0;
   const noBody = responseHasNoBody(req.method, res.status);
-  const length = res.headers.get("content-length");
-  const chunk = !noBody && length === null && !http10;
-  const close = !req.keepAlive || ctx.closing(ex) || (!noBody && length === null && http10);
+  // Framing is ours to generate: the app's Content-Length only as a parsed number.
+  const given = res.headers.get("content-length");
+  const length = given === null ? -1 : contentLengthOf(given.trim());
+  const chunk = !noBody && length < 0 && !http10;
+  const close = !req.keepAlive || ctx.closing(ex) || (!noBody && length < 0 && http10);
   let head = `HTTP/1.${http10 ? 0 : 1} ${res.status} ${res.statusText || reasonOf(res.status)}\r\n`;
+  const named = tokensOf(res.headers.get("connection"));
   for (const [k, v] of res.headers) {
-    if (isHopByHop(k) || k === "set-cookie" || k === "x-keda-http-cold-start") continue;
+    if (!passesToClient(fieldKind(k)) || k === "set-cookie" || named.indexOf(k) >= 0) continue;
     head += `${k}: ${v}\r\n`;
+  }
+  if (length >= 0 && res.status >= 200 && res.status !== 204) {
+    head += `Content-Length: ${length}\r\n`;
   }
   for (const cookie of res.headers.getSetCookie()) head += `set-cookie: ${cookie}\r\n`;
   if (ctx.cfg.coldStartHeader) head += `X-KEDA-HTTP-Cold-Start: ${ex.cold}\r\n`;

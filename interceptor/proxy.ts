@@ -25,30 +25,28 @@ import {
   writerFor,
 } from "./conn_io.ts";
 import type { SharedCounters } from "./counters.ts";
+import { binaryBytes, binaryString, findHeadEnd, utf8Of } from "./http1_bytes.ts";
+import { ChunkedScanner } from "./http1_chunked.ts";
+import { HttpError, MAX_HEAD_BYTES } from "./http1_fields.ts";
 import {
-  binaryBytes,
-  binaryString,
-  ChunkedScanner,
-  clientResponseHead,
-  findHeadEnd,
   forwardedLines,
   type ForwardOptions,
-  HttpError,
-  MAX_HEAD_BYTES,
+  isIdempotent,
   parseRequestHead,
+  type RequestHead,
+  spliceRequestHead,
+  upstreamRequestHead,
+} from "./http1_request.ts";
+import {
+  clientResponseHead,
   parseResponseHead,
   plainResponse,
-  type RequestHead,
   responseExtraLines,
   responseHasNoBody,
   type ResponseHead,
   type ResponseInfo,
   scanResponseBytes,
-  scanResponseHead,
-  spliceRequestHead,
-  upstreamRequestHead,
-  utf8Of,
-} from "./http1.ts";
+} from "./http1_response.ts";
 import type { RequestMetrics } from "./metrics.ts";
 import { RouteIndex } from "./routing.ts";
 import { forwardH2c } from "./h2c.ts";
@@ -180,6 +178,18 @@ function noResponse(target: Target, up: UpstreamConn): string {
   return `${target.key} at ${up.addr} closed the connection without a response`;
 }
 
+/** Parses an app's response head; a malformed one is the app's fault: 502. */
+function parseAppResponse(text: string, target: Target): ResponseHead {
+  try {
+    return parseResponseHead(text);
+  } catch (e) {
+    throw new ProxyFailure(
+      502,
+      `${target.key} sent a malformed response head: ${(e as Error).message}`,
+    );
+  }
+}
+
 /** A complete final response head found in the bytes just read, without decoding it. */
 function quickResponseHead(ur: ConnReader): ResponseRead | null {
   const end = findHeadEnd(ur.buf, ur.start, ur.end);
@@ -208,6 +218,8 @@ const IDLE_POOL_MAX = 256;
 const SCRATCH_MAX = 32 * 1024;
 const POOL_IDLE_MS = 60_000;
 const TICK_MS = 50;
+/** How long an early-answered client may go on sending its body before we close. */
+const LINGER_MS = 2_000;
 
 export class UpstreamConn {
   readonly reader: ConnReader;
@@ -404,6 +416,8 @@ export class Exchange {
   gone = false;
   timedOut = false;
   stalled = false;
+  /** The client broke its own request body's framing (answered 400 when still possible). */
+  clientFault: string | null = null;
   responseStarted = false;
   keepClient = false;
   ep: Endpoint | null = null;
@@ -656,11 +670,13 @@ export class Proxy {
               up = this.#pools.get(ex.ep!.addr)?.take() ?? await this.#connect(ex, target);
               ex.up = up;
               if (ex.gone) throw new Gone();
+              let written = false;
               try {
                 const n = await up.write(body.first);
+                written = n > 0;
                 if (n < body.first.length) await writeAll(up, body.first.subarray(n));
               } catch (e) {
-                this.#upstreamBroke(ex, up, body, tries, sendFailed(target, up, e));
+                this.#upstreamBroke(ex, up, body, tries, written, sendFailed(target, up, e));
                 continue; // #upstreamBroke throws unless the request can be re-sent.
               }
               pump = this.#requestSent(ex, up, body);
@@ -673,12 +689,14 @@ export class Proxy {
                 head = got;
                 break;
               }
-              this.#upstreamBroke(ex, up, body, tries, noResponse(target, up));
+              this.#upstreamBroke(ex, up, body, tries, true, noResponse(target, up));
             }
             if (head.info.status === 101) {
               await this.#upgraded(ex, up, head, target);
             } else {
-              const rel = this.#responseStart(ex, up, head, body);
+              const rel = this.#responseStart(ex, up, head, body, target);
+              // A client that does not read is bounded like one that stops mid-body.
+              this.#stallWatch(ex);
               try {
                 const n = await c.write(rel.out);
                 if (n < rel.out.length) await writeAll(c, rel.out.subarray(n));
@@ -701,9 +719,15 @@ export class Proxy {
                 c.clearDeadline();
                 if (pump !== null) {
                   if (!body.done) {
-                    // The app answered before reading the whole body: stop sending it.
+                    // The app answered before reading the whole body: stop sending it,
+                    // free the pod, and read what the client still sends for a bounded
+                    // linger (closing with unread bytes would reset the connection,
+                    // which can destroy the response on its way).
                     body.failed = true;
                     closeQuietly(up.conn);
+                    this.#releasePod(ex);
+                    ex.stallWatch = false;
+                    c.deadline(LINGER_MS, c.closeNow);
                   }
                   await pump;
                 }
@@ -769,7 +793,7 @@ export class Proxy {
               return req;
             } catch (e) {
               if (!(e instanceof HttpError)) throw e;
-              await this.#reject(c, e.status, e.message);
+              await this.#reject(c, e.status, e.message, e.headers);
               return null;
             }
           }
@@ -801,11 +825,18 @@ export class Proxy {
     }
   }
 
-  async #reject(c: ClientConn, status: number, message: string): Promise<void> {
+  async #reject(
+    c: ClientConn,
+    status: number,
+    message: string,
+    headers?: Array<[string, string]>,
+  ): Promise<void> {
     this.#metrics.record("", "OTHER", status, 0);
     this.#log.debug("bad request", { status, problem: message, client: c.remoteIp });
+    // A client that does not read its answer must not keep the connection forever.
+    c.deadline(this.#cfg.idleTimeoutMs, c.closeNow);
     try {
-      await writeAll(c, plainResponse(status, `${message}\n`, { close: true }));
+      await writeAll(c, plainResponse(status, `${message}\n`, { close: true, headers }));
     } catch {
       // The client is gone; nothing to tell it.
     }
@@ -860,6 +891,7 @@ export class Proxy {
     const path = utf8Of(req.path).slice(0, 200);
     const hasBody = req.contentLength > 0 || req.chunked;
     const close = !req.keepAlive || hasBody || this.#closing(c);
+    c.deadline(this.#cfg.idleTimeoutMs, c.closeNow);
     try {
       await writeAll(
         c.conn,
@@ -871,6 +903,8 @@ export class Proxy {
       );
     } catch {
       return false;
+    } finally {
+      c.clearDeadline();
     }
     this.#metrics.record("", req.method, 404, (Date.now() - t0) / 1000);
     return !close;
@@ -904,6 +938,7 @@ export class Proxy {
         path: utf8Of(req.path).slice(0, 200),
       });
     }
+    ex.c.deadline(this.#cfg.idleTimeoutMs, stalled);
     try {
       await writeAll(
         ex.c.conn,
@@ -953,6 +988,12 @@ export class Proxy {
       }
     }
     return best;
+  }
+
+  /** The pod's in-flight count ends before the exchange does (an early response's linger). */
+  #releasePod(ex: Exchange): void {
+    if (ex.ep) this.#counters.podEnd(ex.ep.slot);
+    ex.ep = null;
   }
 
   #use(ex: Exchange, ep: Endpoint): void {
@@ -1174,7 +1215,12 @@ export class Proxy {
       body.remaining -= take;
       body.done = body.remaining === 0;
     } else if (body.scanner) {
-      const e = body.scanner.scan(r.buf, r.start, r.end);
+      let e: number;
+      try {
+        e = body.scanner.scan(r.buf, r.start, r.end);
+      } catch (err) {
+        throw new ProxyFailure(400, this.#badChunkedBody(ex, err));
+      }
       take = (e >= 0 ? e : r.end) - r.start;
       body.done = e >= 0;
     }
@@ -1195,21 +1241,27 @@ export class Proxy {
   }
 
   /**
-   * Sending or awaiting the response failed on `up`. A request sent whole in
-   * one write is re-sent (once) when a pooled connection turns out to have
-   * been closed by the app meanwhile; otherwise this throws.
+   * Sending or awaiting the response failed on `up`. When a pooled connection
+   * turns out to have been closed by the app meanwhile, the request is sent
+   * again (once) on a fresh one if none of it was written, or if it was sent
+   * whole and is idempotent (RFC 9110 9.2.2: the app may have run it);
+   * otherwise this throws.
    */
   #upstreamBroke(
     ex: Exchange,
     up: UpstreamConn,
     body: RequestBody,
     tries: number,
+    written: boolean,
     message: string,
   ): void {
     ex.up = null;
     closeQuietly(up.conn);
     if (ex.gone) throw new Gone();
-    if (up.reused && body.replayable && tries === 0) return;
+    if (ex.clientFault !== null) throw new ProxyFailure(400, ex.clientFault);
+    if (up.reused && tries === 0 && (!written || (body.replayable && isIdempotent(ex.req)))) {
+      return;
+    }
     throw new ProxyFailure(502, message);
   }
 
@@ -1234,7 +1286,13 @@ export class Proxy {
   }
 
   /** How the response goes back: its framing, and the first write (head plus buffered body). */
-  #responseStart(ex: Exchange, up: UpstreamConn, head: ResponseRead, body: RequestBody): Relay {
+  #responseStart(
+    ex: Exchange,
+    up: UpstreamConn,
+    head: ResponseRead,
+    body: RequestBody,
+    target: Target,
+  ): Relay {
     const { req, c } = ex;
     const res = head.info;
     ex.phase = Phase.Body;
@@ -1247,8 +1305,10 @@ export class Proxy {
       rel.left = res.contentLength;
     } else rel.mode = "close";
     rel.dechunk = rel.mode === "chunked" && http10;
+    // A response that comes before the whole request body closes the connection:
+    // the rest of the body is not forwarded, and the client cannot reuse it.
     rel.closeClient = !req.keepAlive || this.#closing(c) || rel.mode === "close" ||
-      rel.dechunk || body.failed;
+      rel.dechunk || body.failed || !body.done;
     rel.reusable = !res.close;
     const coldStart = this.#cfg.coldStartHeader ? ex.cold : null;
     const ur = up.reader;
@@ -1288,7 +1348,7 @@ export class Proxy {
     } else {
       // Decoded only now: the bytes are still in the reader's buffer, untouched.
       const headText = head.text ?? binaryString(ur.buf, head.start, head.end);
-      const text = clientResponseHead(parseResponseHead(headText), {
+      const text = clientResponseHead(parseAppResponse(headText, target), {
         coldStart,
         close: rel.closeClient,
         http10,
@@ -1355,23 +1415,24 @@ export class Proxy {
         if (end >= 0) {
           const start = ur.start;
           const text = binaryString(ur.buf, start, end);
-          let info = scanResponseHead(text);
+          // The byte scanner answers only for plainly valid heads; the parser decides the rest.
+          let info = scanResponseBytes(ur.buf, start, end);
+          let full: ResponseHead | null = null;
           if (info === null) {
-            let full: ResponseHead;
-            try {
-              full = parseResponseHead(text);
-            } catch (e) {
-              throw new ProxyFailure(
-                502,
-                `${target.key} sent a malformed response: ${(e as Error).message}`,
-              );
-            }
-            info = { ...full, spliceable: false };
+            full = parseAppResponse(text, target);
+            info = {
+              status: full.status,
+              minor: full.minor,
+              contentLength: full.contentLength,
+              chunked: full.chunked,
+              close: full.close,
+              spliceable: false,
+            };
           }
           ur.start = end;
           if (info.status >= 100 && info.status < 200 && info.status !== 101) {
             if (ex.req.minor === 1) {
-              const interim = clientResponseHead(parseResponseHead(text), {
+              const interim = clientResponseHead(full ?? parseAppResponse(text, target), {
                 coldStart: null,
                 close: false,
                 http10: false,
@@ -1404,6 +1465,7 @@ export class Proxy {
       }
       if (n === 0) {
         if (ex.gone) throw new Gone();
+        if (ex.clientFault !== null) throw new ProxyFailure(400, ex.clientFault);
         if (ex.timedOut) {
           const ms = ex.route.timeouts.responseHeaderMs ?? this.#cfg.responseHeaderTimeoutMs;
           throw new ProxyFailure(
@@ -1425,11 +1487,17 @@ export class Proxy {
     }
   }
 
+  /**
+   * Streams the rest of the request body to the app. Once the body has
+   * failed (the app answered early), what the client still sends is read
+   * and dropped, so the connection can close without a reset.
+   */
   async #pumpRequestBody(ex: Exchange, up: UpstreamConn, body: RequestBody): Promise<void> {
     const r = ex.c.reader;
     while (true) {
       const n = await r.fill();
       if (n === 0) {
+        if (body.failed) return;
         this.#clientGone(ex);
         throw new Gone();
       }
@@ -1439,8 +1507,9 @@ export class Proxy {
         try {
           e = body.scanner.scan(r.buf, r.start, r.end);
         } catch (err) {
-          // Malformed chunked framing from the client: the exchange cannot go on.
-          this.#clientGone(ex);
+          // Malformed chunked framing from the client: never forwarded; 400 if not answered yet.
+          ex.clientFault = this.#badChunkedBody(ex, err);
+          if (ex.up) closeQuietly(ex.up.conn);
           throw err;
         }
         take = (e >= 0 ? e : r.end) - r.start;
@@ -1450,11 +1519,29 @@ export class Proxy {
         body.remaining -= take;
         body.done = body.remaining === 0;
       }
-      await writeAll(up, r.buf.subarray(r.start, r.start + take));
+      if (!body.failed) {
+        try {
+          await writeAll(up, r.buf.subarray(r.start, r.start + take));
+        } catch (e) {
+          if (!body.failed) throw e;
+        }
+      }
       r.start += take;
       this.#progress(ex);
       if (body.done) return;
     }
+  }
+
+  /** A client's malformed chunked body: its fault, logged once, answered 400 if still possible. */
+  #badChunkedBody(ex: Exchange, err: unknown): string {
+    if (!(err instanceof HttpError)) throw err;
+    const message = `malformed chunked request body: ${err.message}`;
+    this.#log.warn("client sent a malformed request body", {
+      route: ex.route.key,
+      client: ex.c.remoteIp,
+      problem: err.message,
+    });
+    return message;
   }
 
   /** Relays the rest of a response body; false when the upstream broke framing. */
@@ -1524,7 +1611,7 @@ export class Proxy {
     if (ex.req.upgrade === null) {
       throw new ProxyFailure(502, `${target.key} switched protocols without being asked to`);
     }
-    const head = clientResponseHead(parseResponseHead(got.text!), {
+    const head = clientResponseHead(parseAppResponse(got.text!, target), {
       coldStart: this.#cfg.coldStartHeader ? ex.cold : null,
       close: false,
       http10: false,
