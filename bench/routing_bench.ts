@@ -9,7 +9,7 @@ import { KubeApiClient, type KubeObject, LIST_PAGE_SIZE } from "../shared/kube_a
 import { Control, type RouteSink } from "../interceptor/control.ts";
 import { SharedCounters } from "../interceptor/counters.ts";
 import { headerSourceOf, RouteIndex } from "../interceptor/routing.ts";
-import type { LiveRoute, TargetUpdate } from "../interceptor/proxy.ts";
+import type { LiveRoute, TargetUpdate } from "../interceptor/proxy_contract.ts";
 
 export interface RoutingResult {
   routes: number;
@@ -205,7 +205,7 @@ export async function measureWorkerApply(n = 10_000, workers = 2): Promise<numbe
   const { DataPlane } = await import("../interceptor/dataplane.ts");
   const { TEST_PROXY_CONFIG } = await import("../interceptor/proxy_testing.ts");
   const { buildRoutingTable } = await import("../shared/routing_table.ts");
-  const { liveRouteOf } = await import("../interceptor/proxy.ts");
+  const { liveRouteOf } = await import("../interceptor/proxy_contract.ts");
   const table = buildRoutingTable(makeObjects(n));
   let slot = 1;
   const routes = [...table.entries.values()].map((e) => liveRouteOf(e, slot++, `${e.key}:80`));

@@ -26,7 +26,7 @@ import {
   type TargetEndpoints,
   targetKeyOf,
 } from "./endpoints.ts";
-import { type LiveRoute, liveRouteOf, type TargetUpdate } from "./proxy.ts";
+import { type LiveRoute, liveRouteOf, type TargetUpdate } from "./proxy_contract.ts";
 
 /** What Control needs from the data plane (the workers, or an isolate in tests). */
 export interface RouteSink {

@@ -6,7 +6,7 @@ import { createLogger } from "../shared/log.ts";
 import { Control, type RouteSink } from "./control.ts";
 import { SharedCounters } from "./counters.ts";
 import { appObjects } from "./cluster_testing.ts";
-import type { LiveRoute } from "./proxy.ts";
+import type { LiveRoute } from "./proxy_contract.ts";
 
 /** A data plane that records what it was sent. */
 function recordingSink() {

@@ -15,7 +15,7 @@ import {
   type ToIsolate,
 } from "./dataplane_protocol.ts";
 import type { MetricsSnapshot } from "./metrics.ts";
-import type { LiveRoute, ProxyConfig, TargetUpdate } from "./proxy.ts";
+import type { LiveRoute, ProxyConfig, TargetUpdate } from "./proxy_contract.ts";
 import { DataPlaneIsolate } from "./isolate.ts";
 
 export interface DataPlaneOptions {

@@ -1,7 +1,7 @@
 /** Messages between the main isolate and the data-plane workers. */
 import type { CounterLayout } from "./counters.ts";
 import type { MetricsSnapshot } from "./metrics.ts";
-import type { LiveRoute, ProxyConfig, TargetUpdate } from "./proxy.ts";
+import type { LiveRoute, ProxyConfig, TargetUpdate } from "./proxy_contract.ts";
 import type { Level } from "../shared/log.ts";
 
 export interface TlsSettings {

@@ -13,19 +13,21 @@ import { ChunkedScanner, chunkOf, LAST_CHUNK } from "./http1_chunked.ts";
 import { contentLengthOf, fieldKind, passesToClient, tokensOf } from "./http1_fields.ts";
 import { forwardedHeaderPairs } from "./http1_request.ts";
 import { reasonOf, responseHasNoBody } from "./http1_response.ts";
-import type { Exchange, ProxyConfig } from "./proxy.ts";
+import {
+  connectBackoffMs,
+  connectDeadline,
+  responseHeaderDeadline,
+  responseHeaderMs,
+} from "./deadlines.ts";
+import { type Exchange, Phase, watchHangup } from "./exchange.ts";
+import type { ProxyConfig } from "./proxy_contract.ts";
 
 export interface H2cContext {
   cfg: ProxyConfig;
   log: Logger;
   target: string;
-  /** Connection attempts are retried (with backoff) until this time. */
-  connectDeadline: number;
-  setPhaseAwaitHead(ex: Exchange): void;
-  setPhaseBody(ex: Exchange): void;
-  watchHangup(ex: Exchange): void;
   /** The client connection closes after this response (draining, or recycled). */
-  closing(ex: Exchange): boolean;
+  closing: () => boolean;
 }
 
 let h2Client: Deno.HttpClient | undefined;
@@ -87,19 +89,23 @@ export async function forwardH2c(ex: Exchange, ctx: H2cContext): Promise<void> {
   ex.onGone = () => abort.abort(new Gone());
   const url = `http://${ep.addr}${req.path}`;
   let res: Response | undefined;
+  const retryUntil = connectDeadline(ctx.cfg, ex.route, ex.t0, ex.requestDeadline, Date.now());
   for (let attempt = 0; res === undefined; attempt++) {
-    ctx.setPhaseAwaitHead(ex);
-    const headerMs = ex.route.timeouts.responseHeaderMs ?? ctx.cfg.responseHeaderTimeoutMs;
-    ex.c.deadlineAt(Math.min(Date.now() + headerMs, ex.requestDeadline), () => {
-      ex.timedOut = true;
-      abort.abort(new Error("response header timeout"));
-    });
-    if (!hasBody) ctx.watchHangup(ex);
+    ex.phase = Phase.AwaitHead;
+    const headerMs = responseHeaderMs(ctx.cfg, ex.route);
+    ex.c.deadlineAt(
+      responseHeaderDeadline(ctx.cfg, ex.route, ex.requestDeadline, Date.now()),
+      () => {
+        ex.timedOut = true;
+        abort.abort(new Error("response header timeout"));
+      },
+    );
+    if (!hasBody) watchHangup(ex);
     try {
       res = await fetch(url, {
         method: req.method,
         headers,
-        body: hasBody ? bodyStream(ex, () => ctx.watchHangup(ex)) : undefined,
+        body: hasBody ? bodyStream(ex, () => watchHangup(ex)) : undefined,
         client: client(),
         signal: abort.signal,
         redirect: "manual",
@@ -112,9 +118,9 @@ export async function forwardH2c(ex: Exchange, ctx: H2cContext): Promise<void> {
           `${ctx.target} sent no response head within ${formatDuration(headerMs)}`,
         );
       }
-      const wait = Math.min(10 * 2 ** attempt, 250);
+      const wait = connectBackoffMs(attempt);
       // A body already streamed cannot be sent again.
-      if (hasBody || Date.now() + wait >= ctx.connectDeadline) {
+      if (hasBody || Date.now() + wait >= retryUntil) {
         throw new ProxyFailure(
           502,
           `forwarding to ${ctx.target} at ${ep.addr} over h2c failed: ${(e as Error).message}`,
@@ -125,14 +131,14 @@ export async function forwardH2c(ex: Exchange, ctx: H2cContext): Promise<void> {
     }
   }
   ex.c.clearDeadline();
-  ctx.setPhaseBody(ex);
+  ex.phase = Phase.Body;
   const http10 = req.minor === 0;
   const noBody = responseHasNoBody(req.method, res.status);
   // Framing is ours to generate: the app's Content-Length only as a parsed number.
   const given = res.headers.get("content-length");
   const length = given === null ? -1 : contentLengthOf(given.trim());
   const chunk = !noBody && length < 0 && !http10;
-  const close = !req.keepAlive || ctx.closing(ex) || (!noBody && length < 0 && http10);
+  const close = !req.keepAlive || ctx.closing() || (!noBody && length < 0 && http10);
   let head = `HTTP/1.${http10 ? 0 : 1} ${res.status} ${res.statusText || reasonOf(res.status)}\r\n`;
   const named = tokensOf(res.headers.get("connection"));
   for (const [k, v] of res.headers) {

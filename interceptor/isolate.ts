@@ -1,6 +1,6 @@
 /**
  * One data-plane isolate: listens on the proxy port (SO_REUSEPORT, so the
- * kernel spreads connections over the isolates), serves them with a Proxy,
+ * kernel spreads connections over the isolates), serves them with an HttpProxy,
  * and applies the routes and endpoints the main isolate sends. Runs inside a
  * Worker in production and directly in tests.
  */
@@ -13,12 +13,12 @@ import {
   type ToIsolate,
 } from "./dataplane_protocol.ts";
 import { RequestMetrics } from "./metrics.ts";
-import { Proxy } from "./proxy.ts";
+import { HttpProxy } from "./proxy.ts";
 import type { TlsServer } from "./tls.ts";
 import { backoffMs, sleep } from "../shared/lifetime.ts";
 
 export class DataPlaneIsolate {
-  readonly proxy: Proxy;
+  readonly proxy: HttpProxy;
   readonly metrics = new RequestMetrics();
   readonly log: Logger;
   #listener: Deno.TcpListener | null = null;
@@ -31,7 +31,7 @@ export class DataPlaneIsolate {
       fields: { component: "interceptor", isolate: init.index },
     });
     const counters = new SharedCounters(init.counters.buffer, init.counters.layout);
-    this.proxy = new Proxy({
+    this.proxy = new HttpProxy({
       config: init.config,
       counters,
       metrics: this.metrics,

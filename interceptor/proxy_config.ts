@@ -3,19 +3,16 @@
  * and how many isolates to run by default.
  */
 import type { InterceptorConfig } from "../shared/config.ts";
-import type { ProxyConfig } from "./proxy.ts";
+import { connectTimeoutMsOf, defaultReadinessMs } from "./deadlines.ts";
+import type { ProxyConfig } from "./proxy_contract.ts";
 
-/** Readiness wait: KEDA_HTTP_READINESS_TIMEOUT, else KEDA_HTTP_REQUEST_TIMEOUT, else 20s. */
+/** The data plane's settings; time bounds are resolved by deadlines.ts. */
 export function proxyConfigOf(c: InterceptorConfig): ProxyConfig {
   return {
-    readinessTimeoutMs: c.readinessTimeoutMs > 0
-      ? c.readinessTimeoutMs
-      : c.requestTimeoutMs > 0
-      ? c.requestTimeoutMs
-      : 20_000,
+    readinessTimeoutMs: defaultReadinessMs(c.readinessTimeoutMs, c.requestTimeoutMs),
     requestTimeoutMs: c.requestTimeoutMs,
     responseHeaderTimeoutMs: c.responseHeaderTimeoutMs,
-    connectTimeoutMs: c.connectTimeoutMs > 0 ? c.connectTimeoutMs : 500,
+    connectTimeoutMs: connectTimeoutMsOf(c.connectTimeoutMs),
     coldStartHeader: c.coldStartHeader,
     maxHeldRequests: c.maxHeldRequests,
     podConcurrencyLimit: c.podConcurrencyLimit,

@@ -1,5 +1,5 @@
 /**
- * Test harness for the data plane in one isolate: a Proxy on a loopback
+ * Test harness for the data plane in one isolate: an HttpProxy on a loopback
  * port, routes from HTTPScaledObject-like objects, endpoints set by hand,
  * and a raw HTTP/1.1 client for what fetch cannot send (malformed heads,
  * pipelining, HTTP/1.0, arbitrary Host headers).
@@ -9,7 +9,8 @@ import { buildRoutingTable } from "../shared/routing_table.ts";
 import { SharedCounters } from "./counters.ts";
 import { targetKeyOf } from "./endpoints.ts";
 import { RequestMetrics } from "./metrics.ts";
-import { type LiveRoute, liveRouteOf, Proxy, type ProxyConfig } from "./proxy.ts";
+import { HttpProxy } from "./proxy.ts";
+import { type LiveRoute, liveRouteOf, type ProxyConfig } from "./proxy_contract.ts";
 
 export const TEST_PROXY_CONFIG: ProxyConfig = {
   readinessTimeoutMs: 5_000,
@@ -25,7 +26,7 @@ export const TEST_PROXY_CONFIG: ProxyConfig = {
 };
 
 export interface Harness extends AsyncDisposable {
-  proxy: Proxy;
+  proxy: HttpProxy;
   counters: SharedCounters;
   metrics: RequestMetrics;
   port: number;
@@ -79,7 +80,7 @@ export function startHarness(config: Partial<ProxyConfig> = {}): Harness {
   const logs: string[] = [];
   const log: Logger = createLogger({ level: "debug", sink: (l) => logs.push(l) });
   const activity: Array<[number, boolean]> = [];
-  const proxy = new Proxy({
+  const proxy = new HttpProxy({
     config: { ...TEST_PROXY_CONFIG, ...config },
     counters,
     metrics,

@@ -1,0 +1,89 @@
+/**
+ * The endpoints of every target (Service port) as the control side reports
+ * them, the requests held for each, and the choice of endpoint: least in
+ * flight across every isolate (shared counters), starting the scan at a
+ * rotating index so requests released together spread over the pods.
+ */
+import type { SharedCounters } from "./counters.ts";
+import type { TargetUpdate } from "./proxy_contract.ts";
+import type { Pools } from "./upstream_pool.ts";
+
+export interface Endpoint {
+  ip: string;
+  port: number;
+  addr: string;
+  slot: number;
+}
+
+export interface Waiter {
+  wake(): void;
+}
+
+export class Target {
+  endpoints: Endpoint[] = [];
+  h2c = false;
+  readonly waiters = new Set<Waiter>();
+  rr = 0;
+  constructor(readonly key: string) {}
+}
+
+export class Targets {
+  readonly #targets = new Map<string, Target>();
+  readonly #counters: SharedCounters;
+  readonly #pools: Pools;
+  /** In-flight requests per pod; 0 = no cap. */
+  readonly #cap: number;
+
+  constructor(counters: SharedCounters, pools: Pools, podConcurrencyLimit: number) {
+    this.#counters = counters;
+    this.#pools = pools;
+    this.#cap = podConcurrencyLimit;
+  }
+
+  get(key: string): Target {
+    let t = this.#targets.get(key);
+    if (!t) this.#targets.set(key, t = new Target(key));
+    return t;
+  }
+
+  /** Applies endpoint changes and wakes requests held for those targets. */
+  apply(updates: TargetUpdate[]): void {
+    for (const u of updates) {
+      const t = this.get(u.key);
+      const next: Endpoint[] = u.endpoints.map((e) => ({
+        ip: e.ip,
+        port: e.port,
+        slot: e.slot,
+        addr: e.ip.includes(":") ? `[${e.ip}]:${e.port}` : `${e.ip}:${e.port}`,
+      }));
+      for (const e of next) this.#pools.ref(e.addr);
+      for (const e of t.endpoints) this.#pools.unref(e.addr);
+      t.endpoints = next;
+      t.h2c = u.h2c;
+      if (next.length > 0) { for (const w of [...t.waiters]) w.wake(); }
+    }
+  }
+
+  /** Least in-flight ready endpoint under the per-pod cap; `avoid` loses ties. */
+  pick(t: Target, avoid?: Endpoint): Endpoint | null {
+    const eps = t.endpoints;
+    const n = eps.length;
+    if (n === 0) return null;
+    const cap = this.#cap;
+    const start = t.rr++ % n;
+    let best: Endpoint | null = null;
+    let bestLoad = Infinity;
+    for (let k = 0; k < n; k++) {
+      const ep = eps[(start + k) % n]!;
+      let load = this.#counters.podLoad(ep.slot);
+      if (cap > 0 && load >= cap) continue;
+      if (ep === avoid && n > 1) load += 0.5;
+      if (load < bestLoad) {
+        best = ep;
+        bestLoad = load;
+        if (load === 0) break;
+      }
+    }
+    return best;
+  }
+}
