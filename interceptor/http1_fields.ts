@@ -21,6 +21,8 @@ export class HttpError extends Error {
 
 /** Largest accepted request or response head, in bytes. */
 export const MAX_HEAD_BYTES = 64 * 1024;
+/** Most field lines in one head (Node's server allows 2,000; 64 KiB of tiny lines would be 16k). */
+export const MAX_FIELDS = 500;
 
 /** Kinds of field name; NONE is every name not in the table. */
 export const NONE = 0;
@@ -229,6 +231,12 @@ export function readFields(
     const name = head.slice(pos, colon);
     if (hasBadValueByte(head, a, b)) {
       throw new HttpError(status, `header ${name} has a control character in its value`);
+    }
+    if (f.length >= MAX_FIELDS * 3) {
+      throw new HttpError(
+        status === 400 ? 431 : status,
+        `more than ${MAX_FIELDS} header fields`,
+      );
     }
     f.push(name, name.toLowerCase(), head.slice(a, b));
     pos = nl + 1;

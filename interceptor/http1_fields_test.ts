@@ -6,6 +6,7 @@ import {
   fieldKindAt,
   HeaderList,
   HttpError,
+  MAX_FIELDS,
   NONE,
   readFields,
   TRANSFER_ENCODING,
@@ -72,4 +73,16 @@ Deno.test("readFields: one field-line grammar, strict", () => {
     );
   }
   assert.equal(readFields("A: 1\n\n", 0, 502, true, new HeaderList()), 6);
+});
+
+Deno.test("readFields: more than MAX_FIELDS fields is 431 for a request, the caller's status otherwise", () => {
+  const many = "A: 1\r\n".repeat(MAX_FIELDS);
+  assert.equal(readFields(many + "\r\n", 0, 400, false, new HeaderList()), many.length + 2);
+  const tooMany = many + "B: 2\r\n\r\n";
+  for (const [status, want] of [[400, 431], [502, 502]]) {
+    assert.throws(
+      () => readFields(tooMany, 0, status!, false, new HeaderList()),
+      (e) => e instanceof HttpError && e.status === want,
+    );
+  }
 });

@@ -339,3 +339,44 @@ Deno.test("RFC points: one Content-Length, HTTP/1.2 is 1.1, * only for OPTIONS, 
     app.close();
   }
 });
+
+Deno.test("response bodies: malformed chunked framing from the app is a 502 before the response starts, a close after", async () => {
+  await using h = startHarness();
+  const early = rawApp(() =>
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
+  );
+  try {
+    h.setRoutes([ROUTE]);
+    h.setEndpoints(KEY, [early.port]);
+    const r = await rawRequest(h.port, "GET / HTTP/1.1\r\nHost: app.test\r\n\r\n");
+    assert.equal(r.status, 502);
+    assert.match(r.body, /malformed chunked framing/);
+    assert.ok(!h.logs.some((l) => l.includes('"level":"error"')), "not logged as our error");
+    await countersBackToZero(h);
+  } finally {
+    early.close();
+  }
+  // Valid first chunk with the head, junk later: the client can only learn it from the close.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    const conn = await listener.accept();
+    await conn.read(new Uint8Array(4096));
+    await conn.write(
+      enc.encode("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"),
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    await conn.write(enc.encode("5\r\nworld!!\r\n0\r\n\r\n"));
+    await new Promise((r) => setTimeout(r, 100));
+    conn.close();
+  })();
+  try {
+    h.setEndpoints(KEY, [(listener.addr as Deno.NetAddr).port]);
+    using c = await RawClient.connect(h.port);
+    await c.send("GET / HTTP/1.1\r\nHost: app.test\r\n\r\n");
+    await assert.rejects(() => c.response(), /closed in chunk/);
+    await countersBackToZero(h);
+  } finally {
+    await serving;
+    listener.close();
+  }
+});

@@ -324,12 +324,18 @@ export class UpstreamLeg {
         rel.done = rel.left === 0;
       } else if (rel.rs) {
         if (rel.dechunk) parts = rel.parts = [];
-        const e = rel.rs.scan(
-          ur.buf,
-          ur.start,
-          ur.end,
-          parts ? (a, b) => parts!.push([a, b]) : undefined,
-        );
+        let e: number;
+        try {
+          e = rel.rs.scan(
+            ur.buf,
+            ur.start,
+            ur.end,
+            parts ? (a, b) => parts!.push([a, b]) : undefined,
+          );
+        } catch (err) {
+          if (!(err instanceof HttpError)) throw err;
+          throw new ProxyFailure(502, `the app sent malformed chunked framing: ${err.message}`);
+        }
         rel.bodyBytes = (e >= 0 ? e : ur.end) - ur.start;
         rel.done = e >= 0;
       } else {
