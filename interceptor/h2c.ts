@@ -79,6 +79,8 @@ export async function forwardH2c(ex: Exchange, ctx: H2cContext): Promise<void> {
   const req = ex.req;
   const ep = ex.ep!;
   const hasBody = req.contentLength > 0 || req.chunked;
+  // Until the whole request body has been read, the connection cannot carry another request.
+  let bodyDone = !hasBody;
   const headers = new Headers();
   for (const [k, v] of forwardedHeaderPairs(req, { clientIp: ex.c.remoteIp, proto: ex.c.proto })) {
     headers.append(k, v);
@@ -105,7 +107,12 @@ export async function forwardH2c(ex: Exchange, ctx: H2cContext): Promise<void> {
       res = await fetch(url, {
         method: req.method,
         headers,
-        body: hasBody ? bodyStream(ex, () => watchHangup(ex)) : undefined,
+        body: hasBody
+          ? bodyStream(ex, () => {
+            bodyDone = true;
+            watchHangup(ex);
+          })
+          : undefined,
         client: client(),
         signal: abort.signal,
         redirect: "manual",
@@ -138,7 +145,8 @@ export async function forwardH2c(ex: Exchange, ctx: H2cContext): Promise<void> {
   const given = res.headers.get("content-length");
   const length = given === null ? -1 : contentLengthOf(given.trim());
   const chunk = !noBody && length < 0 && !http10;
-  const close = !req.keepAlive || ctx.closing() || (!noBody && length < 0 && http10);
+  const close = !req.keepAlive || ctx.closing() || (!noBody && length < 0 && http10) ||
+    !bodyDone;
   let head = `HTTP/1.${http10 ? 0 : 1} ${res.status} ${res.statusText || reasonOf(res.status)}\r\n`;
   const named = tokensOf(res.headers.get("connection"));
   for (const [k, v] of res.headers) {

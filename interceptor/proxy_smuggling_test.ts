@@ -380,3 +380,29 @@ Deno.test("response bodies: malformed chunked framing from the app is a 502 befo
     listener.close();
   }
 });
+
+Deno.test("h2c upstream: an early response before the whole body closes the client connection, not reuses it", async () => {
+  const http2 = await import("node:http2");
+  const server = http2.createServer((_req, res) => {
+    // Answers without reading the request body.
+    res.writeHead(200, { "content-type": "text/plain" });
+    res.end("early");
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  await using h = startHarness();
+  try {
+    h.setRoutes([ROUTE]);
+    h.setEndpoints(KEY, [port], { h2c: true });
+    using c = await RawClient.connect(h.port);
+    await c.send("POST /up HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100000\r\n\r\n0123456789");
+    const r = await c.response();
+    assert.equal(r.status, 200);
+    assert.equal(r.body, "early");
+    assert.equal(r.headers.get("connection"), "close");
+    assert.ok(await c.closedWithin(20_000), "the proxy closed the connection");
+    await countersBackToZero(h);
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
