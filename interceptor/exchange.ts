@@ -114,6 +114,8 @@ export function headerTimedOut(c: ClientConn): void {
   if (ex === null || ex.phase !== Phase.AwaitHead) return;
   ex.timedOut = true;
   if (ex.up) closeQuietly(ex.up.conn);
+  // A 1xx relay blocked on a client that does not read would outlive the exchange.
+  if (ex.interimWrite) c.close();
 }
 
 export function stalled(c: ClientConn): void {
@@ -147,6 +149,8 @@ export class Exchange {
   /** The client broke its own request body's framing (answered 400 when still possible). */
   clientFault: string | null = null;
   responseStarted = false;
+  /** An interim (1xx) response is being written to the client. */
+  interimWrite = false;
   keepClient = false;
   ep: Endpoint | null = null;
   up: UpstreamConn | null = null;

@@ -65,8 +65,9 @@ export interface RequestHead {
   raw: Uint8Array | null;
 }
 
+// Bytes past ASCII too: a URI is ASCII (RFC 3986), and llhttp and hyper refuse them.
 // deno-lint-ignore no-control-regex -- matching control characters is the point
-const BAD_TARGET_CHAR = /[\x00-\x20\x7f]/;
+const BAD_TARGET_CHAR = /[\x00-\x20\x7f-\xff]/;
 const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::\d{0,5})?$/;
 const ABSOLUTE = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)([^#]*)$/;
 
@@ -232,6 +233,9 @@ export function parseRequestHead(head: string): RequestHead {
   const upgrade = upgradeValue !== null && connection.indexOf("upgrade") >= 0 && minor === 1
     ? upgradeValue
     : null;
+  // HTAB is OWS to us but not to every parser behind us (llhttp refuses "5<HTAB>" as a
+  // Content-Length): a head with one is rebuilt, never spliced.
+  if (plainFields && head.indexOf("\t") >= 0) plainFields = false;
   return {
     simple: plainFields && exactVersion && minor === 1 && path === target && pos === 0,
     raw: null,

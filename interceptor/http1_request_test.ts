@@ -84,6 +84,11 @@ const PARSE_OK: Array<[string, string, Partial<ReturnType<typeof parseRequestHea
     simple: false,
   }],
   ["value whitespace trimmed", "GET / HTTP/1.1\r\nHost:   a.test  \r\n\r\n", { host: "a.test" }],
+  [
+    "an HTAB anywhere in the head is rebuilt, not spliced",
+    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\t\r\n\r\n",
+    { contentLength: 5, simple: false },
+  ],
 ];
 
 for (const [name, text, want] of PARSE_OK) {
@@ -102,6 +107,7 @@ const PARSE_BAD: Array<[string, string, number]> = [
   ["HTTP/2", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505],
   ["HTTP/0.9", "GET / HTTP/0.9\r\nHost: a\r\n\r\n", 505],
   ["space in target", "GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400],
+  ["a byte past ASCII in the target", "GET /caf\xe9 HTTP/1.1\r\nHost: a\r\n\r\n", 400],
   ["no Host", "GET / HTTP/1.1\r\n\r\n", 400],
   ["no Host with an absolute-form target", "GET http://a/ HTTP/1.1\r\n\r\n", 400],
   ["user information in the target", "GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400],

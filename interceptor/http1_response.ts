@@ -39,7 +39,7 @@ export interface ResponseHead {
   connection: string[];
 }
 
-const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: (.*))?$/;
+const STATUS_LINE = /^HTTP\/1\.(\d) ([1-9]\d\d)(?: (.*))?$/;
 
 /** Parses a response head (binary string ending in the blank line). Throws HttpError(502). */
 export function parseResponseHead(head: string): ResponseHead {
@@ -50,7 +50,8 @@ export function parseResponseHead(head: string): ResponseHead {
   if (!m || (m[3] !== undefined && hasBadValueByte(m[3]))) {
     throw new HttpError(502, "the app sent a malformed response status line");
   }
-  const minor = Number(m[1]);
+  // A later 1.x minor version is HTTP/1.1 (RFC 9110 2.5).
+  const minor = Math.min(Number(m[1]), 1);
   const headers = new HeaderList();
   // A bare LF is tolerated from apps (RFC 9112 2.2): such a head is always rebuilt.
   readFields(head, nl + 1, 502, true, headers);
@@ -194,6 +195,8 @@ export function scanResponseBytes(
     pos = nl + 1;
   }
   if (pos + 2 !== end) return null;
+  // A 1xx or 204 carries no Content-Length (RFC 9110 8.6): rebuilt without it.
+  if (contentLength >= 0 && (status < 200 || status === 204)) spliceable = false;
   return { status, minor, contentLength, chunked: false, close: minor === 0, spliceable };
 }
 

@@ -265,7 +265,7 @@ export class HttpProxy {
               this.#leg.upstreamBroke(ex, up, body, tries, true, noResponse(target, up));
             }
             if (head.info.status === 101) {
-              await this.#leg.upgraded(ex, up, head, target);
+              await this.#leg.upgraded(ex, up, head, target, pump);
             } else {
               const rel = this.#leg.responseStart(ex, up, head, body, target);
               // A client that does not read is bounded like one that stops mid-body.

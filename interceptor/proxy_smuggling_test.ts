@@ -406,3 +406,125 @@ Deno.test("h2c upstream: an early response before the whole body closes the clie
     await new Promise((resolve) => server.close(resolve));
   }
 });
+
+Deno.test("stuck exchange: an app flooding 1xx to a client that never reads ends at the response-head timeout", async () => {
+  await using h = startHarness({ responseHeaderTimeoutMs: 1_000, idleTimeoutMs: 2_000 });
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const interim = enc.encode(`HTTP/1.1 102 Processing\r\nX-Pad: ${"p".repeat(1000)}\r\n\r\n`);
+  const flooding = (async () => {
+    const conn = await listener.accept();
+    await conn.read(new Uint8Array(4096));
+    try {
+      for (let i = 0; i < 20_000; i++) await conn.write(interim);
+    } catch {
+      // The proxy closed the connection: the flood is over.
+    } finally {
+      conn.close();
+    }
+  })();
+  try {
+    h.setRoutes([ROUTE]);
+    h.setEndpoints(KEY, [(listener.addr as Deno.NetAddr).port]);
+    using c = await RawClient.connect(h.port);
+    await c.send("GET / HTTP/1.1\r\nHost: app.test\r\n\r\n");
+    const slot = h.routes.get(KEY)!.slot;
+    await until(() => h.counters.concurrency(slot) === 1, "the exchange under way");
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(h.counters.concurrency(slot), 1, "still flooding");
+    // The client never reads; the exchange must still end.
+    await countersBackToZero(h);
+  } finally {
+    listener.close();
+    await flooding;
+  }
+});
+
+Deno.test("upgrade: a request body still arriving when the app switches protocols reaches it once, before the tunnel's bytes", async () => {
+  await using h = startHarness();
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let received = "";
+  const app = (async () => {
+    const conn = await listener.accept();
+    const buf = new Uint8Array(65536);
+    let text = "";
+    for (let i = 0; i < 1000 && !text.includes("\r\n\r\n"); i++) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      text += dec.decode(buf.subarray(0, n));
+    }
+    received = text.slice(text.indexOf("\r\n\r\n") + 4);
+    await conn.write(
+      enc.encode("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n"),
+    );
+    for (let i = 0; i < 1000 && !received.includes("tunnel-2"); i++) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      received += dec.decode(buf.subarray(0, n));
+    }
+    conn.close();
+  })();
+  try {
+    h.setRoutes([ROUTE]);
+    h.setEndpoints(KEY, [(listener.addr as Deno.NetAddr).port]);
+    using c = await RawClient.connect(h.port);
+    await c.send(
+      "POST /u HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: foo\r\nContent-Length: 30\r\n\r\n",
+    );
+    await c.received("101 Switching Protocols");
+    for (const part of ["AAAAAAAAAA", "BBBBBBBBBB", "CCCCCCCCCC", "tunnel-1", "tunnel-2"]) {
+      await c.send(part);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await app;
+    assert.equal(received, "AAAAAAAAAABBBBBBBBBBCCCCCCCCCCtunnel-1tunnel-2");
+  } finally {
+    listener.close();
+  }
+});
+
+Deno.test("upgrade: a tunnel with no bytes either way for the idle timeout closes, and its counters return to 0", async () => {
+  await using h = startHarness({ idleTimeoutMs: 500 });
+  const app = rawApp(() =>
+    "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+  );
+  try {
+    h.setRoutes([ROUTE]);
+    h.setEndpoints(KEY, [app.port]);
+    using c = await RawClient.connect(h.port);
+    await c.send(
+      "GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    );
+    await c.received("101 Switching Protocols");
+    assert.ok(await c.closedWithin(20_000), "the idle tunnel was closed");
+    await countersBackToZero(h);
+  } finally {
+    app.close();
+  }
+});
+
+Deno.test("responses: a 204 never carries Content-Length on either path; HTTP/1.2 from an app is HTTP/1.1", async () => {
+  await using h = startHarness();
+  for (const extra of ["", "Keep-Alive: timeout=5\r\n"]) {
+    const app = rawApp(() => `HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n${extra}\r\n`);
+    try {
+      h.setRoutes([ROUTE]);
+      h.setEndpoints(KEY, [app.port]);
+      const r = await rawRequest(h.port, "GET / HTTP/1.1\r\nHost: app.test\r\n\r\n");
+      assert.equal(r.status, 204);
+      assert.equal(r.headers.get("content-length"), undefined, JSON.stringify(extra));
+    } finally {
+      app.close();
+    }
+  }
+  const v12 = rawApp(() => "HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  try {
+    h.setEndpoints(KEY, [v12.port]);
+    const r = await rawRequest(h.port, "GET / HTTP/1.1\r\nHost: app.test\r\n\r\n");
+    assert.equal(r.status, 200);
+    assert.equal(r.body, "ok");
+    assert.match(r.head, /^HTTP\/1\.1 200 OK\r\n/);
+  } finally {
+    v12.close();
+  }
+  await countersBackToZero(h);
+});

@@ -266,12 +266,16 @@ export class RawClient implements Disposable {
     return { status, head, headers, body: dec.decode(body) };
   }
 
-  /** Resolves true when the server closes the connection within the timeout. */
+  /** Resolves true when the server closes the connection within the timeout, false if it did not. */
   async closedWithin(ms: number): Promise<boolean> {
-    const timer = setTimeout(() => this.conn.close(), ms);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      this.conn.close();
+    }, ms);
     try {
       while (await this.#more()) { /* drain */ }
-      return true;
+      return !timedOut;
     } catch {
       return false;
     } finally {

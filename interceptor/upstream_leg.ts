@@ -448,8 +448,10 @@ export class UpstreamLeg {
                 dechunk: false,
                 upgraded: false,
               });
+              ex.interimWrite = true;
               try {
                 await writeAll(ex.c, binaryBytes(interim));
+                ex.interimWrite = false;
               } catch {
                 ex.gone = true;
                 throw new Gone();
@@ -616,6 +618,7 @@ export class UpstreamLeg {
     up: UpstreamConn,
     got: ResponseRead,
     target: Target,
+    pump: Promise<void> | null,
   ): Promise<void> {
     if (ex.req.upgrade === null) {
       throw new ProxyFailure(502, `${target.key} switched protocols without being asked to`);
@@ -641,12 +644,19 @@ export class UpstreamLeg {
       return;
     }
     ex.keepClient = false;
+    // No bytes either way for the idle timeout closes the tunnel, so an
+    // abandoned one cannot keep its app from scaling to zero.
+    this.stallWatch(ex);
+    // A request body still on its way belongs before the tunnel's bytes: the
+    // pump forwards exactly its framing, then the pipes take the rest.
+    if (pump !== null) await pump;
     const pipe = async (from: ConnReader, to: ClientConn | UpstreamConn) => {
       try {
         while (true) {
           if (from.buffered > 0) {
             await writeAll(to, from.buf.subarray(from.start, from.end));
             from.start = from.end;
+            this.#progress(ex);
           }
           const n = await from.fill();
           if (n === 0) break;
