@@ -20,7 +20,7 @@ import {
   responseArb,
   sample,
 } from "./http1_generators_testing.ts";
-import { DIVERGENCES } from "./http1_divergences.ts";
+import { DIVERGENCES, divergenceTableMarkdown } from "./http1_divergences.ts";
 import { LlhttpOracle } from "./llhttp_oracle_testing.ts";
 import { HyperOracle } from "./hyper_oracle_testing.ts";
 
@@ -127,4 +127,21 @@ Deno.test("oracle: divergence entries are complete and their ids unique", () => 
     }
     assert.match(d.rfc, /RFC 91(10|12)/, d.id);
   }
+});
+
+Deno.test("oracle: the README's divergence table is the one in http1_divergences.ts", () => {
+  const readme = Deno.readTextFileSync(new URL("./README.md", import.meta.url));
+  const start = readme.indexOf("<!-- divergences:start -->");
+  const end = readme.indexOf("<!-- divergences:end -->");
+  assert.ok(start >= 0 && end > start, "README.md lacks the divergences markers");
+  // deno fmt pads table cells: compare cell by cell.
+  const rows = (md: string) =>
+    md.split("\n").filter((l) => l.startsWith("|") && !/^\|[\s|-]+\|$/.test(l)).map((l) =>
+      l.split(/(?<!\\)\|/).map((c) => c.trim()).join("|")
+    );
+  assert.deepEqual(
+    rows(readme.slice(start, end)),
+    rows(divergenceTableMarkdown()),
+    "regenerate the table with divergenceTableMarkdown() and paste it between the markers",
+  );
 });
