@@ -1347,18 +1347,19 @@ export interface CorpusCase {
   eof?: boolean;
   expect:
     | { reject: number }
-    | {
-      accept: {
-        method?: string;
-        path?: string;
-        host?: string;
-        contentLength?: number;
-        chunked?: boolean;
-        body?: string;
-        /** Requests: forwarded as received (spliceRequestHead) or rebuilt. */
-        simple?: boolean;
-      };
-    };
+    | { accept: AcceptedAs };
+}
+
+/** What an accepted corpus case was read as; unset keys are not checked. */
+export interface AcceptedAs {
+  method?: string;
+  path?: string;
+  host?: string;
+  contentLength?: number;
+  chunked?: boolean;
+  body?: string;
+  /** Requests: forwarded as received (spliceRequestHead) or rebuilt. */
+  simple?: boolean;
 }
 
 /** A corpus file for a disagreement, expecting what the oracle did (edit before saving). */
@@ -1435,16 +1436,9 @@ export function strictResponseHeadOk(head: string): boolean {
 // The corpus
 
 /** What our parser decided for a corpus case, in the terms of its `expect`. */
-export interface Judgement {
+export interface Judgement extends AcceptedAs {
   verdict: Outcome["verdict"];
   status?: number;
-  method?: string;
-  path?: string;
-  host?: string;
-  contentLength?: number;
-  chunked?: boolean;
-  body?: string;
-  simple?: boolean;
 }
 
 export function judge(c: CorpusCase): Judgement {
