@@ -8,7 +8,7 @@ import { percentileOf } from "./load_tools.ts";
 import { KubeApiClient, type KubeObject, LIST_PAGE_SIZE } from "../shared/kube_api.ts";
 import { Control, type RouteSink } from "../interceptor/control.ts";
 import { SharedCounters } from "../interceptor/counters.ts";
-import { headerSourceOf, RouteIndex } from "../interceptor/routing.ts";
+import { headerSourceOf, RouteIndex, ruleEntriesOf } from "../interceptor/routing.ts";
 import type { LiveRoute, TargetUpdate } from "../interceptor/proxy_contract.ts";
 
 export interface RoutingResult {
@@ -136,7 +136,7 @@ export function runRoutingBench(n = 10_000, lookups = 200_000): RoutingResult {
   const incrementalRebuildMs = samples[2]!;
 
   const t1 = process.hrtime.bigint();
-  const index = new RouteIndex(routes);
+  const index = new RouteIndex(ruleEntriesOf(routes));
   const indexBuildMs = hrMs(t1);
 
   // Lookups: hits on every kind of route, and misses.
@@ -208,7 +208,10 @@ export async function measureWorkerApply(n = 10_000, workers = 2): Promise<numbe
   const { liveRouteOf } = await import("../interceptor/proxy_contract.ts");
   const table = buildRoutingTable(makeObjects(n));
   let slot = 1;
-  const routes = [...table.entries.values()].map((e) => liveRouteOf(e, slot++, `${e.key}:80`));
+  const resolve = () => ({ status: 200, headers: [], hasContentType: false });
+  const routes = [...table.entries.values()].map((e) =>
+    liveRouteOf(e, slot++, `${e.key}:80`, undefined, { rank: "", resolve })
+  );
   const dp = new DataPlane({
     workers,
     config: TEST_PROXY_CONFIG,

@@ -76,7 +76,7 @@ Deno.test("admin: /routing_table, /routing_ping (relists), /deployments", async 
   const h = adminHandler(d);
   const table = await (await h(req("/routing_table"))).json();
   assert.deepEqual(Object.keys(table.routes), ["ns/app"]);
-  assert.deepEqual(table.routes["ns/app"].hosts, ["a.test"]);
+  assert.deepEqual(table.routes["ns/app"].rules[0].hosts, ["a.test"]);
   assert.deepEqual(table.invalid, {});
   const pinged = await h(req("/routing_ping", "POST"));
   assert.equal(pinged.status, 200);

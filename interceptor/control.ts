@@ -1,19 +1,27 @@
 /**
  * The control side of the interceptor, in the main isolate: watches
- * HTTPScaledObjects, Services and EndpointSlices, turns them into the routing
+ * HTTPScaledObjects, InterceptorRoutes, the ConfigMaps holding static
+ * response bodies, Services and EndpointSlices, turns them into the routing
  * table and per-target ready endpoints, hands out counter slots, and pushes
  * changes to the data plane. Level-triggered: events only mark what is
  * dirty; one flush per burst (a microtask later) recomputes and sends only
  * what changed. It also answers the admin API's questions (/queue, ...).
  */
-import type { V1EndpointSlice, V1Service } from "@kubernetes/client-node";
+import type { V1ConfigMap, V1EndpointSlice, V1Service } from "@kubernetes/client-node";
 import { expectHTTPScaledObjects, parseHTTPScaledObject } from "../shared/httpso.ts";
+import {
+  IR_API_VERSION,
+  IR_PLURAL,
+  parseInterceptorRoute,
+  RESPONSE_BODY_LABEL,
+} from "../shared/interceptor_route.ts";
 import { Informer, type KubeApiClient, type KubeObject } from "../shared/kube_api.ts";
 import type { Logger } from "../shared/log.ts";
 import type { QueueCounts } from "../shared/queue_counts.ts";
 import {
   type RouteEntry,
   routeEntryOf,
+  routeEntryOfRoute,
   type RoutingTable,
   type ServiceRef,
   serviceRefOf,
@@ -27,6 +35,7 @@ import {
   targetKeyOf,
 } from "./endpoints.ts";
 import { type LiveRoute, liveRouteOf, type TargetUpdate } from "./proxy_contract.ts";
+import { resolveResponse } from "./static_response.ts";
 
 /** What Control needs from the data plane (the workers, or an isolate in tests). */
 export interface RouteSink {
@@ -47,6 +56,11 @@ export interface ControlOptions {
   sink: RouteSink;
   /** Objects per list page of the watches (default 500; small in tests). */
   listPageSize?: number;
+  /**
+   * KEDA_HTTP_DIRECT_POD_ROUTING: true (default) forwards to ready pods;
+   * false to the Service's cluster IP once it has a ready endpoint.
+   */
+  directPodRouting?: boolean;
 }
 
 interface Parsed {
@@ -58,6 +72,15 @@ interface Parsed {
   targetKey?: string;
   fallbackRef?: ServiceRef;
   fallbackKey?: string;
+  /** A static response reads a ConfigMap: re-resolved when ConfigMaps change. */
+  usesConfigMap?: boolean;
+  /** #configMapsVersion the live copy was resolved at. */
+  resolvedAt?: number;
+}
+
+function usesConfigMap(e: RouteEntry): boolean {
+  return e.placeholder?.configMap !== undefined ||
+    e.staticRoutes.some((s) => s.response.configMap !== undefined);
 }
 
 export interface DeploymentInfo {
@@ -92,6 +115,8 @@ function paths(ns: string) {
   const n = ns === "" ? "" : `/namespaces/${ns}`;
   return {
     httpso: `/apis/http.keda.sh/v1alpha1${n}/httpscaledobjects`,
+    routes: `/apis/${IR_API_VERSION}${n}/${IR_PLURAL}`,
+    configMaps: `/api/v1${n}/configmaps`,
     services: `/api/v1${n}/services`,
     slices: `/apis/discovery.k8s.io/v1${n}/endpointslices`,
   };
@@ -99,6 +124,8 @@ function paths(ns: string) {
 
 export class Control {
   readonly httpso: Informer<KubeObject>;
+  readonly routes: Informer<KubeObject>;
+  readonly configMaps: Informer<V1ConfigMap & KubeObject>;
   readonly services: Informer<V1Service & KubeObject>;
   readonly slices: Informer<V1EndpointSlice & KubeObject>;
   table: RoutingTable = { entries: new Map(), invalid: new Map() };
@@ -107,7 +134,10 @@ export class Control {
   readonly podSlots: SlotTable;
   readonly #opts: ControlOptions;
   readonly #log: Logger;
+  /** Parse caches by key, one per kind; an InterceptorRoute wins over an HTTPScaledObject. */
   readonly #parsed = new Map<string, Parsed>();
+  readonly #parsedRoutes = new Map<string, Parsed>();
+  #configMapsVersion = 0;
   #sortedKeys: string[] = [];
   /** Target key -> the Service port it names. */
   #targetRefs = new Map<string, ServiceRef>();
@@ -134,14 +164,36 @@ export class Control {
     const p = paths(opts.watchNamespace);
     const pageSize = opts.listPageSize;
     this.httpso = new Informer(opts.client, { path: p.httpso, log: opts.log, pageSize });
+    this.routes = new Informer(opts.client, {
+      path: p.routes,
+      log: opts.log,
+      pageSize,
+      missingHint:
+        "the InterceptorRoute CRD (http.keda.sh/v1beta1) is not installed: apply k8s/crd/interceptorroutes.yaml",
+    });
+    this.configMaps = new Informer(opts.client, {
+      path: p.configMaps,
+      log: opts.log,
+      labelSelector: `${RESPONSE_BODY_LABEL}=true`,
+    });
     this.services = new Informer(opts.client, { path: p.services, log: opts.log });
     this.slices = new Informer(opts.client, { path: p.slices, log: opts.log });
     this.routeSlots = new SlotTable(opts.counters.layout.routeCapacity);
     this.podSlots = new SlotTable(opts.counters.layout.podCapacity);
-    this.httpso.subscribe((e) => {
-      if (e.type !== "SYNC") trimCached(e.object);
+    const routeEvents = (e: { type: string; object?: KubeObject }) => {
+      if (e.type !== "SYNC") trimCached(e.object!);
       if (e.type !== "SYNC") this.#markRoutes();
       else if (!this.#routesPublished) this.#markRoutes();
+    };
+    this.httpso.subscribe(routeEvents);
+    this.routes.subscribe(routeEvents);
+    this.configMaps.subscribe((e) => {
+      if (e.type === "SYNC") {
+        if (!this.#routesPublished) this.#markRoutes();
+        return;
+      }
+      this.#configMapsVersion++;
+      this.#markRoutes();
     });
     this.services.subscribe((e) => {
       if (e.type === "SYNC") return this.#maybeEndpointsSynced();
@@ -175,6 +227,8 @@ export class Control {
     try {
       await Promise.all([
         this.httpso.run(signal),
+        this.routes.run(signal),
+        this.configMaps.run(signal),
         this.services.run(signal),
         this.slices.run(signal),
       ]);
@@ -219,7 +273,7 @@ export class Control {
 
   /** Applies everything marked dirty (normally called a microtask after events). */
   flush(): void {
-    if (this.#routesDirty && this.httpso.hasSynced) {
+    if (this.#routesDirty && this.#routeSourcesSynced()) {
       this.#routesDirty = false;
       this.#rebuildRoutes();
     } else if (this.#routesDirty) {
@@ -237,11 +291,53 @@ export class Control {
     }
   }
 
+  /** Every watch that feeds the routing table has listed once. */
+  #routeSourcesSynced(): boolean {
+    return this.httpso.hasSynced && this.routes.hasSynced && this.configMaps.hasSynced;
+  }
+
   /**
-   * Validates every stored object not yet parsed at its resourceVersion into
-   * the parse cache; returns whether a key was new to it.
+   * Validates every stored object (of both kinds) not yet parsed at its
+   * resourceVersion into the parse caches; returns whether a key was new.
    */
   #parseStore(): boolean {
+    return this.#parseHttpso() || this.#parseRoutes();
+  }
+
+  #parseRoutes(): boolean {
+    const store = this.routes.store;
+    let added = false;
+    for (const [key, obj] of store) {
+      const rv = obj.metadata?.resourceVersion;
+      const p = this.#parsedRoutes.get(key);
+      if (p && p.rv === rv && rv !== undefined) continue;
+      if (!p) added = true;
+      try {
+        this.#parsedRoutes.set(key, this.#parsedOf(rv, routeEntryOfRoute(parseInterceptorRoute(obj))));
+      } catch (e) {
+        this.#parsedRoutes.set(key, { rv, error: (e as Error).message });
+      }
+    }
+    for (const key of this.#parsedRoutes.keys()) {
+      if (!store.has(key)) {
+        this.#parsedRoutes.delete(key);
+        added = true;
+      }
+    }
+    return added;
+  }
+
+  #parsedOf(rv: string | undefined, entry: RouteEntry): Parsed {
+    const next: Parsed = { rv, entry, targetKey: targetKeyOf(entry.target) };
+    if (entry.fallback) {
+      next.fallbackRef = serviceRefOf(entry.fallback.namespace, entry.fallback);
+      next.fallbackKey = targetKeyOf(next.fallbackRef);
+    }
+    if (usesConfigMap(entry)) next.usesConfigMap = true;
+    return next;
+  }
+
+  #parseHttpso(): boolean {
     const store = this.httpso.store;
     // Thousands of objects at once mean a big cluster: before the first sync
     // the list so far says so (it arrives a page at a time), after it the
@@ -254,13 +350,7 @@ export class Control {
       if (p && p.rv === rv && rv !== undefined) continue;
       if (!p) added = true;
       try {
-        const entry = routeEntryOf(parseHTTPScaledObject(obj));
-        const next: Parsed = { rv, entry, targetKey: targetKeyOf(entry.target) };
-        if (entry.fallback) {
-          next.fallbackRef = serviceRefOf(entry.fallback.namespace, entry.fallback);
-          next.fallbackKey = targetKeyOf(next.fallbackRef);
-        }
-        this.#parsed.set(key, next);
+        this.#parsed.set(key, this.#parsedOf(rv, routeEntryOf(parseHTTPScaledObject(obj))));
       } catch (e) {
         this.#parsed.set(key, { rv, error: (e as Error).message });
       }
@@ -271,23 +361,33 @@ export class Control {
   #rebuildRoutes(): void {
     const store = this.httpso.store;
     // Keys parsed before the first sync may since have gone: compare sizes too.
-    const keysChanged = this.#parseStore() || store.size !== this.#sortedKeys.length ||
-      this.#parsed.size !== store.size;
+    const keysChanged = this.#parseStore() || store.size !== this.#parsed.size ||
+      this.#sortedKeys.length !== this.#unionSize();
     if (keysChanged) {
       for (const key of this.#parsed.keys()) if (!store.has(key)) this.#parsed.delete(key);
       // Sorted once per change of the key set; iteration order makes the table deterministic.
-      this.#sortedKeys = [...this.#parsed.keys()].sort();
+      this.#sortedKeys = [...new Set([...this.#parsed.keys(), ...this.#parsedRoutes.keys()])]
+        .sort();
     }
     const entries: RouteEntry[] = [];
     const invalid = new Map<string, string>();
+    const chosen: Parsed[] = [];
     for (const key of this.#sortedKeys) {
-      const p = this.#parsed.get(key)!;
-      if (p.entry) entries.push(p.entry);
-      else invalid.set(key, p.error!);
+      // An InterceptorRoute replaces an HTTPScaledObject of the same name; an
+      // invalid one does not, so a typo in a new route keeps the old one serving.
+      const ir = this.#parsedRoutes.get(key);
+      const hso = this.#parsed.get(key);
+      const p = ir?.entry ? ir : hso?.entry ? hso : ir ?? hso!;
+      if (ir?.error !== undefined) invalid.set(key, ir.error);
+      else if (!ir && hso?.error !== undefined) invalid.set(key, hso.error);
+      if (p.entry) {
+        entries.push(p.entry);
+        chosen.push(p);
+      }
     }
     for (const [key, problem] of invalid) {
       if (this.#lastLoggedInvalid.get(key) !== problem) {
-        this.#log.warn("HTTPScaledObject ignored: invalid", { key, problem });
+        this.#log.warn("route ignored: invalid", { key, problem });
       }
     }
     this.#lastLoggedInvalid = invalid;
@@ -329,12 +429,23 @@ export class Control {
       }
     };
     const live: LiveRoute[] = new Array(entries.length);
+    const configMaps = this.configMaps.store;
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
-      const p = this.#parsed.get(e.key)!;
+      const p = chosen[i]!;
       const slot = this.routeSlots.slotOf(e.key)!;
-      if (!p.live || p.live.slot !== slot) {
-        p.live = liveRouteOf(e, slot, p.targetKey!, p.fallbackKey);
+      // Older routes win ties (creationTimestamp, as in the Go add-on); RFC 3339 sorts as text.
+      const rank = e.createdAt ?? "";
+      if (
+        !p.live || p.live.slot !== slot || p.live.rank !== rank ||
+        (p.usesConfigMap && p.resolvedAt !== this.#configMapsVersion)
+      ) {
+        p.live = liveRouteOf(e, slot, p.targetKey!, p.fallbackKey, {
+          rank,
+          resolve: (spec, def) =>
+            resolveResponse(spec, def, e.namespace, (ns, name) => configMaps.get(`${ns}/${name}`)),
+        });
+        p.resolvedAt = this.#configMapsVersion;
       }
       live[i] = p.live;
       refer(p.targetKey!, e.target, e.key);
@@ -361,6 +472,12 @@ export class Control {
     }
   }
 
+  #unionSize(): number {
+    let n = this.#parsed.size;
+    for (const k of this.#parsedRoutes.keys()) if (!this.#parsed.has(k)) n++;
+    return n;
+  }
+
   /** The version the next message to the data plane will carry. */
   #pendingVersion(): number {
     return this.#opts.sink.version + 1;
@@ -371,7 +488,7 @@ export class Control {
     for (const key of keys) {
       const ref = this.#targetRefs.get(key);
       if (!ref) continue;
-      const res = this.view.resolve(ref);
+      const res = this.#routed(this.view.resolve(ref));
       this.#resolved.set(key, res);
       const sig = `${res.ready.map(addressOf).join(",")}|${res.appProtocol ?? ""}`;
       if (this.#sent.get(key) !== sig) {
@@ -409,6 +526,18 @@ export class Control {
       });
     }
     this.#opts.sink.setTargets(updates);
+  }
+
+  /**
+   * Where the data plane sends a target's requests: its ready pods, or with
+   * direct pod routing off, the Service's cluster IP while any pod is ready
+   * (a headless Service has none, so its pods are used).
+   */
+  #routed(res: TargetEndpoints): TargetEndpoints {
+    if (this.#opts.directPodRouting !== false || !res.clusterAddress || res.ready.length === 0) {
+      return res;
+    }
+    return { ...res, ready: [res.clusterAddress] };
   }
 
   #reclaim(): void {
@@ -506,9 +635,9 @@ export class Control {
     this.flush();
   }
 
-  /** POST|GET /routing_ping: relist HTTPScaledObjects now, then return the table. */
+  /** POST|GET /routing_ping: relist the route sources now, then return the table. */
   async routingPing(): Promise<RoutingTable> {
-    await this.httpso.relist();
+    await Promise.all([this.httpso.relist(), this.routes.relist(), this.configMaps.relist()]);
     this.rebuildRoutes();
     return this.table;
   }

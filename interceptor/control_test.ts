@@ -76,8 +76,8 @@ Deno.test("Control: a first list in pages publishes one whole table, then follow
     );
     await until("the changed table", () => tables.length === 2);
     assert.deepEqual(keys(tables[1]!), names.map((n) => `${ns}/${n}`));
-    assert.deepEqual(control.table.entries.get(`${ns}/c`)?.hosts, ["c.example.org"]);
-    assert.deepEqual(control.table.entries.get(`${ns}/a`)?.hosts, ["a.example.com"]);
+    assert.deepEqual(control.table.entries.get(`${ns}/c`)?.rules[0]?.hosts, ["c.example.org"]);
+    assert.deepEqual(control.table.entries.get(`${ns}/a`)?.rules[0]?.hosts, ["a.example.com"]);
   } finally {
     stop.abort();
     await running;

@@ -7,9 +7,14 @@
  */
 import type { LiveRoute, ProxyConfig } from "./proxy_contract.ts";
 
-/** The readiness wait when neither KEDA_HTTP_READINESS_TIMEOUT nor KEDA_HTTP_REQUEST_TIMEOUT is set. */
-const DEFAULT_READINESS_MS = 20_000;
 const DEFAULT_CONNECT_MS = 500;
+/**
+ * How long connection attempts to a just-ready pod are retried when neither
+ * a readiness nor a request timeout bounds them.
+ */
+const UNBOUNDED_CONNECT_RETRY_MS = 20_000;
+/** With a fallback and no readiness timeout, the wait before falling back (Go: 30 s). */
+const FALLBACK_WAIT_MS = 30_000;
 
 /** One ticker per isolate checks every connection's deadline this often. */
 export const TICK_MS = 50;
@@ -20,36 +25,45 @@ export const LINGER_MS = 2_000;
 /** With every endpoint at its per-pod cap, a held request looks again this often. */
 export const CAPPED_RECHECK_MS = 20;
 
-/** Readiness wait from env: KEDA_HTTP_READINESS_TIMEOUT, else KEDA_HTTP_REQUEST_TIMEOUT, else 20 s. */
-export function defaultReadinessMs(readinessTimeoutMs: number, requestTimeoutMs: number): number {
-  if (readinessTimeoutMs > 0) return readinessTimeoutMs;
-  if (requestTimeoutMs > 0) return requestTimeoutMs;
-  return DEFAULT_READINESS_MS;
-}
-
 /** Per connection attempt, from env (KEDA_HTTP_CONNECT_TIMEOUT), else 500 ms. */
 export function connectTimeoutMsOf(configured: number): number {
   return configured > 0 ? configured : DEFAULT_CONNECT_MS;
 }
 
-/** Where the response head must have arrived by: hold + connect + head wait. Infinity = none. */
-export function requestDeadline(cfg: ProxyConfig, t0: number): number {
-  return cfg.requestTimeoutMs > 0 ? t0 + cfg.requestTimeoutMs : Infinity;
+/** `ms` from `from`, where 0 means no bound (Infinity). */
+function after(from: number, ms: number): number {
+  return ms > 0 ? from + ms : Infinity;
 }
 
-/** The readiness wait of a route: its conditionWait, else the configured default. */
-export function readinessMs(cfg: ProxyConfig, route: LiveRoute): number {
-  return route.timeouts.conditionWaitMs ?? cfg.readinessTimeoutMs;
+/** The request timeout of a route: its own when set (0 = none), else KEDA_HTTP_REQUEST_TIMEOUT. */
+export function requestMs(cfg: ProxyConfig, route: LiveRoute): number {
+  return route.timeouts.requestMs ?? cfg.requestTimeoutMs;
+}
+
+/** Where the response head must have arrived by: hold + connect + head wait. Infinity = none. */
+export function requestDeadline(cfg: ProxyConfig, route: LiveRoute, t0: number): number {
+  return after(t0, requestMs(cfg, route));
 }
 
 /**
- * How long a request without a ready endpoint is held: the fallback's
- * timeout when the route has one, else the readiness wait.
+ * The readiness wait of a route: its own when set (0 = none), else
+ * KEDA_HTTP_READINESS_TIMEOUT (0 = none: bounded only by the request timeout).
+ */
+export function readinessMs(cfg: ProxyConfig, route: LiveRoute): number {
+  return route.timeouts.readinessMs ?? cfg.readinessTimeoutMs;
+}
+
+/**
+ * How long a request without a ready endpoint is held (Infinity = until the
+ * request deadline): with a fallback, the HTTPScaledObject's timeoutSeconds,
+ * or the readiness wait, or 30 s when that is off; else the readiness wait.
  */
 export function holdMs(cfg: ProxyConfig, route: LiveRoute): number {
-  return route.fallback !== undefined && route.fallbackKey !== undefined
-    ? route.fallback.timeoutMs
-    : readinessMs(cfg, route);
+  const ready = readinessMs(cfg, route);
+  if (route.fallback !== undefined && route.fallbackKey !== undefined) {
+    return route.fallback.timeoutMs ?? (ready > 0 ? ready : FALLBACK_WAIT_MS);
+  }
+  return ready > 0 ? ready : Infinity;
 }
 
 /** The end of a hold, never past the request deadline. */
@@ -74,7 +88,9 @@ export function connectDeadline(
   request: number,
   now: number,
 ): number {
-  return Math.min(Math.max(t0 + readinessMs(cfg, route), now + cfg.connectTimeoutMs), request);
+  const ready = readinessMs(cfg, route);
+  const until = t0 + (ready > 0 ? ready : UNBOUNDED_CONNECT_RETRY_MS);
+  return Math.min(Math.max(until, now + cfg.connectTimeoutMs), request);
 }
 
 /** The pause before connection attempt `attempt + 1`: 10 ms doubling to 250 ms. */
@@ -82,7 +98,7 @@ export function connectBackoffMs(attempt: number): number {
   return Math.min(10 * 2 ** attempt, 250);
 }
 
-/** The response-head wait of a route: its responseHeader timeout, else the configured one. */
+/** The response-head wait of a route: its responseHeader timeout, else the configured one; 0 = none. */
 export function responseHeaderMs(cfg: ProxyConfig, route: LiveRoute): number {
   return route.timeouts.responseHeaderMs ?? cfg.responseHeaderTimeoutMs;
 }
@@ -94,5 +110,5 @@ export function responseHeaderDeadline(
   request: number,
   now: number,
 ): number {
-  return Math.min(now + responseHeaderMs(cfg, route), request);
+  return Math.min(after(now, responseHeaderMs(cfg, route)), request);
 }

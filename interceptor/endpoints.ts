@@ -33,6 +33,8 @@ export interface TargetEndpoints {
   appProtocol?: string;
   /** Why nothing can be ready, when that is known (e.g. the Service has no such port). */
   problem?: string;
+  /** The Service's cluster IP and port (absent for a headless Service). */
+  clusterAddress?: ReadyEndpoint;
 }
 
 function keyOf(obj: { metadata?: { namespace?: string; name?: string } }): string {
@@ -100,18 +102,22 @@ export class EndpointView {
     let portName: string | undefined = ref.portName;
     let appProtocol: string | undefined;
     let problem: string | undefined;
+    let servicePort: number | undefined;
     if (portName === undefined && svc) {
       const sp = svc.spec?.ports?.find((p) => p.port === ref.port);
       if (sp) {
         portName = sp.name ?? "";
         appProtocol = sp.appProtocol;
+        servicePort = sp.port;
       } else {
         problem = `Service ${svcKey} has no port ${ref.port}`;
       }
     } else if (portName !== undefined && svc) {
       const sp = svc.spec?.ports?.find((p) => (p.name ?? "") === portName);
-      if (sp) appProtocol = sp.appProtocol;
-      else problem = `Service ${svcKey} has no port named "${portName}"`;
+      if (sp) {
+        appProtocol = sp.appProtocol;
+        servicePort = sp.port;
+      } else problem = `Service ${svcKey} has no port named "${portName}"`;
     }
     const ready = new Map<string, ReadyEndpoint>();
     const all = new Set<string>();
@@ -146,6 +152,10 @@ export class EndpointView {
     const out: TargetEndpoints = { key, ready: sorted, notReady, replicas: all.size };
     if (appProtocol) out.appProtocol = appProtocol;
     if (problem && sorted.length === 0) out.problem = problem;
+    const clusterIP = svc?.spec?.clusterIP;
+    if (clusterIP && clusterIP !== "None" && servicePort !== undefined) {
+      out.clusterAddress = { ip: clusterIP, port: servicePort };
+    }
     return out;
   }
 }

@@ -140,6 +140,8 @@ export const enum Phase {
 
 export class Exchange {
   phase = Phase.Route;
+  /** Counted for scaling (a static route's forwarded request is not). */
+  counted = true;
   /** Status for metrics and logs: what the client got, or 499. */
   status = 0;
   cold = false;

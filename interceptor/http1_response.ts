@@ -304,14 +304,39 @@ export function plainResponse(
     head?: boolean;
   },
 ): Uint8Array {
-  const bytes = utf8enc.encode(body);
-  let out = `HTTP/1.${opts.http10 ? 0 : 1} ${status} ${reasonOf(status)}\r\n` +
-    `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${bytes.length}\r\n`;
-  for (const [k, v] of opts.headers ?? []) out += `${k}: ${v}\r\n`;
+  return responseBytes(status, opts.headers ?? [], utf8enc.encode(body), {
+    ...opts,
+    contentType: "text/plain; charset=utf-8",
+  });
+}
+
+/**
+ * A complete response of our own (errors, placeholders, static routes):
+ * status line, the given headers (validated by the route's schema: tokens,
+ * no CR/LF, none of the framing headers), and framing generated here from
+ * the body: Content-Length, or none for 204/304, and the body left out for
+ * HEAD and those statuses.
+ */
+export function responseBytes(
+  status: number,
+  headers: Array<[string, string]>,
+  body: Uint8Array,
+  opts: { close: boolean; http10?: boolean; head?: boolean; contentType?: string },
+): Uint8Array {
+  const bodyless = status === 204 || status === 304;
+  let out = `HTTP/1.${opts.http10 ? 0 : 1} ${status} ${reasonOf(status)}\r\n`;
+  if (opts.contentType !== undefined && !bodyless) out += `Content-Type: ${opts.contentType}\r\n`;
+  if (!bodyless) out += `Content-Length: ${body.length}\r\n`;
+  for (const [k, v] of headers) out += `${k}: ${v}\r\n`;
   if (opts.close) out += "Connection: close\r\n";
   else if (opts.http10) out += "Connection: keep-alive\r\n";
   out += "\r\n";
-  const head = binaryBytes(out, opts.head ? 0 : bytes.length);
-  if (!opts.head) head.set(bytes, out.length);
-  return head;
+  const withBody = !opts.head && !bodyless;
+  // Configured header values may hold UTF-8 (obs-text): encode, not binaryBytes.
+  const head = utf8enc.encode(out);
+  if (!withBody || body.length === 0) return head;
+  const all = new Uint8Array(head.length + body.length);
+  all.set(head);
+  all.set(body, head.length);
+  return all;
 }

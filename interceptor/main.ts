@@ -8,6 +8,7 @@ import {
   type InterceptorConfig,
   interceptorEnvSchema,
   parseConfig,
+  withDeprecatedEnv,
 } from "../shared/config.ts";
 import { KubeApiClient, loadCredentials } from "../shared/kube_api.ts";
 import { aborted, LifetimeGroup, osSignals, sleep } from "../shared/lifetime.ts";
@@ -34,7 +35,9 @@ function logLevel(): Level {
 async function main(): Promise<number> {
   let config: InterceptorConfig;
   try {
-    config = parseConfig("interceptor", interceptorEnvSchema());
+    const { env, warnings } = withDeprecatedEnv("interceptor", Deno.env.toObject());
+    for (const w of warnings) log.warn(w);
+    config = parseConfig("interceptor", interceptorEnvSchema(), env);
   } catch (e) {
     if (e instanceof ConfigError) {
       log.error(e.message, { problems: e.problems });
@@ -78,6 +81,7 @@ async function main(): Promise<number> {
     watchNamespace: config.watchNamespace,
     counters,
     sink: dataPlane,
+    directPodRouting: config.directPodRouting,
   });
   activity.control = control;
   try {

@@ -20,11 +20,18 @@ import { forwardH2c } from "./h2c.ts";
 import { binaryString, findHeadEnd, utf8Of } from "./http1_bytes.ts";
 import { HttpError, MAX_HEAD_BYTES } from "./http1_fields.ts";
 import { parseRequestHead, type RequestHead } from "./http1_request.ts";
-import { plainResponse } from "./http1_response.ts";
+import { plainResponse, responseBytes } from "./http1_response.ts";
 import { Holding } from "./hold.ts";
 import type { RequestMetrics } from "./metrics.ts";
-import type { LiveRoute, ProxyConfig, TargetUpdate } from "./proxy_contract.ts";
-import { RouteIndex } from "./routing.ts";
+import type {
+  LiveResponse,
+  LiveRoute,
+  LiveStaticRoute,
+  ProxyConfig,
+  TargetUpdate,
+} from "./proxy_contract.ts";
+import { RouteIndex, ruleEntriesOf, type RuleOf, ruleMatches } from "./routing.ts";
+import { chooseResponse } from "./static_response.ts";
 import { type Target, Targets } from "./targets.ts";
 import {
   noResponse,
@@ -44,13 +51,23 @@ export interface ProxyOptions {
   onActivity: (slot: number, active: boolean) => void;
 }
 
+type RuleEntry = RuleOf<LiveRoute>;
+
+/** The first static route of `route` that matches the request, if any. */
+function staticRouteFor(route: LiveRoute, req: RequestHead): LiveStaticRoute | undefined {
+  for (const s of route.staticRoutes) {
+    for (const rule of s.rules) if (ruleMatches(rule, req.host, req.path, req.headers)) return s;
+  }
+  return undefined;
+}
+
 export class HttpProxy {
   readonly #cfg: ProxyConfig;
   readonly #counters: SharedCounters;
   readonly #metrics: RequestMetrics;
   readonly #log: Logger;
   readonly #onActivity: (slot: number, active: boolean) => void;
-  #routes = new RouteIndex<LiveRoute>([]);
+  #routes = new RouteIndex<RuleEntry>([]);
   readonly #pools = new Pools();
   readonly #targets: Targets;
   readonly #holding: Holding;
@@ -92,7 +109,7 @@ export class HttpProxy {
 
   /** Swaps the routing table (the index is built before the swap). */
   setRoutes(routes: LiveRoute[]): void {
-    const index = new RouteIndex(routes);
+    const index = new RouteIndex<RuleEntry>(ruleEntriesOf(routes));
     this.#routes = index;
     for (const p of index.problems) {
       this.#log.warn("route host ignored", { route: p.key, host: p.host, problem: p.problem });
@@ -220,12 +237,34 @@ export class HttpProxy {
 
         // Millisecond clock (no op call): the histogram's smallest bucket is 1 ms.
         const t0 = Date.now();
-        const route = this.#routes.lookup(req.host, req.path, req.headers);
+        const route = this.#routes.lookup(req.host, req.path, req.headers)?.route;
         if (!route) {
           if (!(await this.#noRoute(c, req, t0)) || this.#draining) break;
           continue;
         }
-        const ex = this.#begin(c, req, route, t0);
+        // Static routes, then the placeholder (InterceptorRoute; both rare, so one test each).
+        let counted = true;
+        if (route.staticRoutes.length > 0) {
+          const sr = staticRouteFor(route, req);
+          if (sr !== undefined) {
+            if (sr.always || this.#targets.get(route.targetKey).endpoints.length === 0) {
+              const keep = await this.#answerStatic(c, req, route, sr.response, t0, false);
+              if (!keep || this.#draining) break;
+              continue;
+            }
+            // WhenUnavailable with a ready app: forwarded, but never counted for scaling.
+            counted = false;
+          }
+        }
+        if (
+          counted && route.placeholder !== undefined &&
+          this.#targets.get(route.targetKey).endpoints.length === 0
+        ) {
+          const keep = await this.#answerStatic(c, req, route, route.placeholder, t0, true);
+          if (!keep || this.#draining) break;
+          continue;
+        }
+        const ex = this.#begin(c, req, route, t0, counted);
         try {
           // The common case first: a ready endpoint, plain HTTP/1.1 upstream.
           let target: Target | null = this.#targets.get(route.targetKey);
@@ -416,11 +455,87 @@ export class HttpProxy {
   }
 
   /** An exchange starts: it is counted from here until #end. */
-  #begin(c: ClientConn, req: RequestHead, route: LiveRoute, t0: number): Exchange {
-    const ex = new Exchange(c, req, route, t0, requestDeadline(this.#cfg, t0));
+  #begin(
+    c: ClientConn,
+    req: RequestHead,
+    route: LiveRoute,
+    t0: number,
+    counted: boolean,
+  ): Exchange {
+    const ex = new Exchange(c, req, route, t0, requestDeadline(this.#cfg, route, t0));
     c.exchange = ex;
-    if (this.#counters.begin(route.slot)) this.#onActivity(route.slot, true);
+    ex.counted = counted;
+    if (counted && this.#counters.begin(route.slot)) this.#onActivity(route.slot, true);
     return ex;
+  }
+
+  /**
+   * Answers a static response (a static route's, or the placeholder while
+   * the app has no ready endpoint). `counted`: the request counts for
+   * scaling (the placeholder: so the app wakes), as one that ends at once.
+   * Returns whether the connection stays open.
+   */
+  async #answerStatic(
+    c: ClientConn,
+    req: RequestHead,
+    route: LiveRoute,
+    resp: LiveResponse,
+    t0: number,
+    counted: boolean,
+  ): Promise<boolean> {
+    if (counted && this.#counters.begin(route.slot)) this.#onActivity(route.slot, true);
+    const chosen = chooseResponse(resp, req.path);
+    // An unread request body would be taken for the next request: close instead.
+    const close = !req.keepAlive || req.contentLength > 0 || req.chunked || this.#closing(c);
+    const opts = { close, http10: req.minor === 0, head: req.method === "HEAD" };
+    let bytes: Uint8Array;
+    if (chosen.problem !== undefined) {
+      this.#log.warn("static response failed", { route: route.key, problem: chosen.problem });
+      bytes = plainResponse(500, `${chosen.problem}\n`, opts);
+    } else {
+      bytes = responseBytes(chosen.status, chosen.headers, chosen.body, {
+        ...opts,
+        contentType: chosen.contentType,
+      });
+    }
+    let ok = true;
+    c.deadline(this.#cfg.idleTimeoutMs, c.closeNow);
+    try {
+      await writeAll(c.conn, bytes);
+    } catch {
+      ok = false;
+    } finally {
+      c.clearDeadline();
+      if (counted && this.#counters.end(route.slot)) this.#onActivity(route.slot, false);
+    }
+    const status = ok ? (chosen.problem !== undefined ? 500 : chosen.status) : 499;
+    const secs = (Date.now() - t0) / 1000;
+    this.#metrics.record(route.key, req.method, status, secs);
+    if (this.#cfg.logRequests) this.#logRequest(c, req, route.key, status, secs, false);
+    return ok && !close;
+  }
+
+  /** KEDA_HTTP_LOG_REQUESTS: one access-log line per request. */
+  #logRequest(
+    c: ClientConn,
+    req: RequestHead,
+    route: string,
+    status: number,
+    secs: number,
+    cold: boolean,
+  ): void {
+    this.#log.info("request", {
+      route,
+      client: c.remoteIp,
+      method: req.method,
+      host: utf8Of(req.host).slice(0, 200),
+      path: utf8Of(req.path).slice(0, 500),
+      proto: `HTTP/1.${req.minor}`,
+      status,
+      ms: Math.round(secs * 1000),
+      coldStart: cold,
+      userAgent: utf8Of(req.headers.get("user-agent") ?? "").slice(0, 200),
+    });
   }
 
   /** What an exchange that threw answers, if the client can still be told. */
@@ -443,10 +558,11 @@ export class HttpProxy {
     c.clearDeadline();
     if (ex.ep) this.#counters.podEnd(ex.ep.slot);
     if (ex.up) closeQuietly(ex.up.conn);
-    if (this.#counters.end(route.slot)) this.#onActivity(route.slot, false);
+    if (ex.counted && this.#counters.end(route.slot)) this.#onActivity(route.slot, false);
     if (ex.gone && ex.status !== 101) ex.status = 499;
     const secs = (Date.now() - ex.t0) / 1000;
     this.#metrics.record(route.key, req.method, ex.status, secs);
+    if (this.#cfg.logRequests) this.#logRequest(c, req, route.key, ex.status, secs, ex.cold);
     if (ex.status === 499) {
       this.#log.info("client closed the request before the response was complete", {
         route: route.key,

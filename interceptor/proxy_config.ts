@@ -1,19 +1,20 @@
 /**
- * The data plane's settings from the environment: the readiness-timeout rule
- * and how many isolates to run by default.
+ * The data plane's settings from the environment, and how many isolates to
+ * run by default.
  */
 import type { InterceptorConfig } from "../shared/config.ts";
-import { connectTimeoutMsOf, defaultReadinessMs } from "./deadlines.ts";
+import { connectTimeoutMsOf } from "./deadlines.ts";
 import type { ProxyConfig } from "./proxy_contract.ts";
 
 /** The data plane's settings; time bounds are resolved by deadlines.ts. */
 export function proxyConfigOf(c: InterceptorConfig): ProxyConfig {
   return {
-    readinessTimeoutMs: defaultReadinessMs(c.readinessTimeoutMs, c.requestTimeoutMs),
+    readinessTimeoutMs: c.readinessTimeoutMs,
     requestTimeoutMs: c.requestTimeoutMs,
     responseHeaderTimeoutMs: c.responseHeaderTimeoutMs,
     connectTimeoutMs: connectTimeoutMsOf(c.connectTimeoutMs),
     coldStartHeader: c.coldStartHeader,
+    logRequests: c.logRequests,
     maxHeldRequests: c.maxHeldRequests,
     podConcurrencyLimit: c.podConcurrencyLimit,
     idleTimeoutMs: c.idleTimeoutMs,

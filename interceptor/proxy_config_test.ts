@@ -5,9 +5,9 @@ import { cpuBudget, proxyConfigOf } from "./proxy_config.ts";
 const cfg = (env: Record<string, string>) =>
   proxyConfigOf(parseConfig("interceptor", interceptorEnvSchema(), env));
 
-Deno.test("readiness wait: KEDA_HTTP_READINESS_TIMEOUT, else the request timeout, else 20s", () => {
-  assert.equal(cfg({}).readinessTimeoutMs, 20_000);
-  assert.equal(cfg({ KEDA_HTTP_REQUEST_TIMEOUT: "45s" }).readinessTimeoutMs, 45_000);
+Deno.test("readiness wait as Go HEAD: KEDA_HTTP_READINESS_TIMEOUT, default 0 (no own bound)", () => {
+  assert.equal(cfg({}).readinessTimeoutMs, 0);
+  assert.equal(cfg({ KEDA_HTTP_REQUEST_TIMEOUT: "45s" }).readinessTimeoutMs, 0);
   assert.equal(
     cfg({ KEDA_HTTP_REQUEST_TIMEOUT: "45s", KEDA_HTTP_READINESS_TIMEOUT: "3s" }).readinessTimeoutMs,
     3_000,

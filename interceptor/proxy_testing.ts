@@ -11,6 +11,7 @@ import { targetKeyOf } from "./endpoints.ts";
 import { RequestMetrics } from "./metrics.ts";
 import { HttpProxy } from "./proxy.ts";
 import { type LiveRoute, liveRouteOf, type ProxyConfig } from "./proxy_contract.ts";
+import { type ConfigMapLookup, resolveResponse } from "./static_response.ts";
 
 export const TEST_PROXY_CONFIG: ProxyConfig = {
   readinessTimeoutMs: 5_000,
@@ -36,7 +37,8 @@ export interface Harness extends AsyncDisposable {
   routes: Map<string, LiveRoute>;
   /** Installs routes from objects ({name, spec}); returns them by key. */
   setRoutes(
-    objects: Array<{ name: string; namespace?: string; spec: Record<string, unknown> }>,
+    objects: TestRouteObject[],
+    configMaps?: Record<string, { data?: Record<string, string> }>,
   ): void;
   /** Sets a route target's endpoints (loopback ports). */
   setEndpoints(
@@ -49,15 +51,46 @@ export interface Harness extends AsyncDisposable {
 
 let podSlot = 1;
 
-/** Live routes (counter slots from 1) from HTTPScaledObject-like objects, by key. */
+/** A route for the harness: an HTTPScaledObject spec, or with kind "InterceptorRoute" its spec. */
+export interface TestRouteObject {
+  name: string;
+  namespace?: string;
+  kind?: "HTTPScaledObject" | "InterceptorRoute";
+  /** creationTimestamp (ties between routes go to the older). */
+  createdAt?: string;
+  spec: Record<string, unknown>;
+}
+
+/**
+ * Live routes (counter slots from 1) from HTTPScaledObject-like or
+ * InterceptorRoute-like objects, by key. `configMaps`: labelled ConfigMaps
+ * by "namespace/name" for static bodies.
+ */
 export function liveRoutes(
-  objects: Array<{ name: string; namespace?: string; spec: Record<string, unknown> }>,
+  objects: TestRouteObject[],
+  configMaps: Record<string, { data?: Record<string, string> }> = {},
 ): Map<string, LiveRoute> {
-  const t = buildRoutingTable(objects.map((o) => ({
-    metadata: { name: o.name, namespace: o.namespace ?? "default" },
-    spec: { scaleTargetRef: { name: o.name, service: o.name, port: 80 }, ...o.spec },
-  })));
+  const meta = (o: TestRouteObject) => ({
+    name: o.name,
+    namespace: o.namespace ?? "default",
+    ...(o.createdAt ? { creationTimestamp: o.createdAt } : {}),
+  });
+  const t = buildRoutingTable(
+    objects.filter((o) => o.kind !== "InterceptorRoute").map((o) => ({
+      metadata: meta(o),
+      spec: { scaleTargetRef: { name: o.name, service: o.name, port: 80 }, ...o.spec },
+    })),
+    objects.filter((o) => o.kind === "InterceptorRoute").map((o) => ({
+      metadata: meta(o),
+      spec: {
+        target: { service: o.name, port: 80 },
+        scalingMetric: { concurrency: { targetValue: 100 } },
+        ...o.spec,
+      },
+    })),
+  );
   if (t.invalid.size > 0) throw new Error(JSON.stringify([...t.invalid]));
+  const lookup: ConfigMapLookup = (ns, name) => configMaps[`${ns}/${name}`];
   const routes = new Map<string, LiveRoute>();
   let slot = 1;
   for (const e of t.entries.values()) {
@@ -68,6 +101,10 @@ export function liveRoutes(
         slot++,
         targetKeyOf(e.target),
         e.fallback ? targetKeyOf(e.fallback) : undefined,
+        {
+          rank: e.createdAt ?? "",
+          resolve: (spec, def) => resolveResponse(spec, def, e.namespace, lookup),
+        },
       ),
     );
   }
@@ -104,9 +141,9 @@ export function startHarness(config: Partial<ProxyConfig> = {}): Harness {
     activity,
     logs,
     routes,
-    setRoutes(objects) {
+    setRoutes(objects, configMaps) {
       routes.clear();
-      for (const [k, r] of liveRoutes(objects)) routes.set(k, r);
+      for (const [k, r] of liveRoutes(objects, configMaps)) routes.set(k, r);
       proxy.setRoutes([...routes.values()]);
     },
     setEndpoints(routeKey, ports, opts = {}) {

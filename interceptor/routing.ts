@@ -8,11 +8,15 @@
  *     any number of labels), then catch-all routes (no hosts, or "*");
  *  2. within a host level, path prefixes on whole segments, longest first;
  *  3. within a prefix, routes whose headers all match (ANDed), those with
- *     more header conditions first, then by key - so ties are deterministic.
+ *     more header conditions first, then more conditions with a value, then
+ *     by rank (older routes first, as in the Go add-on), then by key - so
+ *     ties are deterministic across interceptor replicas.
+ * The index holds rules: a route with several rules (an InterceptorRoute)
+ * is found through any of them.
  * A prefix whose routes all reject the headers falls back to shorter
  * prefixes, and a host level with no accepting route falls back to the next.
  */
-import type { RouteEntry } from "../shared/routing_table.ts";
+import type { RouteRule } from "../shared/routing_table.ts";
 import { normalizeHost } from "../shared/host_path.ts";
 
 /**
@@ -28,8 +32,38 @@ export interface HeaderSource {
   get(name: string): string | null;
 }
 
-/** The part of a route the index needs. */
-export type Routable = Pick<RouteEntry, "key" | "hosts" | "pathPrefixes" | "headers">;
+/** One rule of a route, as the index needs it. */
+export interface Routable extends RouteRule {
+  key: string;
+  /** Tie-break after header specificity, compared as text, lower first (absent = ""). */
+  rank?: string;
+}
+
+/** A rule in the index, pointing back at its route. */
+export interface RuleOf<R> extends Routable {
+  route: R;
+}
+
+/** Every rule of every route, for a RouteIndex; a route without rules is never matched. */
+export function ruleEntriesOf<R extends { key: string; rank?: string; rules: RouteRule[] }>(
+  routes: Iterable<R>,
+): RuleOf<R>[] {
+  const out: RuleOf<R>[] = [];
+  for (const route of routes) {
+    for (const rule of route.rules) {
+      const e: RuleOf<R> = {
+        key: route.key,
+        hosts: rule.hosts,
+        pathPrefixes: rule.pathPrefixes,
+        headers: rule.headers,
+        route,
+      };
+      if (route.rank !== undefined) e.rank = route.rank;
+      out.push(e);
+    }
+  }
+  return out;
+}
 
 /** Routes sharing one host level and one path prefix, in match order. */
 type Candidates<T> = T[];
@@ -41,7 +75,17 @@ function compareRoutes(a: Routable, b: Routable): number {
   // More header conditions = more specific, so it is tried first.
   const d = b.headers.length - a.headers.length;
   if (d !== 0) return d;
+  const v = valued(b) - valued(a);
+  if (v !== 0) return v;
+  const ra = a.rank ?? "", rb = b.rank ?? "";
+  if (ra !== rb) return ra < rb ? -1 : 1;
   return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+}
+
+function valued(r: Routable): number {
+  let n = 0;
+  for (const h of r.headers) if (h.value !== undefined) n++;
+  return n;
 }
 
 function addTo<T extends Routable>(index: PathIndex<T>, prefixes: string[], route: T): void {
@@ -62,7 +106,7 @@ function headerValueMatches(actual: string, expected: string): boolean {
 }
 
 /** True when every header condition of the route holds. */
-export function headersMatch(route: Routable, headers: HeaderSource): boolean {
+export function headersMatch(route: Pick<RouteRule, "headers">, headers: HeaderSource): boolean {
   const conds = route.headers;
   for (let i = 0; i < conds.length; i++) {
     const c = conds[i]!;
@@ -80,7 +124,7 @@ export interface IndexProblem {
   problem: string;
 }
 
-export class RouteIndex<T extends Routable = RouteEntry> {
+export class RouteIndex<T extends Routable = Routable> {
   readonly #exact = new Map<string, PathIndex<T>>();
   /** Suffix after "*." -> routes; the lookup walks suffixes of the host. */
   readonly #wildcard = new Map<string, PathIndex<T>>();
@@ -206,6 +250,43 @@ function matchPath<T extends Routable>(
     end = path.lastIndexOf("/", end - 1);
   }
   return firstAccepting(idx.get("/"), headers);
+}
+
+/** True when `host` (normalised) is one of the rule's hosts: exact, "*", or under a "*." wildcard. */
+function hostMatches(hosts: string[], host: string): boolean {
+  if (hosts.length === 0) return true;
+  for (const h of hosts) {
+    if (h === host || h === "*" || h === "") return true;
+    // "*.example.com" covers any name ending in ".example.com" (any depth).
+    if (h.startsWith("*.") && host.length > h.length - 1 && host.endsWith(h.slice(1))) return true;
+  }
+  return false;
+}
+
+/** True when `path` (query ignored) is under one of the prefixes, on whole segments. */
+function pathMatches(prefixes: string[], rawPath: string): boolean {
+  if (prefixes.length === 0) return true;
+  const q = rawPath.indexOf("?");
+  const path = q >= 0 ? rawPath.slice(0, q) : rawPath;
+  for (const p of prefixes) {
+    if (p === "/" || path === p) return true;
+    if (path.startsWith(p) && path.charCodeAt(p.length) === 47) return true;
+  }
+  return false;
+}
+
+/**
+ * One rule against one request (static routes inside a route, tried in
+ * order): every part the rule sets must match; an unset part matches all.
+ */
+export function ruleMatches(
+  rule: RouteRule,
+  host: string,
+  path: string,
+  headers: HeaderSource,
+): boolean {
+  return hostMatches(rule.hosts, hostKey(host)) && pathMatches(rule.pathPrefixes, path) &&
+    (rule.headers.length === 0 || headersMatch(rule, headers));
 }
 
 /** Headers from a plain record (tests, the admin API); names any case. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { buildRoutingTable } from "../shared/routing_table.ts";
-import { headerSourceOf, hostKey, RouteIndex } from "./routing.ts";
+import { headerSourceOf, hostKey, RouteIndex, ruleEntriesOf } from "./routing.ts";
 
 const obj = (name: string, spec: Record<string, unknown>, ns = "default") => ({
   metadata: { name, namespace: ns },
@@ -10,7 +10,7 @@ const obj = (name: string, spec: Record<string, unknown>, ns = "default") => ({
 function indexOf(objects: unknown[]): RouteIndex {
   const t = buildRoutingTable(objects);
   assert.equal(t.invalid.size, 0, JSON.stringify([...t.invalid]));
-  return new RouteIndex(t.entries.values());
+  return new RouteIndex(ruleEntriesOf(t.entries.values()));
 }
 
 const index = indexOf([

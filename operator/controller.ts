@@ -26,6 +26,7 @@ import {
   type KubeObject,
 } from "../shared/kube.ts";
 import { aborted, sleep } from "../shared/lifetime.ts";
+import { IR_API_VERSION, IR_PLURAL } from "../shared/interceptor_route.ts";
 import { buildRoutingTable, routingTableToJSON } from "../shared/routing_table.ts";
 import type { Logger } from "../shared/log.ts";
 import type { EventRecorder } from "./events.ts";
@@ -50,6 +51,7 @@ import {
   statusEqual,
 } from "./reconcile.ts";
 import { WorkQueue } from "./work_queue.ts";
+import { NotLeaderError, processKeys, type ReconcileResult } from "./worker.ts";
 
 export interface ControllerOptions {
   client: KubeClient;
@@ -71,12 +73,7 @@ export interface ControllerOptions {
 
 type Raw = KubeObject & { spec?: Record<string, unknown>; status?: Status };
 
-export class NotLeaderError extends Error {
-  constructor() {
-    super("not the leader any more; write skipped");
-    this.name = "NotLeaderError";
-  }
-}
+export { NotLeaderError };
 
 function collectionPath(prefix: string, plural: string, namespace: string): string {
   return namespace ? `${prefix}/namespaces/${namespace}/${plural}` : `${prefix}/${plural}`;
@@ -87,6 +84,13 @@ function objectPath(prefix: string, plural: string, namespace: string, name: str
 }
 
 const HTTPSO_PREFIX = `/apis/${API_VERSION}`;
+const IR_PREFIX = `/apis/${IR_API_VERSION}`;
+/** Logged once when the InterceptorRoute CRD is not installed (the cache then stays empty). */
+export const IR_MISSING_HINT = "apply k8s/crd/interceptorroutes.yaml";
+/** The Warning Event (and log line) each HTTPScaledObject gets once per operator process. */
+export const DEPRECATED_REASON = "Deprecated";
+export const DEPRECATION_MESSAGE =
+  "HTTPScaledObject is deprecated: move to InterceptorRoute (http.keda.sh/v1beta1) with your own ScaledObject; see the migration guide in README.md";
 const SO_PREFIX = "/apis/keda.sh/v1alpha1";
 
 /** Newer by resourceVersion, when both are etcd revisions (numbers); otherwise unknown. */
@@ -102,7 +106,7 @@ function isNewer(a: KubeObject, b: KubeObject): boolean {
  * until the watch catches up. Without it a reconcile that runs before our
  * own write's watch event would see the old object and write again.
  */
-class FreshStore<T extends KubeObject> {
+export class FreshStore<T extends KubeObject> {
   readonly #written = new Map<string, { obj: T; at: number }>();
   constructor(readonly informer: Informer<T>) {
     informer.subscribe((e) => {
@@ -133,23 +137,18 @@ class FreshStore<T extends KubeObject> {
   }
 }
 
-interface ReconcileResult {
-  requeueAfterMs?: number;
-}
-
-function serviceView(svc: KubeObject | undefined): ServiceView | null {
+/** The ports of a Service, as the target checks need them; null when it does not exist. */
+export function serviceView(svc: KubeObject | undefined): ServiceView | null {
   if (!svc) return null;
   const ports = ((svc.spec as { ports?: Array<{ name?: string; port: number }> } | undefined)
     ?.ports ?? []).map((p) => ({ ...(p.name ? { name: p.name } : {}), port: p.port }));
   return { ports };
 }
 
-function portsKey(svc: KubeObject | undefined): string {
+/** Equal for two versions of a Service whose ports are the same (no news for the checks). */
+export function portsKey(svc: KubeObject | undefined): string {
   return JSON.stringify(serviceView(svc));
 }
-
-/** Longest a single reconcile may take before its requests are aborted and it is retried. */
-const RECONCILE_TIMEOUT_MS = 30_000;
 
 const WATCHED_KINDS = new Map([
   ["apps/v1/Deployment", "deployments"],
@@ -160,6 +159,12 @@ export class Controller {
   readonly httpsos: Informer<Raw>;
   readonly scaledObjects: Informer<ScaledObject>;
   readonly services: Informer<KubeObject>;
+  /**
+   * InterceptorRoutes: cached here beside the other kinds for the routing
+   * table and /readyz; RouteController reconciles them. A missing CRD
+   * counts as an empty, synced list (retried every 30 s).
+   */
+  readonly interceptorRoutes: Informer<KubeObject>;
   readonly workloads: Map<string, Informer<KubeObject>>;
   readonly queue = new WorkQueue();
   readonly #o: ControllerOptions;
@@ -173,6 +178,8 @@ export class Controller {
   /** apiVersion → { at, kind → plural } from discovery, for scale targets of other kinds. */
   readonly #discovery = new Map<string, { at: number; plurals: Map<string, string> }>();
   #warnedForbidden = new Set<string>();
+  /** uids told once (log line and Event) that HTTPScaledObject is deprecated. */
+  readonly #deprecationWarned = new Set<string>();
   #routingTable?: string;
 
   constructor(options: ControllerOptions) {
@@ -193,6 +200,11 @@ export class Controller {
       path: collectionPath("/api/v1", "services", ns),
       log,
     });
+    this.interceptorRoutes = new Informer(options.client, {
+      path: collectionPath(IR_PREFIX, IR_PLURAL, ns),
+      log,
+      missingHint: IR_MISSING_HINT,
+    });
     this.workloads = new Map(
       [...WATCHED_KINDS].map((
         [kind, plural],
@@ -205,6 +217,9 @@ export class Controller {
     this.#soFresh = new FreshStore(this.scaledObjects);
 
     this.httpsos.subscribe((e) => this.#onHTTPScaledObject(e));
+    this.interceptorRoutes.subscribe((e) => {
+      if (e.type !== "SYNC") this.#routingTable = undefined;
+    });
     this.scaledObjects.subscribe((e) => {
       if (e.type !== "SYNC" && this.httpsos.store.has(e.key)) this.queue.add(e.key);
     });
@@ -227,6 +242,7 @@ export class Controller {
       ["informer/httpscaledobjects", (s) => this.httpsos.run(s)],
       ["informer/scaledobjects", (s) => this.scaledObjects.run(s)],
       ["informer/services", (s) => this.services.run(s)],
+      ["informer/interceptorroutes", (s) => this.interceptorRoutes.run(s)],
       ...[...this.workloads].map(([kind, inf]) =>
         [`informer/${kind}`, (s: AbortSignal) => inf.run(s)] as [
           string,
@@ -241,6 +257,7 @@ export class Controller {
       this.httpsos as Informer<KubeObject>,
       this.scaledObjects as Informer<KubeObject>,
       this.services,
+      this.interceptorRoutes,
       ...this.workloads.values(),
     ];
   }
@@ -251,7 +268,13 @@ export class Controller {
 
   /** Which caches have not listed yet (for /readyz). */
   unsynced(): string[] {
-    const names = ["httpscaledobjects", "scaledobjects", "services", ...this.workloads.keys()];
+    const names = [
+      "httpscaledobjects",
+      "scaledobjects",
+      "services",
+      IR_PLURAL,
+      ...this.workloads.keys(),
+    ];
     return this.#allInformers().flatMap((i, n) => (i.hasSynced ? [] : [names[n]!]));
   }
 
@@ -260,10 +283,16 @@ export class Controller {
     return !signal.aborted;
   }
 
-  /** /routing_table's body, built on demand and kept until an HTTPScaledObject changes. */
+  /**
+   * /routing_table's body (HTTPScaledObjects and InterceptorRoutes; a route
+   * wins over a namesake HTTPScaledObject), built on demand and kept until
+   * either changes.
+   */
   routingTableJSON(): string {
     this.#routingTable ??= JSON.stringify(
-      routingTableToJSON(buildRoutingTable(this.httpsos.store.values())),
+      routingTableToJSON(
+        buildRoutingTable(this.httpsos.store.values(), this.interceptorRoutes.store.values()),
+      ),
     );
     return this.#routingTable;
   }
@@ -283,6 +312,7 @@ export class Controller {
       }
     } else {
       this.#o.events.forget(e.object.metadata?.uid ?? "");
+      this.#deprecationWarned.delete(e.object.metadata?.uid ?? "");
     }
     this.queue.add(e.key);
   }
@@ -366,45 +396,30 @@ export class Controller {
     if (!(await this.waitForSync(signal))) return;
     this.enqueueAll();
     this.#log.info("reconciling", { httpScaledObjects: this.httpsos.store.size });
-    while (!signal.aborted) {
-      const key = await this.queue.get(signal);
-      if (key === undefined) break;
-      const started = performance.now();
-      let steppingDown = false;
-      try {
-        // A hung API request must not hold the worker (or a lost term) forever.
-        const deadline = AbortSignal.any([signal, AbortSignal.timeout(RECONCILE_TIMEOUT_MS)]);
-        const result = await this.reconcile(key, deadline);
-        this.queue.forget(key);
-        this.#o.metrics.reconciles.inc({ result: "success" });
-        if (result.requeueAfterMs !== undefined) this.queue.addAfter(key, result.requeueAfterMs);
-      } catch (e) {
-        if (signal.aborted || e instanceof NotLeaderError) {
-          // Whoever leads next starts from a full queue.
-          this.queue.add(key);
-          steppingDown = true;
-        } else {
-          const retryInMs = this.queue.addRateLimited(key);
-          this.#o.metrics.reconciles.inc({ result: "error" });
-          this.#o.metrics.errors.inc();
-          this.#log.warn("reconcile failed; retrying with backoff", {
-            key,
-            error: e,
-            retryInMs,
-            failures: this.queue.failures(key),
-          });
-        }
-      } finally {
-        this.queue.done(key);
-        this.#o.metrics.observeReconcile((performance.now() - started) / 1000);
-      }
-      // The lease could not be renewed in time: the term is about to end;
-      // wait for it instead of spinning on keys that cannot be written.
-      if (steppingDown && !signal.aborted) {
-        this.#log.warn("lease not renewed in time; pausing until leadership is settled", { key });
-        await aborted(signal);
-      }
-    }
+    await processKeys({
+      queue: this.queue,
+      log: this.#log,
+      reconcile: (key, s) => this.reconcile(key, s),
+      onResult: (result) => {
+        this.#o.metrics.reconciles.inc({ result });
+        if (result === "error") this.#o.metrics.errors.inc();
+      },
+      onDone: (seconds) => this.#o.metrics.observeReconcile(seconds),
+    }, signal);
+  }
+
+  /**
+   * Once per HTTPScaledObject (uid) and process, as the Go operator logs it:
+   * a warning line and a Warning Event "Deprecated". The Event is named
+   * after the uid, so a restart or a new leader finds it and writes none.
+   */
+  #warnDeprecated(raw: Raw, log: Logger) {
+    const uid = raw.metadata?.uid;
+    if (!uid || this.#deprecationWarned.has(uid)) return;
+    this.#guard();
+    this.#deprecationWarned.add(uid);
+    log.warn(DEPRECATION_MESSAGE);
+    this.#o.events.warningOnce(raw, DEPRECATED_REASON, DEPRECATION_MESSAGE);
   }
 
   #guard() {
@@ -435,6 +450,7 @@ export class Controller {
       await this.#finalize(raw, log, signal);
       return {};
     }
+    this.#warnDeprecated(raw, log);
     if (!(raw.metadata?.finalizers ?? []).includes(FINALIZER)) {
       const updated = await this.#patchFinalizers(
         raw,

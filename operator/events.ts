@@ -7,7 +7,7 @@
  * dropped with a log line when the API server falls behind), so they never
  * slow a reconcile down, and failing to write one never fails it.
  */
-import type { KubeClient, KubeObject } from "../shared/kube.ts";
+import { isAlreadyExists, type KubeClient, type KubeObject } from "../shared/kube.ts";
 import type { Logger } from "../shared/log.ts";
 
 export interface EventRecorderOptions {
@@ -25,7 +25,7 @@ export class EventRecorder {
   /** uid → reason → message last emitted. */
   readonly #emitted = new Map<string, Map<string, string>>();
   /** Events waiting to be written, oldest first. */
-  readonly #queue: Array<[KubeObject, string, string, string]> = [];
+  readonly #queue: Array<[KubeObject, string, string, string, string?]> = [];
   #writers = 0;
   #idle: Array<() => void> = [];
   static readonly WRITERS = 4;
@@ -43,6 +43,20 @@ export class EventRecorder {
     if (!seen) this.#emitted.set(uid, seen = new Map());
     seen.set(reason, message);
     this.#send(obj, "Warning", reason, message);
+  }
+
+  /**
+   * Emits a Warning under a name made of the object's name, the reason and
+   * the object's uid, so it exists at most once per object while Events are
+   * kept (the API server's TTL, 1 h by default): a second create, say after
+   * a restart or by a new leader, is refused as AlreadyExists, which counts
+   * as done and is no write. Callers keep their own once-per-process record.
+   */
+  warningOnce(obj: KubeObject, reason: string, message: string): void {
+    const meta = obj.metadata ?? {};
+    const suffix = `.${reason.toLowerCase().replace(/[^a-z0-9-]/g, "-")}.${meta.uid ?? "no-uid"}`;
+    const base = (meta.name ?? "object").slice(0, 253 - suffix.length).replace(/[-.]+$/, "");
+    this.#send(obj, "Warning", reason, message, base + suffix);
   }
 
   /** Emits a Normal event (for actions taken, which happen once each). */
@@ -69,7 +83,7 @@ export class EventRecorder {
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 
-  #send(obj: KubeObject, type: string, reason: string, message: string) {
+  #send(obj: KubeObject, type: string, reason: string, message: string, name?: string) {
     if (this.#queue.length >= EventRecorder.MAX_QUEUED) {
       const [dropped] = this.#queue.splice(0, 1);
       this.#o.log.warn("the API server is not keeping up with Events; dropped the oldest", {
@@ -77,7 +91,7 @@ export class EventRecorder {
         reason: dropped?.[2],
       });
     }
-    this.#queue.push([obj, type, reason, message]);
+    this.#queue.push([obj, type, reason, message, name]);
     if (this.#writers < EventRecorder.WRITERS) {
       this.#writers++;
       void this.#drain();
@@ -92,7 +106,7 @@ export class EventRecorder {
     if (this.#writers === 0) { for (const resolve of this.#idle.splice(0)) resolve(); }
   }
 
-  async #write(obj: KubeObject, type: string, reason: string, message: string) {
+  async #write(obj: KubeObject, type: string, reason: string, message: string, name?: string) {
     const meta = obj.metadata ?? {};
     const ns = meta.namespace ?? "default";
     const now = new Date();
@@ -102,9 +116,8 @@ export class EventRecorder {
       kind: "Event",
       metadata: {
         // client-go's naming: object name, then a unique hex suffix.
-        name: `${meta.name}.${
-          (now.getTime() * 1000 + Math.floor(Math.random() * 1000)).toString(16)
-        }`,
+        name: name ??
+          `${meta.name}.${(now.getTime() * 1000 + Math.floor(Math.random() * 1000)).toString(16)}`,
         namespace: ns,
       },
       involvedObject: {
@@ -131,6 +144,10 @@ export class EventRecorder {
       });
       this.#o.onWrite?.();
     } catch (e) {
+      if (name && isAlreadyExists(e)) {
+        this.#o.log.debug("Event already recorded", { object: `${ns}/${meta.name}`, reason });
+        return;
+      }
       this.#o.log.warn("could not write an Event", {
         object: `${ns}/${meta.name}`,
         reason,

@@ -340,7 +340,8 @@ export function scaledObjectDiff(
 // ---------------------------------------------------------------------------
 // Target checks
 
-function portsText(svc: ServiceView): string {
+/** "it has http=80, 9090": a Service's ports for a message. */
+export function portsText(svc: ServiceView): string {
   if (svc.ports.length === 0) return "it has no ports";
   return "it has " + svc.ports.map((p) => (p.name ? `${p.name}=${p.port}` : `${p.port}`)).join(
     ", ",

@@ -15,6 +15,12 @@
  * An unreachable pod (poll failing) keeps its last counts for `staleTtlMs`
  * if it was ready, then drops out; a pod removed from the EndpointSlices
  * drops out at once.
+ *
+ * Change events: a route's summed Concurrency changed, or a route at 0 in
+ * flight served new requests (its RequestCount rose in a poll or on a watch
+ * line). The second kind is for routes answered at once while the app is at
+ * zero (an InterceptorRoute placeholder): their Concurrency goes 0 → 1 → 0
+ * faster than any sample sees, yet the request must wake the app.
  */
 import type { Logger } from "../shared/log.ts";
 import type { QueueCounts } from "../shared/queue_counts.ts";
@@ -39,6 +45,10 @@ export interface RateConfig {
 /** The window the Go add-on defaults to, used for routes without requestRate. */
 export const DEFAULT_RATE_CONFIG: RateConfig = { windowMs: 60_000, granularityMs: 1000 };
 
+/**
+ * One route in a change event. `concurrency === previous` when the route
+ * stayed at 0 in flight but served new requests (see requestedRecently).
+ */
 export interface RouteChange {
   key: string;
   concurrency: number;
@@ -85,6 +95,11 @@ interface RouteState {
   concurrencyAt: number;
   /** Last polled counter; undefined when the route was only seen on the watch. */
   requestCount?: number;
+  /**
+   * Highest RequestCount known from a poll not older than the last watch
+   * line, or from a watch line: a watch line above it carries new requests.
+   */
+  seenCount?: number;
 }
 
 interface PodState {
@@ -110,6 +125,8 @@ export class QueueAggregator {
   readonly #pods = new Map<string, PodState>();
   readonly #totals = new Map<string, { concurrency: number; requestCount: number }>();
   readonly #rates = new Map<string, RateWindow>();
+  /** When new requests of a route were last seen (poll increment or watch line). */
+  readonly #requestedAt = new Map<string, number>();
   readonly #listeners = new Set<(changes: RouteChange[]) => void>();
   readonly #staleTtlMs: number;
   readonly #rateConfigOf: (key: string) => RateConfig;
@@ -156,6 +173,7 @@ export class QueueAggregator {
     if (!state || startedAt < state.lastPollStart) return;
     const now = this.#now();
     const known = state.lastSampleAt !== undefined;
+    const requested: string[] = [];
     for (const [key, count] of Object.entries(counts)) {
       let route = state.routes.get(key);
       if (!route) {
@@ -165,6 +183,8 @@ export class QueueAggregator {
         route.concurrency = count.Concurrency;
         route.concurrencyAt = startedAt;
       }
+      // Not older than the last watch line: the counter as it is now.
+      if (startedAt >= route.concurrencyAt) route.seenCount = count.RequestCount;
       // A route new on a pod we already sampled had 0 at the last sample.
       const previous = state.counters.get(key) ?? (known ? 0 : undefined);
       state.counters.set(key, count.RequestCount);
@@ -174,6 +194,8 @@ export class QueueAggregator {
       const window = this.#rateWindow(key, state.lastSampleAt ?? now);
       if (increment > 0 && state.lastSampleAt !== undefined) {
         window.add(state.lastSampleAt, now, increment);
+        this.#requestedAt.set(key, now);
+        requested.push(key);
       }
     }
     for (const [key, route] of state.routes) {
@@ -185,7 +207,7 @@ export class QueueAggregator {
     state.lastSeenAt = now;
     state.consecutiveFailures = 0;
     state.lastError = undefined;
-    this.#recompute();
+    this.#recompute(undefined, requested);
   }
 
   /** A failed poll; the pod keeps its last counts for staleTtlMs if it is ready. */
@@ -207,14 +229,27 @@ export class QueueAggregator {
     const now = this.#now();
     state.lastSeenAt = now;
     const keys: string[] = [];
+    const requested: string[] = [];
     for (const [key, count] of Object.entries(counts)) {
-      const route = state.routes.get(key);
+      let route = state.routes.get(key);
       if (route) {
         route.concurrency = count.Concurrency;
         route.concurrencyAt = now;
       } else {
-        state.routes.set(key, { concurrency: count.Concurrency, concurrencyAt: now });
+        route = { concurrency: count.Concurrency, concurrencyAt: now };
+        state.routes.set(key, route);
       }
+      // New requests since the last count known: they show before any poll
+      // does (the rate follows with the next poll). Without a baseline (a pod
+      // never polled) nothing can be told; a lower count (a restart) is the
+      // new baseline.
+      const before = route.seenCount ?? state.counters.get(key) ??
+        (state.lastSampleAt !== undefined ? 0 : undefined);
+      if (before !== undefined && count.RequestCount > before) {
+        this.#requestedAt.set(key, now);
+        requested.push(key);
+      }
+      route.seenCount = count.RequestCount;
       keys.push(key);
     }
     if (snapshot) {
@@ -226,7 +261,7 @@ export class QueueAggregator {
         }
       }
     }
-    if (keys.length > 0) this.#recompute(keys);
+    if (keys.length > 0) this.#recompute(keys, requested);
   }
 
   #contributes(state: PodState, now: number): boolean {
@@ -237,7 +272,11 @@ export class QueueAggregator {
     return now - state.lastSeenAt <= this.#staleTtlMs;
   }
 
-  #recompute(onlyKeys?: readonly string[]): void {
+  /**
+   * Re-sums the routes (`onlyKeys`, or all) and emits their changes:
+   * Concurrency changed, or `requested` (new requests seen) while at 0.
+   */
+  #recompute(onlyKeys?: readonly string[], requested: readonly string[] = []): void {
     const now = this.#now();
     const live = [...this.#pods.values()].filter((s) => this.#contributes(s, now));
     const next = new Map<string, { concurrency: number; requestCount: number }>();
@@ -261,10 +300,21 @@ export class QueueAggregator {
       const concurrency = t?.concurrency ?? 0;
       if (concurrency !== previous) changes.push({ key, concurrency, previous });
     }
+    // At 0 in flight yet serving (e.g. a placeholder answered at once): an
+    // event of its own. Above 0 the route is active anyway.
+    for (const key of new Set(requested)) {
+      const concurrency = this.#totals.get(key)?.concurrency ?? 0;
+      if (concurrency === 0 && !changes.some((c) => c.key === key)) {
+        changes.push({ key, concurrency, previous: 0 });
+      }
+    }
     if (!keys) {
       // Forget rate windows of routes no pod serves any more, once they read zero.
       for (const [key, w] of this.#rates) {
         if (!this.#totals.has(key) && w.rate(now) === 0) this.#rates.delete(key);
+      }
+      for (const key of this.#requestedAt.keys()) {
+        if (!this.#totals.has(key) && !this.#rates.has(key)) this.#requestedAt.delete(key);
       }
     }
     if (changes.length === 0) return;
@@ -312,6 +362,17 @@ export class QueueAggregator {
     const config = this.#rateConfigOf(key);
     if (!w.matches(config.windowMs, config.granularityMs)) return 0;
     return w.rate(this.#now());
+  }
+
+  /**
+   * True while the route served requests within its rate window: its rate
+   * is above 0, or a watch line showed new requests the rate (measured from
+   * polls) does not hold yet.
+   */
+  requestedRecently(key: string): boolean {
+    const at = this.#requestedAt.get(key);
+    if (at !== undefined && this.#now() - at < this.#rateConfigOf(key).windowMs) return true;
+    return this.rate(key) > 0;
   }
 
   /** Aggregated counts in the /queue format, with RPS added. */

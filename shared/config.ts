@@ -116,6 +116,41 @@ export function parseConfig<S extends z.ZodMiniType>(
   throw new ConfigError(program, problems);
 }
 
+/**
+ * Names the Go add-on has renamed: set, each still overrides its new name
+ * (as in Go HEAD), with a warning that names the replacement.
+ */
+const DEPRECATED_ENV: Record<string, Record<string, string>> = {
+  interceptor: {
+    KEDA_CONDITION_WAIT_TIMEOUT: "KEDA_HTTP_READINESS_TIMEOUT",
+    KEDA_RESPONSE_HEADER_TIMEOUT: "KEDA_HTTP_RESPONSE_HEADER_TIMEOUT",
+  },
+  operator: {
+    KEDAHTTP_OPERATOR_EXTERNAL_SCALER_SERVICE: "KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_SERVICE",
+    KEDAHTTP_OPERATOR_EXTERNAL_SCALER_PORT: "KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_PORT",
+  },
+};
+
+/** The environment with deprecated names applied, and one warning per name used. */
+export function withDeprecatedEnv(
+  program: "interceptor" | "scaler" | "operator",
+  raw: Record<string, string | undefined>,
+): { env: Record<string, string | undefined>; warnings: string[] } {
+  const env = { ...raw };
+  const warnings: string[] = [];
+  for (const [old, current] of Object.entries(DEPRECATED_ENV[program] ?? {})) {
+    const v = env[old];
+    if (v === undefined || v.trim() === "") continue;
+    const shadowed = (env[current] ?? "").trim() !== "" && env[current] !== v;
+    env[current] = v;
+    warnings.push(
+      `${old} is deprecated: rename it to ${current}` +
+        (shadowed ? ` (its value "${v}" overrides ${current}="${raw[current]}")` : ""),
+    );
+  }
+  return { env, warnings };
+}
+
 // ---------------------------------------------------------------------------
 // Interceptor
 
@@ -132,6 +167,14 @@ function buildInterceptorEnvSchema() {
       KEDA_HTTP_DRAIN_TIMEOUT: env.duration("30s"),
       KEDA_HTTP_SHUTDOWN_DELAY: env.duration("5s"),
       KEDA_HTTP_ENABLE_COLD_START_HEADER: env.bool(true),
+      /**
+       * true (ours by default): to a ready pod, least in flight first; false
+       * (Go's default): to the Service's cluster IP, for session affinity and
+       * topology routing.
+       */
+      KEDA_HTTP_DIRECT_POD_ROUTING: env.bool(true),
+      /** One access-log line per request. */
+      KEDA_HTTP_LOG_REQUESTS: env.bool(false),
       KEDA_HTTP_PROXY_TLS_ENABLED: env.bool(false),
       KEDA_HTTP_PROXY_TLS_CERT_PATH: env.string(""),
       KEDA_HTTP_PROXY_TLS_KEY_PATH: env.string(""),
@@ -181,6 +224,8 @@ function buildInterceptorEnvSchema() {
       drainTimeoutMs: e.KEDA_HTTP_DRAIN_TIMEOUT,
       shutdownDelayMs: e.KEDA_HTTP_SHUTDOWN_DELAY,
       coldStartHeader: e.KEDA_HTTP_ENABLE_COLD_START_HEADER,
+      directPodRouting: e.KEDA_HTTP_DIRECT_POD_ROUTING,
+      logRequests: e.KEDA_HTTP_LOG_REQUESTS,
       tls: {
         enabled: e.KEDA_HTTP_PROXY_TLS_ENABLED,
         certPath: e.KEDA_HTTP_PROXY_TLS_CERT_PATH,

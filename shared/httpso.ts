@@ -21,17 +21,17 @@ export const DEFAULT_TARGET_PENDING_REQUESTS = 100;
 
 // z.number() with z.int() as a check (what classic zod's .int() does), rather
 // than z.int(msg): that would also word a non-number "must be a whole number".
-const wholeNumber = () => z.number().check(z.int("must be a whole number"));
-const nonNegInt = wholeNumber().check(z.minimum(0, "must be 0 or more"));
-const portNumber = wholeNumber().check(
+export const wholeNumber = () => z.number().check(z.int("must be a whole number"));
+export const nonNegInt = wholeNumber().check(z.minimum(0, "must be 0 or more"));
+export const portNumber = wholeNumber().check(
   z.minimum(1, "must be between 1 and 65535"),
   z.maximum(65535, "must be between 1 and 65535"),
 );
-const positiveInt = wholeNumber().check(z.minimum(1, "must be 1 or more"));
-const nonEmpty = z.string().check(z.minLength(1, "must not be empty"));
+export const positiveInt = wholeNumber().check(z.minimum(1, "must be 1 or more"));
+export const nonEmpty = z.string().check(z.minLength(1, "must not be empty"));
 
 /** A metav1.Duration string ("20s", "1m"), kept as text and also parsed to ms. */
-const durationText = z.string().check(z.superRefine((value, ctx) => {
+export const durationText = z.string().check(z.superRefine((value, ctx) => {
   try {
     const ms = parseDuration(value);
     if (ms < 0) ctx.addIssue({ code: "custom", message: `must not be negative (got "${value}")` });
@@ -40,7 +40,7 @@ const durationText = z.string().check(z.superRefine((value, ctx) => {
   }
 }));
 
-function exactlyOnePort(
+export function exactlyOnePort(
   ref: { port?: number | undefined; portName?: string | undefined },
   ctx: z.core.$RefinementCtx,
 ) {
@@ -125,11 +125,11 @@ export const ConcurrencyMetricSchema = z.object({
   targetValue: z._default(positiveInt, DEFAULT_TARGET_VALUE),
 });
 
-export const RequestRateMetricSchema = z.object({
-  targetValue: z._default(positiveInt, DEFAULT_TARGET_VALUE),
-  window: z._default(durationText, "1m"),
-  granularity: z._default(durationText, "1s"),
-}).check(z.superRefine((r, ctx) => {
+/** A rate window must parse, have granularity > 0 and be at least one granularity long. */
+export function checkRateWindow(
+  r: { window: string; granularity: string },
+  ctx: z.core.$RefinementCtx,
+): void {
   let w = 0, g = 0;
   try {
     w = parseDuration(r.window);
@@ -150,7 +150,13 @@ export const RequestRateMetricSchema = z.object({
       message: `window (${r.window}) must be at least granularity (${r.granularity})`,
     });
   }
-}));
+}
+
+export const RequestRateMetricSchema = z.object({
+  targetValue: z._default(positiveInt, DEFAULT_TARGET_VALUE),
+  window: z._default(durationText, "1m"),
+  granularity: z._default(durationText, "1s"),
+}).check(z.superRefine(checkRateWindow));
 
 export const ScalingMetricSchema = z.object({
   concurrency: z.optional(ConcurrencyMetricSchema),

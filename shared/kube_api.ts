@@ -390,6 +390,12 @@ export interface InformerOptions {
   path: string;
   labelSelector?: string;
   fieldSelector?: string;
+  /**
+   * The resource may not exist (a CRD not installed yet): a 404 on the list
+   * counts as an empty, synced list, logs this hint once, and the list is
+   * retried every 30 s until the resource appears.
+   */
+  missingHint?: string;
   log: Logger;
   /** Server-side watch timeout; the watch is re-opened from the last resourceVersion. */
   watchTimeoutSeconds?: number;
@@ -452,6 +458,29 @@ export class Informer<T extends KubeObject = KubeObject> {
 
   #listQuery(): Record<string, string | number | undefined> {
     return { ...this.#query(), limit: this.#opts.pageSize };
+  }
+
+  #warnedMissing = false;
+
+  /** The resource does not exist: an empty list, synced. */
+  #missing(): void {
+    if (!this.#warnedMissing) {
+      this.#warnedMissing = true;
+      this.#opts.log.warn("resource not found; treating it as empty until it appears", {
+        path: this.#opts.path,
+        hint: this.#opts.missingHint,
+      });
+    }
+    for (const [key, old] of [...this.store]) {
+      this.store.delete(key);
+      this.#emit({ type: "DELETED", key, object: old });
+    }
+    if (!this.#hasSynced) {
+      this.#hasSynced = true;
+      this.#resolveSynced();
+    }
+    this.#emit({ type: "SYNC", key: "" });
+    for (const w of this.#relistWaiters.splice(0)) w();
   }
 
   async #list(signal: AbortSignal): Promise<string> {
@@ -594,6 +623,12 @@ export class Informer<T extends KubeObject = KubeObject> {
         }
         if (isGone(e)) {
           rv = null;
+          continue;
+        }
+        if (this.#opts.missingHint !== undefined && isNotFound(e)) {
+          this.#missing();
+          rv = null;
+          await sleep(30_000, AbortSignal.any([signal, this.#relist.signal]));
           continue;
         }
         const wait = backoffMs(attempt++, 250, 15_000);

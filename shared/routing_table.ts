@@ -1,6 +1,6 @@
 /**
- * The routing table: one entry per HTTPScaledObject, keyed "namespace/name",
- * built by a pure function from the objects. The interceptor indexes it for
+ * The routing table: one entry per HTTPScaledObject or InterceptorRoute,
+ * keyed "namespace/name", built by a pure function from the objects. The interceptor indexes it for
  * matching; the interceptor and the operator both serve its JSON form on
  * /routing_table.
  */
@@ -10,6 +10,14 @@ import {
   type ScalingMetric,
   scalingMetricOf,
 } from "./httpso.ts";
+import {
+  type InterceptorRoute,
+  parseInterceptorRoute,
+  routeTimeoutMs,
+  type RoutingRule,
+  scalingMetricsOf,
+  type StaticResponse,
+} from "./interceptor_route.ts";
 import { parseDuration } from "./duration.ts";
 import { normalizeHost, normalizePathPrefix } from "./host_path.ts";
 
@@ -29,23 +37,62 @@ export interface ServiceRef {
   portName?: string;
 }
 
+/** One way a request can match a route: host AND path AND headers. */
+export interface RouteRule {
+  /** Lower-cased, port stripped; empty = any host. Wildcards as "*.example.com". */
+  hosts: string[];
+  /** Normalised: leading "/", no trailing "/" (except the root "/"); empty = any path. */
+  pathPrefixes: string[];
+  headers: HeaderMatch[];
+}
+
+/** A static response as configured (bodies from ConfigMaps are resolved by the interceptor). */
+export interface ResponseSpec {
+  /** Absent: the default of where it is used (placeholder 503, static route 200). */
+  status?: number;
+  /** Header names as written; validated (tokens, no CR/LF, no framing headers). */
+  headers: Array<[string, string]>;
+  body?: string;
+  configMap?: { name: string; key?: string };
+}
+
+export interface StaticRouteEntry {
+  /** Any rule matches. */
+  rules: RouteRule[];
+  mode: "Always" | "WhenUnavailable";
+  response: ResponseSpec;
+}
+
+export type RouteKind = "HTTPScaledObject" | "InterceptorRoute";
+
 export interface RouteEntry {
   key: string;
   namespace: string;
   name: string;
-  /** Lower-cased, port stripped; empty = catch-all. Wildcards as "*.example.com". */
-  hosts: string[];
-  /** Normalised: leading "/", no trailing "/" (except the root "/"). */
-  pathPrefixes: string[];
-  headers: HeaderMatch[];
+  kind: RouteKind;
+  /** A request matches the route when it matches any rule (an HTTPScaledObject has one). */
+  rules: RouteRule[];
   target: ServiceRef;
-  scaleTarget: { apiVersion: string; kind: string; name: string };
-  /** Per-route overrides in ms; absent = use the interceptor's global value. */
-  timeouts: { conditionWaitMs?: number; responseHeaderMs?: number };
-  fallback?: ServiceRef & { timeoutMs: number };
-  metric: ScalingMetric;
-  replicas: { min: number; max: number };
+  /** HTTPScaledObject only: the workload its ScaledObject scales. */
+  scaleTarget?: { apiVersion: string; kind: string; name: string };
+  /**
+   * Per-route overrides in ms; absent = use the interceptor's global value,
+   * 0 = that deadline is off (InterceptorRoute only; an HTTPScaledObject's 0 means unset).
+   */
+  timeouts: { readinessMs?: number; requestMs?: number; responseHeaderMs?: number };
+  /** timeoutMs: HTTPScaledObject's timeoutSeconds; absent = the route's readiness wait. */
+  fallback?: ServiceRef & { timeoutMs?: number };
+  /** Answered at once while the target has no ready endpoint (the request still counts). */
+  placeholder?: ResponseSpec;
+  /** First match wins; never counted for scaling. */
+  staticRoutes: StaticRouteEntry[];
+  /** One metric, or concurrency and request rate both (InterceptorRoute). */
+  metrics: ScalingMetric[];
+  /** HTTPScaledObject only. */
+  replicas?: { min: number; max: number };
   generation?: number;
+  /** metadata.creationTimestamp: older routes win ties, as in the Go add-on. */
+  createdAt?: string;
 }
 
 export interface RoutingTable {
@@ -77,6 +124,16 @@ export function serviceRefOf(
   return out;
 }
 
+function headerMatchesOf(headers: Array<{ name: string; value?: string | undefined }>) {
+  const out: HeaderMatch[] = [];
+  for (const h of headers) {
+    const m: HeaderMatch = { name: h.name.toLowerCase() };
+    if (h.value !== undefined) m.value = h.value;
+    out.push(m);
+  }
+  return out;
+}
+
 /**
  * One entry from a validated HTTPScaledObject. Plain loops and assignments
  * rather than spreads: an informer's first list runs this 10,000 times
@@ -90,55 +147,127 @@ export function routeEntryOf(obj: HTTPScaledObject): RouteEntry {
   if (spec.timeouts) {
     const cw = positiveMs(spec.timeouts.conditionWait);
     const rh = positiveMs(spec.timeouts.responseHeader);
-    if (cw !== undefined) timeouts.conditionWaitMs = cw;
+    if (cw !== undefined) timeouts.readinessMs = cw;
     if (rh !== undefined) timeouts.responseHeaderMs = rh;
-  }
-  const headers: HeaderMatch[] = [];
-  for (const h of spec.headers ?? []) {
-    const m: HeaderMatch = { name: h.name.toLowerCase() };
-    if (h.value !== undefined) m.value = h.value;
-    headers.push(m);
   }
   const entry: RouteEntry = {
     key: `${ns}/${metadata.name}`,
     namespace: ns,
     name: metadata.name,
-    hosts: distinctSorted((spec.hosts ?? []).map(normalizeHost)),
-    pathPrefixes: distinctSorted((spec.pathPrefixes ?? []).map(normalizePathPrefix)),
-    headers,
+    kind: "HTTPScaledObject",
+    rules: [{
+      hosts: distinctSorted((spec.hosts ?? []).map(normalizeHost)),
+      pathPrefixes: distinctSorted((spec.pathPrefixes ?? []).map(normalizePathPrefix)),
+      headers: headerMatchesOf(spec.headers ?? []),
+    }],
     target: serviceRefOf(ns, ref),
     scaleTarget: { apiVersion: ref.apiVersion, kind: ref.kind, name: ref.name },
     timeouts,
-    metric: scalingMetricOf(spec),
+    staticRoutes: [],
+    metrics: [scalingMetricOf(spec)],
     replicas: { min: spec.replicas.min, max: spec.replicas.max },
   };
   if (metadata.generation !== undefined) entry.generation = metadata.generation;
+  if (metadata.creationTimestamp !== undefined) entry.createdAt = metadata.creationTimestamp;
   const fb = spec.coldStartTimeoutFailoverRef;
   if (fb) entry.fallback = { ...serviceRefOf(ns, fb), timeoutMs: fb.timeoutSeconds * 1000 };
   return entry;
 }
 
+function ruleOf(rule: RoutingRule): RouteRule {
+  return {
+    hosts: distinctSorted((rule.hosts ?? []).map(normalizeHost)),
+    pathPrefixes: distinctSorted((rule.paths ?? []).map((p) => normalizePathPrefix(p.value))),
+    headers: headerMatchesOf(rule.headers ?? []),
+  };
+}
+
+function responseOf(r: StaticResponse): ResponseSpec {
+  const out: ResponseSpec = { headers: Object.entries(r.headers ?? {}) };
+  if (r.statusCode !== undefined) out.status = r.statusCode;
+  if (r.body !== undefined) out.body = r.body;
+  if (r.bodyFromConfigMap) {
+    out.configMap = { name: r.bodyFromConfigMap.name };
+    if (r.bodyFromConfigMap.key) out.configMap.key = r.bodyFromConfigMap.key;
+  }
+  return out;
+}
+
+/** One entry from a validated InterceptorRoute. */
+export function routeEntryOfRoute(obj: InterceptorRoute): RouteEntry {
+  const { spec, metadata } = obj;
+  const ns = metadata.namespace;
+  const timeouts: RouteEntry["timeouts"] = {};
+  const t = spec.timeouts;
+  if (t) {
+    const readiness = routeTimeoutMs(t.readiness);
+    const request = routeTimeoutMs(t.request);
+    const header = routeTimeoutMs(t.responseHeader);
+    if (readiness !== undefined) timeouts.readinessMs = readiness;
+    if (request !== undefined) timeouts.requestMs = request;
+    if (header !== undefined) timeouts.responseHeaderMs = header;
+  }
+  const entry: RouteEntry = {
+    key: `${ns}/${metadata.name}`,
+    namespace: ns,
+    name: metadata.name,
+    kind: "InterceptorRoute",
+    rules: (spec.rules ?? []).map(ruleOf),
+    target: serviceRefOf(ns, spec.target),
+    timeouts,
+    staticRoutes: (spec.staticRoutes ?? []).map((s) => ({
+      rules: s.rules.map(ruleOf),
+      mode: s.responseMode,
+      response: responseOf(s.response),
+    })),
+    metrics: scalingMetricsOf(spec),
+  };
+  if (metadata.generation !== undefined) entry.generation = metadata.generation;
+  if (metadata.creationTimestamp !== undefined) entry.createdAt = metadata.creationTimestamp;
+  const fb = spec.coldStart?.fallback?.service;
+  if (fb) entry.fallback = serviceRefOf(ns, { service: fb.name, port: fb.port, portName: fb.portName });
+  const ph = spec.coldStart?.placeholder?.response;
+  if (ph) entry.placeholder = responseOf(ph);
+  return entry;
+}
+
+function keyOfRaw(raw: unknown): string {
+  const meta = (raw as { metadata?: { namespace?: string; name?: string } } | null)?.metadata;
+  return `${meta?.namespace ?? "default"}/${meta?.name ?? "<no name>"}`;
+}
+
 /**
- * Builds the table from raw API objects. Invalid objects are left out and
- * listed in `invalid` with the reason, so one bad object never hides the rest.
- * Objects being deleted still route until they are gone.
+ * Builds the table from raw API objects of both kinds. Invalid objects are
+ * left out and listed in `invalid` with the reason, so one bad object never
+ * hides the rest. An InterceptorRoute replaces an HTTPScaledObject of the
+ * same namespace/name (the Go add-on's rule; that is also the migration
+ * path). Objects being deleted still route until they are gone.
  */
-export function buildRoutingTable(objects: Iterable<unknown>): RoutingTable {
-  const found: RouteEntry[] = [];
+export function buildRoutingTable(
+  httpScaledObjects: Iterable<unknown>,
+  interceptorRoutes: Iterable<unknown> = [],
+): RoutingTable {
+  const found = new Map<string, RouteEntry>();
   const invalid = new Map<string, string>();
-  for (const raw of objects) {
+  for (const raw of httpScaledObjects) {
     try {
-      found.push(routeEntryOf(parseHTTPScaledObject(raw)));
+      const e = routeEntryOf(parseHTTPScaledObject(raw));
+      found.set(e.key, e);
     } catch (e) {
-      const meta = (raw as { metadata?: { namespace?: string; name?: string } } | null)?.metadata;
-      invalid.set(
-        `${meta?.namespace ?? "default"}/${meta?.name ?? "<no name>"}`,
-        (e as Error).message,
-      );
+      invalid.set(keyOfRaw(raw), (e as Error).message);
     }
   }
-  found.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  return { entries: new Map(found.map((e) => [e.key, e])), invalid };
+  for (const raw of interceptorRoutes) {
+    try {
+      const e = routeEntryOfRoute(parseInterceptorRoute(raw));
+      found.set(e.key, e);
+      invalid.delete(e.key);
+    } catch (e) {
+      invalid.set(keyOfRaw(raw), (e as Error).message);
+    }
+  }
+  const sorted = [...found.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  return { entries: new Map(sorted.map((e) => [e.key, e])), invalid };
 }
 
 /** The JSON served on /routing_table. */

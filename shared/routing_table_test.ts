@@ -38,20 +38,22 @@ Deno.test("buildRoutingTable makes one entry per object, keyed namespace/name", 
   ]);
   assert.deepEqual([...t.entries.keys()], ["default/a", "ns2/b"]);
   const b = t.entries.get("ns2/b")!;
-  assert.deepEqual(b.hosts, ["b.example.com"]);
-  assert.deepEqual(b.pathPrefixes, ["/a", "/x"]);
+  assert.deepEqual(b.rules[0]!.hosts, ["b.example.com"]);
+  assert.deepEqual(b.rules[0]!.pathPrefixes, ["/a", "/x"]);
   assert.deepEqual(b.target, { namespace: "ns2", service: "b-svc", port: 8080 });
   const a = t.entries.get("default/a")!;
-  assert.deepEqual(a.hosts, []);
-  assert.deepEqual(a.headers, [{ name: "x-tenant", value: "blue" }, { name: "x-debug" }]);
-  assert.deepEqual(a.timeouts, { conditionWaitMs: 20_000 });
+  assert.deepEqual(a.rules[0]!.hosts, []);
+  assert.deepEqual(a.rules[0]!.headers, [{ name: "x-tenant", value: "blue" }, {
+    name: "x-debug",
+  }]);
+  assert.deepEqual(a.timeouts, { readinessMs: 20_000 });
   assert.deepEqual(a.fallback, {
     namespace: "default",
     service: "fb",
     portName: "http",
     timeoutMs: 5000,
   });
-  assert.deepEqual(a.metric, {
+  assert.deepEqual(a.metrics[0], {
     type: "requestRate",
     targetValue: 10,
     windowMs: 30_000,
