@@ -220,6 +220,7 @@ async function main(): Promise<void> {
     const { parse } = await import("yaml");
     await apply(client, [
       parse(await Deno.readTextFile(repoPath("k8s/crd/httpscaledobjects.yaml"))) as KubeObject,
+      parse(await Deno.readTextFile(repoPath("k8s/crd/interceptorroutes.yaml"))) as KubeObject,
     ]);
     await apply(client, [
       { apiVersion: "v1", kind: "Namespace", metadata: { name: NAMESPACE } },
