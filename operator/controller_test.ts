@@ -218,7 +218,7 @@ Deno.test("operator controller against a real API server", async (t) => {
           const table = await res.json();
           stop.abort();
           await serving;
-          assert.deepEqual(table.routes[`${ns}/app`].hosts, ["new.example.com"]);
+          assert.deepEqual(table.routes[`${ns}/app`].rules[0].hosts, ["new.example.com"]);
           assert.deepEqual(table.routes[`${ns}/app`].replicas, { min: 0, max: 3 });
         });
 

@@ -1,6 +1,7 @@
 /**
- * The operator: turns HTTPScaledObjects into KEDA ScaledObjects. Wiring only;
- * see controller.ts, leader_election.ts and admin.ts.
+ * The operator: turns HTTPScaledObjects into KEDA ScaledObjects and reports
+ * the status of InterceptorRoutes. Wiring only; see controller.ts,
+ * route_controller.ts, leader_election.ts and admin.ts.
  */
 import {
   ConfigError,
@@ -17,6 +18,8 @@ import { EventRecorder } from "./events.ts";
 import { LeaderElector } from "./leader_election.ts";
 import { OperatorMetrics } from "./metrics.ts";
 import { FIELD_MANAGER, scalerAddressOf } from "./reconcile.ts";
+import { RouteController } from "./route_controller.ts";
+import { runTogether } from "./worker.ts";
 
 const log = loggerFromEnv("operator");
 
@@ -74,10 +77,20 @@ async function main(): Promise<number> {
     events,
     canWrite: elector ? () => elector.holdsLease() : undefined,
   });
+  const routes = new RouteController({
+    client,
+    log,
+    routes: controller.interceptorRoutes,
+    services: controller.services,
+    resyncPeriodMs: config.resyncPeriodMs,
+    metrics,
+    canWrite: elector ? () => elector.holdsLease() : undefined,
+  });
   metrics.setSources({
-    queueDepth: () => controller.queue.length,
+    queueDepth: () => controller.queue.length + routes.queue.length,
     leader: () => elector?.isLeader ?? true,
     httpScaledObjects: () => controller.httpsos.store.size,
+    interceptorRoutes: () => routes.routes.store.size,
     informersSynced: () => controller.synced,
   });
   log.info("starting", {
@@ -119,6 +132,7 @@ async function main(): Promise<number> {
     await controller.preflight(s);
     await controller.resync(s);
   });
+  add("resync/interceptorroutes", (s) => routes.resync(s));
   add(
     "admin",
     serveAdmin({
@@ -135,9 +149,12 @@ async function main(): Promise<number> {
       info: () => ({ identity, leader: elector?.isLeader ?? true }),
     }),
   );
+  // Both workers run while this process leads, and stop together.
+  const work = (term: AbortSignal) =>
+    runTogether(term, [(s) => controller.runWorker(s), (s) => routes.runWorker(s)]);
   add("controller", async (signal) => {
-    if (elector) await elector.run(signal, (term) => controller.runWorker(term));
-    else await controller.runWorker(signal);
+    if (elector) await elector.run(signal, work);
+    else await work(signal);
     // A worker that returns while the group runs would leave nothing reconciling.
     if (!signal.aborted) throw new Error("the controller stopped unexpectedly");
   });
@@ -145,6 +162,7 @@ async function main(): Promise<number> {
     await group.run();
   } finally {
     controller.queue.shutDown();
+    routes.queue.shutDown();
     running.add("events");
     await events.flush();
     running.delete("events");

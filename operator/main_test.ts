@@ -340,6 +340,70 @@ Deno.test("operator program: config errors, RBAC, leader handover, restart with 
     );
 
     await t.step(
+      "InterceptorRoute: Ready written as the RBAC ServiceAccount, no ScaledObject; one Deprecated Event per HTTPScaledObject",
+      async () => {
+        const ns = await cluster.createNamespace("op-ir");
+        appNamespaces.push(ns);
+        await stopAll();
+        const op = spawn({ KEDA_HTTP_OPERATOR_WATCH_NAMESPACE: ns });
+        const [deployment, svc, httpso] = app(ns, "web");
+        await cluster.client.apply([deployment!, svc!, httpso!]);
+        await cluster.client.apply({
+          apiVersion: "http.keda.sh/v1beta1",
+          kind: "InterceptorRoute",
+          metadata: { name: "web-route", namespace: ns },
+          spec: {
+            target: { service: "web", portName: "http" },
+            scalingMetric: { concurrency: { targetValue: 10 } },
+            rules: [{ hosts: ["route.example.com"] }],
+          },
+        });
+        const routePath = `/apis/http.keda.sh/v1beta1/namespaces/${ns}/interceptorroutes/web-route`;
+        await wait("the InterceptorRoute Ready", async () => {
+          const o = await cluster.client.getOrUndefined<Obj>(routePath);
+          return o && isReady(o);
+        }).catch((e) => {
+          throw new Error(`${e.message}; its log:\n${op.output().slice(-3000)}`);
+        });
+        await wait("the HTTPScaledObject Ready", async () => {
+          const o = await cluster.client.getOrUndefined<Obj>(
+            `${HTTPSO}/namespaces/${ns}/httpscaledobjects/web`,
+          );
+          return o && isReady(o);
+        });
+        const sos = await cluster.client.list<KubeObject>(`${SO}/namespaces/${ns}/scaledobjects`);
+        assert.deepEqual(sos.items.map((o) => o.metadata?.name), ["web"], "none for the route");
+        const m = await wait("the queues to drain", async () => {
+          const m = await op.metrics();
+          return m?.get("keda_http_operator_workqueue_depth") === 0 && m;
+        });
+        assert.equal(m.get("keda_http_operator_interceptorroutes"), 1);
+        assert.equal(
+          m.get(
+            'keda_http_operator_api_writes_total{resource="interceptorroutes/status",verb="patch"}',
+          ),
+          1,
+        );
+        const table = await (await fetch(`http://127.0.0.1:${op.adminPort}/routing_table`)).json();
+        assert.deepEqual(Object.keys(table.routes).sort(), [`${ns}/web`, `${ns}/web-route`]);
+        const events = await wait("the Deprecated Event", async () => {
+          const list = await cluster.client.list<KubeObject & { type?: string }>(
+            `/api/v1/namespaces/${ns}/events`,
+            { fieldSelector: "involvedObject.name=web,reason=Deprecated" },
+          );
+          return list.items.length > 0 && list.items;
+        });
+        assert.equal(events.length, 1);
+        assert.equal(events[0]!.type, "Warning");
+        assert.equal(
+          op.output().split("\n").filter((l) => l.includes("HTTPScaledObject is deprecated"))
+            .length,
+          1,
+        );
+      },
+    );
+
+    await t.step(
       "restart with 200 HTTPScaledObjects: all reconciled, nothing rewritten",
       async () => {
         const t0 = performance.now();

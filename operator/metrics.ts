@@ -8,6 +8,7 @@ export interface GaugeSources {
   queueDepth: () => number;
   leader: () => boolean;
   httpScaledObjects: () => number;
+  interceptorRoutes: () => number;
   informersSynced: () => boolean;
 }
 
@@ -16,6 +17,7 @@ const GAUGES: Record<keyof GaugeSources, [name: string, help: string]> = {
   queueDepth: ["keda_http_operator_workqueue_depth", "Keys waiting in the work queue."],
   leader: ["keda_http_operator_is_leader", "1 when this process holds the leader lease."],
   httpScaledObjects: ["keda_http_operator_httpscaledobjects", "HTTPScaledObjects in the cache."],
+  interceptorRoutes: ["keda_http_operator_interceptorroutes", "InterceptorRoutes in the cache."],
   informersSynced: ["keda_http_operator_informers_synced", "1 once every watch cache has listed."],
 };
 
@@ -25,9 +27,13 @@ export class OperatorMetrics {
     "keda_http_operator_reconcile_total",
     "Reconciles of HTTPScaledObjects, by result (success, error).",
   );
+  readonly routeReconciles: Counter = this.#registry.counter(
+    "keda_http_operator_interceptorroute_reconcile_total",
+    "Reconciles of InterceptorRoutes, by result (success, error).",
+  );
   readonly errors: Counter = this.#registry.counter(
     "keda_http_operator_reconcile_errors_total",
-    "Reconciles that failed and were retried with backoff.",
+    "Reconciles (of either kind) that failed and were retried with backoff.",
   );
   /** API writes by resource and verb; a restart that finds everything right adds none. */
   readonly writes: Counter = this.#registry.counter(

@@ -9,17 +9,19 @@ import { Controller } from "./controller.ts";
 import { EventRecorder } from "./events.ts";
 import { OperatorMetrics } from "./metrics.ts";
 import { FIELD_MANAGER } from "./reconcile.ts";
+import { RouteController } from "./route_controller.ts";
 
 export const SCALER_ADDRESS = "keda-http-scaler.kedahttp:9090";
 
 export interface InProcessOperator extends AsyncDisposable {
   controller: Controller;
+  routes: RouteController;
   metrics: OperatorMetrics;
   /** Log lines (JSON) the operator wrote. */
   logs: string[];
 }
 
-/** The operator's controller in this process, without leader election. */
+/** The operator's controllers in this process, without leader election. */
 export async function startInProcessOperator(
   kubeconfigPath: string,
   options: { watchNamespace?: string; resyncPeriodMs?: number } = {},
@@ -49,10 +51,20 @@ export async function startInProcessOperator(
     events,
     recheckMs: 1_000,
   });
+  const routes = new RouteController({
+    client,
+    log,
+    routes: controller.interceptorRoutes,
+    services: controller.services,
+    resyncPeriodMs: options.resyncPeriodMs ?? 300_000,
+    metrics,
+  });
   const group = new LifetimeGroup();
   for (const [name, member] of controller.informerMembers()) group.add(name, member);
   group.add("resync", (s) => controller.resync(s));
+  group.add("resync/interceptorroutes", (s) => routes.resync(s));
   group.add("worker", (s) => controller.runWorker(s));
+  group.add("worker/interceptorroutes", (s) => routes.runWorker(s));
   const stop = new AbortController();
   const running = group.run({ signal: stop.signal });
   running.catch(() => {});
@@ -67,6 +79,7 @@ export async function startInProcessOperator(
   }
   return {
     controller,
+    routes,
     metrics,
     logs,
     async [Symbol.asyncDispose]() {
@@ -74,6 +87,7 @@ export async function startInProcessOperator(
       await running.catch(() => {});
       await events.flush();
       controller.queue.shutDown();
+      routes.queue.shutDown();
       client.close();
     },
   };

@@ -302,6 +302,13 @@ const CASES: Case[] = [
     refuse: /timeouts\.request: must be a duration such as 30s, 1m or 500ms/,
   },
   {
+    // Parses by the pattern but overflows Go's time.Duration (about 292 years):
+    // CEL's duration() fails, and the server reports that with the field.
+    name: "timeouts.request beyond Go's range",
+    spec: spec({ timeouts: { request: "9999999999h" } }),
+    refuse: /spec\.timeouts\.request: Invalid value: "string": .*timeouts\.request: /,
+  },
+  {
     name: "timeouts.request negative",
     spec: spec({ timeouts: { request: "-5s" } }),
     refuse: /timeouts\.request: must not be negative/,
@@ -417,19 +424,19 @@ const CASES: Case[] = [
     name: "header value with CR LF (response splitting)",
     spec: placeholder({ headers: { "X-Note": "a\r\nSet-Cookie: evil=1" } }),
     refuse:
-      /spec\.coldStart\.placeholder\.response\.headers\[X-Note\]: .*a header value must not contain CR, LF or NUL/,
+      /spec\.coldStart\.placeholder\.response\.headers\[X-Note\]: .*a header value must not contain CR \(carriage return\)/,
   },
   {
     name: "header value with a bare LF, in a static route",
     spec: staticRoute({ headers: { "X-Note": "a\nb" } }),
     refuse:
-      /spec\.staticRoutes\[0\]\.response\.headers\[X-Note\]: .*a header value must not contain CR, LF or NUL/,
+      /spec\.staticRoutes\[0\]\.response\.headers\[X-Note\]: .*a header value must not contain LF \(line feed\)/,
   },
   {
     name: "header value with NUL",
     spec: placeholder({ headers: { "X-Note": "a\u0000b" } }),
     refuse:
-      /spec\.coldStart\.placeholder\.response\.headers\[X-Note\]: .*a header value must not contain CR, LF or NUL/,
+      /spec\.coldStart\.placeholder\.response\.headers\[X-Note\]: .*a header value must not contain NUL/,
   },
   {
     name: "header value longer than 8192 characters",
@@ -437,12 +444,12 @@ const CASES: Case[] = [
     refuse: /spec\.coldStart\.placeholder\.response\.headers\.X-Note: Too long/,
   },
   {
-    name: "more than 64 headers",
+    name: "more than 32 headers",
     spec: placeholder({
-      headers: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`X-H${i}`, "1"])),
+      headers: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`X-H${i}`, "1"])),
     }),
     refuse:
-      /spec\.coldStart\.placeholder\.response\.headers: Too many: 65: must have at most 64 items/,
+      /spec\.coldStart\.placeholder\.response\.headers: Too many: 33: must have at most 32 items/,
   },
   {
     name: "Content-Length header",
