@@ -7,6 +7,7 @@ import {
   ConfigError,
   operatorEnvSchema,
   parseConfig,
+  withDeprecatedEnv,
   withOperatorEnvAliases,
 } from "../shared/config.ts";
 import { KubeClient, loadKubeConfig } from "../shared/kube.ts";
@@ -24,12 +25,14 @@ import { runTogether } from "./worker.ts";
 const log = loggerFromEnv("operator");
 
 async function main(): Promise<number> {
+  const deprecated = withDeprecatedEnv("operator", Deno.env.toObject());
+  for (const w of deprecated.warnings) log.warn(w);
   let config;
   try {
     config = parseConfig(
       "operator",
       operatorEnvSchema(),
-      withOperatorEnvAliases(Deno.env.toObject()),
+      withOperatorEnvAliases(deprecated.env),
     );
   } catch (e) {
     if (e instanceof ConfigError) {

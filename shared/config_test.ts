@@ -5,6 +5,7 @@ import {
   operatorEnvSchema,
   parseConfig,
   scalerEnvSchema,
+  withDeprecatedEnv,
 } from "./config.ts";
 
 Deno.test("interceptor defaults match the Go add-on", () => {
@@ -18,6 +19,45 @@ Deno.test("interceptor defaults match the Go add-on", () => {
   assert.equal(c.coldStartHeader, true);
   assert.equal(c.tls.enabled, false);
   assert.equal(c.tls.port, 8443);
+  assert.equal(c.readinessTimeoutMs, 0, "Go HEAD: no own readiness bound");
+  assert.equal(c.requestTimeoutMs, 0);
+  assert.equal(c.logRequests, false);
+  assert.equal(c.directPodRouting, true, "ours: least in flight to ready pods (README says why)");
+  assert.equal(
+    parseConfig("interceptor", interceptorEnvSchema(), { KEDA_HTTP_DIRECT_POD_ROUTING: "false" })
+      .directPodRouting,
+    false,
+  );
+});
+
+Deno.test("deprecated names still override their new ones, with a warning naming the new name", () => {
+  const { env, warnings } = withDeprecatedEnv("interceptor", {
+    KEDA_CONDITION_WAIT_TIMEOUT: "7s",
+    KEDA_HTTP_READINESS_TIMEOUT: "3s",
+    KEDA_RESPONSE_HEADER_TIMEOUT: "9s",
+  });
+  const c = parseConfig("interceptor", interceptorEnvSchema(), env);
+  assert.equal(c.readinessTimeoutMs, 7_000);
+  assert.equal(c.responseHeaderTimeoutMs, 9_000);
+  assert.equal(warnings.length, 2);
+  assert.match(
+    warnings[0]!,
+    /KEDA_CONDITION_WAIT_TIMEOUT is deprecated: rename it to KEDA_HTTP_READINESS_TIMEOUT \(its value "7s" overrides KEDA_HTTP_READINESS_TIMEOUT="3s"\)/,
+  );
+  assert.match(
+    warnings[1]!,
+    /KEDA_RESPONSE_HEADER_TIMEOUT is deprecated: rename it to KEDA_HTTP_RESPONSE_HEADER_TIMEOUT$/,
+  );
+  const op = withDeprecatedEnv("operator", {
+    KEDAHTTP_OPERATOR_EXTERNAL_SCALER_SERVICE: "old-scaler",
+    KEDAHTTP_OPERATOR_EXTERNAL_SCALER_PORT: "9999",
+    KEDA_HTTP_OPERATOR_NAMESPACE: "keda",
+  });
+  const oc = parseConfig("operator", operatorEnvSchema(), op.env);
+  assert.equal(oc.externalScaler.service, "old-scaler");
+  assert.equal(oc.externalScaler.port, 9999);
+  assert.equal(op.warnings.length, 2);
+  assert.deepEqual(withDeprecatedEnv("scaler", { A: "1" }).warnings, []);
 });
 
 Deno.test("booleans take Go spellings only; 'false' is false", () => {
