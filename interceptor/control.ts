@@ -313,7 +313,10 @@ export class Control {
       if (p && p.rv === rv && rv !== undefined) continue;
       if (!p) added = true;
       try {
-        this.#parsedRoutes.set(key, this.#parsedOf(rv, routeEntryOfRoute(parseInterceptorRoute(obj))));
+        this.#parsedRoutes.set(
+          key,
+          this.#parsedOf(rv, routeEntryOfRoute(parseInterceptorRoute(obj))),
+        );
       } catch (e) {
         this.#parsedRoutes.set(key, { rv, error: (e as Error).message });
       }
@@ -446,6 +449,7 @@ export class Control {
             resolveResponse(spec, def, e.namespace, (ns, name) => configMaps.get(`${ns}/${name}`)),
         });
         p.resolvedAt = this.#configMapsVersion;
+        this.#reportResponseProblems(p.live);
       }
       live[i] = p.live;
       refer(p.targetKey!, e.target, e.key);
@@ -469,6 +473,24 @@ export class Control {
       }
       this.#serviceTargets = serviceTargets;
       if (this.#endpointsSynced) this.#publishTargets(new Set(added), removed);
+    }
+  }
+
+  /** Static responses that cannot be served (a missing ConfigMap or key): logged once per change. */
+  readonly #responseProblems = new Map<string, string>();
+
+  #reportResponseProblems(live: LiveRoute): void {
+    const problems = [live.placeholder, ...live.staticRoutes.map((s) => s.response)]
+      .map((r) => r?.problem).filter((p) => p !== undefined);
+    const text = problems.join("; ");
+    if ((this.#responseProblems.get(live.key) ?? "") === text) return;
+    if (text === "") this.#responseProblems.delete(live.key);
+    else {
+      this.#responseProblems.set(live.key, text);
+      this.#log.warn("a static response of this route answers 500", {
+        route: live.key,
+        problem: text,
+      });
     }
   }
 

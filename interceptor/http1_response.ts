@@ -270,7 +270,46 @@ export function clientResponseHead(res: ResponseHead, opts: ClientResponseOption
   return out + "\r\n";
 }
 
+const EMPTY_BODY = new Uint8Array(0);
+
+/** RFC 9110's reason phrases (static responses may use any status). */
 const REASONS: Record<number, string> = {
+  100: "Continue",
+  101: "Switching Protocols",
+  200: "OK",
+  201: "Created",
+  202: "Accepted",
+  203: "Non-Authoritative Information",
+  204: "No Content",
+  205: "Reset Content",
+  206: "Partial Content",
+  300: "Multiple Choices",
+  301: "Moved Permanently",
+  302: "Found",
+  303: "See Other",
+  304: "Not Modified",
+  307: "Temporary Redirect",
+  308: "Permanent Redirect",
+  401: "Unauthorized",
+  402: "Payment Required",
+  403: "Forbidden",
+  406: "Not Acceptable",
+  407: "Proxy Authentication Required",
+  409: "Conflict",
+  410: "Gone",
+  411: "Length Required",
+  412: "Precondition Failed",
+  414: "URI Too Long",
+  415: "Unsupported Media Type",
+  416: "Range Not Satisfiable",
+  417: "Expectation Failed",
+  418: "I'm a teapot",
+  422: "Unprocessable Content",
+  425: "Too Early",
+  426: "Upgrade Required",
+  428: "Precondition Required",
+  429: "Too Many Requests",
+  451: "Unavailable For Legal Reasons",
   400: "Bad Request",
   404: "Not Found",
   405: "Method Not Allowed",
@@ -285,6 +324,10 @@ const REASONS: Record<number, string> = {
   503: "Service Unavailable",
   504: "Gateway Timeout",
   505: "HTTP Version Not Supported",
+  506: "Variant Also Negotiates",
+  507: "Insufficient Storage",
+  508: "Loop Detected",
+  511: "Network Authentication Required",
 };
 
 export function reasonOf(status: number): string {
@@ -321,9 +364,18 @@ export function responseBytes(
   status: number,
   headers: Array<[string, string]>,
   body: Uint8Array,
-  opts: { close: boolean; http10?: boolean; head?: boolean; contentType?: string },
+  opts: {
+    close: boolean;
+    http10?: boolean;
+    head?: boolean;
+    contentType?: string;
+    /** The head alone (Content-Length still from `body`): the caller writes the body itself. */
+    withoutBody?: boolean;
+  },
 ): Uint8Array {
+  // 204 and 304 carry no length and no body; 205 says its (empty) length (RFC 9110 15.3.6).
   const bodyless = status === 204 || status === 304;
+  if (status === 205) body = EMPTY_BODY;
   let out = `HTTP/1.${opts.http10 ? 0 : 1} ${status} ${reasonOf(status)}\r\n`;
   if (opts.contentType !== undefined && !bodyless) out += `Content-Type: ${opts.contentType}\r\n`;
   if (!bodyless) out += `Content-Length: ${body.length}\r\n`;
@@ -331,7 +383,7 @@ export function responseBytes(
   if (opts.close) out += "Connection: close\r\n";
   else if (opts.http10) out += "Connection: keep-alive\r\n";
   out += "\r\n";
-  const withBody = !opts.head && !bodyless;
+  const withBody = !opts.head && !bodyless && !opts.withoutBody;
   // Configured header values may hold UTF-8 (obs-text): encode, not binaryBytes.
   const head = utf8enc.encode(out);
   if (!withBody || body.length === 0) return head;

@@ -30,7 +30,7 @@ import type {
   ProxyConfig,
   TargetUpdate,
 } from "./proxy_contract.ts";
-import { RouteIndex, ruleEntriesOf, type RuleOf, ruleMatches } from "./routing.ts";
+import { RouteIndex, routingPath, ruleEntriesOf, ruleMatches, type RuleOf } from "./routing.ts";
 import { chooseResponse } from "./static_response.ts";
 import { type Target, Targets } from "./targets.ts";
 import {
@@ -54,12 +54,19 @@ export interface ProxyOptions {
 type RuleEntry = RuleOf<LiveRoute>;
 
 /** The first static route of `route` that matches the request, if any. */
-function staticRouteFor(route: LiveRoute, req: RequestHead): LiveStaticRoute | undefined {
+function staticRouteFor(
+  route: LiveRoute,
+  req: RequestHead,
+  path: string,
+): LiveStaticRoute | undefined {
   for (const s of route.staticRoutes) {
-    for (const rule of s.rules) if (ruleMatches(rule, req.host, req.path, req.headers)) return s;
+    for (const rule of s.rules) if (ruleMatches(rule, req.host, path, req.headers)) return s;
   }
   return undefined;
 }
+
+/** Bodies above this go out in a write of their own, shared, rather than copied per request. */
+const COPY_BODY_MAX = 16 * 1024;
 
 export class HttpProxy {
   readonly #cfg: ProxyConfig;
@@ -237,7 +244,16 @@ export class HttpProxy {
 
         // Millisecond clock (no op call): the histogram's smallest bucket is 1 ms.
         const t0 = Date.now();
-        const route = this.#routes.lookup(req.host, req.path, req.headers)?.route;
+        const path = routingPath(req.path);
+        if (path === null) {
+          await this.#reject(
+            c,
+            400,
+            "the request target has a fragment (#) or a malformed percent-escape",
+          );
+          break;
+        }
+        const route = this.#routes.lookup(req.host, path, req.headers)?.route;
         if (!route) {
           if (!(await this.#noRoute(c, req, t0)) || this.#draining) break;
           continue;
@@ -245,10 +261,10 @@ export class HttpProxy {
         // Static routes, then the placeholder (InterceptorRoute; both rare, so one test each).
         let counted = true;
         if (route.staticRoutes.length > 0) {
-          const sr = staticRouteFor(route, req);
+          const sr = staticRouteFor(route, req, path);
           if (sr !== undefined) {
             if (sr.always || this.#targets.get(route.targetKey).endpoints.length === 0) {
-              const keep = await this.#answerStatic(c, req, route, sr.response, t0, false);
+              const keep = await this.#answerStatic(c, req, path, route, sr.response, t0, false);
               if (!keep || this.#draining) break;
               continue;
             }
@@ -260,7 +276,7 @@ export class HttpProxy {
           counted && route.placeholder !== undefined &&
           this.#targets.get(route.targetKey).endpoints.length === 0
         ) {
-          const keep = await this.#answerStatic(c, req, route, route.placeholder, t0, true);
+          const keep = await this.#answerStatic(c, req, path, route, route.placeholder, t0, true);
           if (!keep || this.#draining) break;
           continue;
         }
@@ -478,22 +494,34 @@ export class HttpProxy {
   async #answerStatic(
     c: ClientConn,
     req: RequestHead,
+    path: string,
     route: LiveRoute,
     resp: LiveResponse,
     t0: number,
     counted: boolean,
   ): Promise<boolean> {
     if (counted && this.#counters.begin(route.slot)) this.#onActivity(route.slot, true);
-    const chosen = chooseResponse(resp, req.path);
+    const chosen = chooseResponse(resp, path);
+    const hasBody = req.contentLength > 0 || req.chunked;
     // An unread request body would be taken for the next request: close instead.
-    const close = !req.keepAlive || req.contentLength > 0 || req.chunked || this.#closing(c);
+    const close = !req.keepAlive || hasBody || this.#closing(c);
     const opts = { close, http10: req.minor === 0, head: req.method === "HEAD" };
-    let bytes: Uint8Array;
+    let head: Uint8Array;
+    let body: Uint8Array | null = null;
     if (chosen.problem !== undefined) {
-      this.#log.warn("static response failed", { route: route.key, problem: chosen.problem });
-      bytes = plainResponse(500, `${chosen.problem}\n`, opts);
+      // Configuration problems are logged once by the control side; a path naming no key is the
+      // client's doing and must not flood the log.
+      this.#log.debug("static response failed", { route: route.key, problem: chosen.problem });
+      head = plainResponse(500, `${chosen.problem}\n`, opts);
+    } else if (chosen.body.length > COPY_BODY_MAX && !opts.head) {
+      head = responseBytes(chosen.status, chosen.headers, chosen.body, {
+        ...opts,
+        contentType: chosen.contentType,
+        withoutBody: true,
+      });
+      body = chosen.body;
     } else {
-      bytes = responseBytes(chosen.status, chosen.headers, chosen.body, {
+      head = responseBytes(chosen.status, chosen.headers, chosen.body, {
         ...opts,
         contentType: chosen.contentType,
       });
@@ -501,18 +529,46 @@ export class HttpProxy {
     let ok = true;
     c.deadline(this.#cfg.idleTimeoutMs, c.closeNow);
     try {
-      await writeAll(c.conn, bytes);
+      await writeAll(c.conn, head);
+      if (body !== null) await writeAll(c.conn, body);
     } catch {
       ok = false;
     } finally {
       c.clearDeadline();
       if (counted && this.#counters.end(route.slot)) this.#onActivity(route.slot, false);
     }
+    if (ok && close && hasBody) await this.#linger(c);
     const status = ok ? (chosen.problem !== undefined ? 500 : chosen.status) : 499;
     const secs = (Date.now() - t0) / 1000;
     this.#metrics.record(route.key, req.method, status, secs);
     if (this.#cfg.logRequests) this.#logRequest(c, req, route.key, status, secs, false);
     return ok && !close;
+  }
+
+  /**
+   * Before closing a connection whose request body is partly unread: stop
+   * sending, then read and drop what the client still sends for a bounded
+   * time. Closing with unread bytes would reset the connection, and a reset
+   * destroys whatever of our answer is still on its way.
+   */
+  async #linger(c: ClientConn): Promise<void> {
+    try {
+      await c.conn.closeWrite();
+    } catch {
+      return; // Gone already.
+    }
+    const r = c.reader;
+    c.deadline(LINGER_MS, c.closeNow);
+    try {
+      while (!c.closed) {
+        r.start = r.end;
+        if ((await r.fill()) === 0) break;
+      }
+    } catch {
+      // A full buffer or a reset ends the linger.
+    } finally {
+      c.clearDeadline();
+    }
   }
 
   /** KEDA_HTTP_LOG_REQUESTS: one access-log line per request. */
@@ -596,6 +652,7 @@ export class HttpProxy {
       c.clearDeadline();
     }
     this.#metrics.record("", req.method, 404, (Date.now() - t0) / 1000);
+    if (close && hasBody) await this.#linger(c);
     return !close;
   }
 

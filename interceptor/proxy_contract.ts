@@ -42,7 +42,7 @@ export interface LiveResponse {
   /** Content-Type derived from the fixed key's extension. */
   contentType?: string;
   /** Key from the request path: the ConfigMap's entries by key. */
-  files?: Record<string, Uint8Array>;
+  files?: Map<string, Uint8Array>;
   /** Where files come from ("ConfigMap ns/name"), for error messages. */
   source?: string;
   /** Why the body cannot be served: answered 500 with this text. */

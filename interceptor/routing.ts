@@ -263,6 +263,53 @@ function hostMatches(hosts: string[], host: string): boolean {
   return false;
 }
 
+const HEX = /^[0-9A-Fa-f]{2}$/;
+const NEEDS_DECODING = /[%\x80-\xff]/;
+const UTF8 = new TextDecoder();
+
+/**
+ * The path routes and static routes are matched against, from a request
+ * target: the query dropped, percent-escapes decoded (as Go's r.URL.Path,
+ * which the Go add-on matches, and as apps read it), and dot segments
+ * removed (RFC 3986 5.2.4, as nginx and WHATWG URL do) with "\\" read as
+ * "/" (as WHATWG URL does), so "/%61dmin", "/x/../admin", "/x\\..\\admin"
+ * and "/./admin" all meet a rule on "/admin". null when the
+ * target cannot be read that way (a fragment, a malformed escape):
+ * answered 400.
+ */
+export function routingPath(target: string): string | null {
+  const q = target.indexOf("?");
+  let p = q >= 0 ? target.slice(0, q) : target;
+  if (p.indexOf("#") >= 0) return null;
+  if (NEEDS_DECODING.test(p)) {
+    for (let i = p.indexOf("%"); i >= 0; i = p.indexOf("%", i + 1)) {
+      if (!HEX.test(p.slice(i + 1, i + 3))) return null;
+    }
+    // The head is a binary string (bytes as code units): unescape to bytes, then read
+    // them as UTF-8, invalid sequences as U+FFFD (no rule can name those bytes).
+    const bin = unescape(p);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i) & 0xff;
+    p = UTF8.decode(bytes);
+  }
+  // WHATWG URL (how a JavaScript app reads its path) takes "\\" for "/".
+  if (p.indexOf("\\") >= 0) p = p.replaceAll("\\", "/");
+  if (p.indexOf("/.") < 0 && !p.startsWith(".")) return p;
+  const out: string[] = [];
+  const parts = p.split("/");
+  for (let i = 0; i < parts.length; i++) {
+    const seg = parts[i]!;
+    if (seg === ".") {
+      if (i === parts.length - 1) out.push("");
+    } else if (seg === "..") {
+      if (out.length > 1) out.pop();
+      if (i === parts.length - 1) out.push("");
+    } else out.push(seg);
+  }
+  const joined = out.join("/");
+  return joined.startsWith("/") ? joined : "/" + joined;
+}
+
 /** True when `path` (query ignored) is under one of the prefixes, on whole segments. */
 function pathMatches(prefixes: string[], rawPath: string): boolean {
   if (prefixes.length === 0) return true;

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { buildRoutingTable } from "../shared/routing_table.ts";
-import { headerSourceOf, hostKey, RouteIndex, ruleEntriesOf } from "./routing.ts";
+import fc from "fast-check";
+import { headerSourceOf, hostKey, RouteIndex, routingPath, ruleEntriesOf } from "./routing.ts";
 
 const obj = (name: string, spec: Record<string, unknown>, ns = "default") => ({
   metadata: { name, namespace: ns },
@@ -231,4 +232,48 @@ Deno.test("routing: hostKey lower-cases and strips ports and the trailing dot", 
     ["x.test:", "x.test"],
   ];
   for (const [raw, want] of cases) assert.equal(hostKey(raw), want, JSON.stringify(raw));
+});
+
+Deno.test("routing path: decoded, dot segments resolved, fragments and bad escapes refused", () => {
+  const cases: Array<[string, string | null]> = [
+    ["/admin", "/admin"],
+    ["/%61dmin", "/admin"],
+    ["/x/../admin", "/admin"],
+    ["/./admin", "/admin"],
+    ["/%2e/admin", "/admin"],
+    ["/x\\..\\admin", "/admin"],
+    ["/a/b/..", "/a/"],
+    ["/..", "/"],
+    ["/a/../../b", "/b"],
+    ["/a?q=/../x", "/a"],
+    ["/a?b=%zz", "/a"],
+    ["/%C3%A9", "/\u00e9"],
+    ["/%FF", "/\ufffd"],
+    ["/admin#x", null],
+    ["/a%zz", null],
+    ["/a%4", null],
+    ["*", "*"],
+  ];
+  for (const [target, want] of cases) assert.equal(routingPath(target), want, target);
+});
+
+Deno.test("routing path agrees with WHATWG URL, the way a JavaScript app reads its path (property)", () => {
+  // Segments built from what changes a path's meaning: dots (plain and escaped), escaped
+  // letters, backslashes. %2F is left out: WHATWG keeps it inside a segment, we split on it
+  // (more conservative for a rule that blocks a prefix).
+  const segment = fc.array(
+    fc.constantFrom("a", "b", ".", "..", "%2e", "%2E", "%2e%2e", ".%2e", "%61", "%41", "x.y", ""),
+    { minLength: 0, maxLength: 3 },
+  ).map((parts) => parts.join(""));
+  const sep = fc.constantFrom("/", "\\");
+  const path = fc.array(fc.tuple(sep, segment), { minLength: 1, maxLength: 8 })
+    .map((parts) => "/" + parts.map(([s, seg], i) => (i === 0 ? seg : s + seg)).join(""));
+  fc.assert(
+    fc.property(path, (p) => {
+      // As a server builds it: origin + target (not resolved as a relative reference).
+      const whatwg = decodeURIComponent(new URL(`http://h.test${p}`).pathname);
+      assert.equal(routingPath(p), whatwg, p);
+    }),
+    { numRuns: 2_000 },
+  );
 });

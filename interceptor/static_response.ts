@@ -65,13 +65,13 @@ function decodeBase64(text: string): Uint8Array | undefined {
   }
 }
 
-/** A ConfigMap's data and binaryData as bytes, by key. */
-function filesOf(cm: NonNullable<ReturnType<ConfigMapLookup>>): Record<string, Uint8Array> {
-  const files: Record<string, Uint8Array> = {};
-  for (const [k, v] of Object.entries(cm.data ?? {})) files[k] = utf8.encode(v);
+/** A ConfigMap's data and binaryData as bytes, by key (a Map: no inherited names). */
+function filesOf(cm: NonNullable<ReturnType<ConfigMapLookup>>): Map<string, Uint8Array> {
+  const files = new Map<string, Uint8Array>();
+  for (const [k, v] of Object.entries(cm.data ?? {})) files.set(k, utf8.encode(v));
   for (const [k, v] of Object.entries(cm.binaryData ?? {})) {
     const bytes = decodeBase64(v);
-    if (bytes) files[k] = bytes;
+    if (bytes) files.set(k, bytes);
   }
   return files;
 }
@@ -107,7 +107,7 @@ export function resolveResponse(
   }
   const files = filesOf(cm);
   if (ref.key !== undefined) {
-    const body = files[ref.key];
+    const body = files.get(ref.key);
     if (body === undefined) {
       out.problem = `key "${ref.key}" not found in ConfigMap ${namespace}/${ref.name}`;
       return out;
@@ -122,17 +122,12 @@ export function resolveResponse(
   return out;
 }
 
-/** The ConfigMap key a request path names: the path without its leading "/", index.html for "/". */
-export function keyFromPath(rawPath: string): string | undefined {
-  const q = rawPath.indexOf("?");
-  const p = q >= 0 ? rawPath.slice(0, q) : rawPath;
-  let decoded: string;
-  try {
-    decoded = decodeURIComponent(p);
-  } catch {
-    return undefined; // Malformed escapes name no key.
-  }
-  const key = decoded.replace(/^\/+/, "");
+/**
+ * The ConfigMap key a request path names (the routing path: decoded, no
+ * query, no dot segments): without its leading "/", index.html for "/".
+ */
+export function keyFromPath(path: string): string {
+  const key = path.replace(/^\/+/, "");
   return key === "" ? INDEX_KEY : key;
 }
 
@@ -144,11 +139,13 @@ export interface ChosenResponse {
   contentType?: string;
   /** Set when the body cannot be served (the answer is then a 500 saying why). */
   problem?: string;
+  /** The problem comes from the request (a path naming no key), not from the configuration. */
+  clientCaused?: boolean;
 }
 
 const EMPTY = new Uint8Array(0);
 
-/** The response for a request with this path (files are keyed by the path). */
+/** The response for a request with this routing path (files are keyed by it). */
 export function chooseResponse(r: LiveResponse, path: string): ChosenResponse {
   if (r.problem !== undefined) {
     return { status: 500, headers: [], body: EMPTY, problem: r.problem };
@@ -159,19 +156,20 @@ export function chooseResponse(r: LiveResponse, path: string): ChosenResponse {
     return out;
   }
   const key = keyFromPath(path);
-  const body = key === undefined ? undefined : r.files[key];
+  const body = r.files.get(key);
   if (body === undefined) {
     return {
       status: 500,
       headers: [],
       body: EMPTY,
-      problem: `no key "${(key ?? path).slice(0, 200)}" in ${
+      problem: `no key "${key.slice(0, 200)}" in ${
         r.source ?? "the ConfigMap"
       } (the key is the request path without its leading "/")`,
+      clientCaused: true,
     };
   }
   const out: ChosenResponse = { status: r.status, headers: r.headers, body };
-  const ct = r.hasContentType ? undefined : contentTypeOf(key!);
+  const ct = r.hasContentType ? undefined : contentTypeOf(key);
   if (ct !== undefined) out.contentType = ct;
   return out;
 }

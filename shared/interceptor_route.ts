@@ -44,7 +44,11 @@ function distinct(
   values.forEach((v, i) => {
     const k = key(v);
     if (seen.has(k)) {
-      ctx.addIssue({ code: "custom", path: [i], message: `duplicate ${what} "${v}"; list it once` });
+      ctx.addIssue({
+        code: "custom",
+        path: [i],
+        message: `duplicate ${what} "${v}"; list it once`,
+      });
     }
     seen.add(k);
   });
@@ -54,9 +58,11 @@ export const RoutingRuleSchema = z.object({
   hosts: z.optional(z.array(z.string()).check(z.superRefine((h, ctx) => distinct("host", h, ctx)))),
   paths: z.optional(z.array(PathMatchSchema)),
   headers: z.optional(
-    z.array(HeaderMatchSchema).check(z.superRefine((hs, ctx) =>
-      distinct("header", hs.map((h) => h.name), ctx, (n) => n.toLowerCase())
-    )),
+    z.array(HeaderMatchSchema).check(
+      z.superRefine((hs, ctx) =>
+        distinct("header", hs.map((h) => h.name), ctx, (n) => n.toLowerCase())
+      ),
+    ),
   ),
 });
 
@@ -91,17 +97,28 @@ export const GENERATED_HEADERS: ReadonlySet<string> = new Set([
 export const MAX_STATIC_BODY = 32_768;
 
 export const StaticResponseSchema = z.object({
-  statusCode: z.optional(wholeNumber().check(
-    z.minimum(100, "must be between 100 and 599"),
-    z.maximum(599, "must be between 100 and 599"),
-  )),
+  statusCode: z.optional(
+    wholeNumber().check(
+      z.minimum(100, "must be between 100 and 599"),
+      z.maximum(599, "must be between 100 and 599"),
+    ),
+  ),
   body: z.optional(
     z.string().check(z.maxLength(MAX_STATIC_BODY, `must be at most ${MAX_STATIC_BODY} characters`)),
   ),
   bodyFromConfigMap: z.optional(z.object({ name: nonEmpty, key: z.optional(z.string()) })),
   headers: z.optional(
     z.record(z.string(), z.string()).check(z.superRefine((hs, ctx) => {
+      const seen = new Set<string>();
       for (const [name, value] of Object.entries(hs)) {
+        if (seen.has(name.toLowerCase())) {
+          ctx.addIssue({
+            code: "custom",
+            path: [name],
+            message: `header ${name} is set twice (names are case-insensitive); keep one`,
+          });
+        }
+        seen.add(name.toLowerCase());
         if (!TOKEN.test(name)) {
           ctx.addIssue({
             code: "custom",
@@ -115,11 +132,12 @@ export const StaticResponseSchema = z.object({
             message: `${name} is set by the interceptor from the body; remove it from headers`,
           });
         }
-        if (/[\r\n\0]/.test(value)) {
+        // RFC 9110 field-value: visible characters, space, tab and obs-text only.
+        if (/[\x00-\x08\x0a-\x1f\x7f]/.test(value)) {
           ctx.addIssue({
             code: "custom",
             path: [name],
-            message: "a header value must not contain CR, LF or NUL",
+            message: "a header value must not contain control characters (CR, LF, NUL, ...)",
           });
         }
       }

@@ -225,7 +225,9 @@ export function routeEntryOfRoute(obj: InterceptorRoute): RouteEntry {
   if (metadata.generation !== undefined) entry.generation = metadata.generation;
   if (metadata.creationTimestamp !== undefined) entry.createdAt = metadata.creationTimestamp;
   const fb = spec.coldStart?.fallback?.service;
-  if (fb) entry.fallback = serviceRefOf(ns, { service: fb.name, port: fb.port, portName: fb.portName });
+  if (fb) {
+    entry.fallback = serviceRefOf(ns, { service: fb.name, port: fb.port, portName: fb.portName });
+  }
   const ph = spec.coldStart?.placeholder?.response;
   if (ph) entry.placeholder = responseOf(ph);
   return entry;
