@@ -21,7 +21,8 @@ export const DEFAULT_TARGET_PENDING_REQUESTS = 100;
 
 // z.number() with z.int() as a check (what classic zod's .int() does), rather
 // than z.int(msg): that would also word a non-number "must be a whole number".
-export const wholeNumber = () => z.number().check(z.int("must be a whole number"));
+export const wholeNumber = (): z.ZodMiniNumber<number> =>
+  z.number().check(z.int("must be a whole number"));
 export const nonNegInt = wholeNumber().check(z.minimum(0, "must be 0 or more"));
 export const portNumber = wholeNumber().check(
   z.minimum(1, "must be between 1 and 65535"),
@@ -43,7 +44,7 @@ export const durationText = z.string().check(z.superRefine((value, ctx) => {
 export function exactlyOnePort(
   ref: { port?: number | undefined; portName?: string | undefined },
   ctx: z.core.$RefinementCtx,
-) {
+): void {
   const hasPort = ref.port !== undefined;
   const hasName = ref.portName !== undefined;
   if (hasPort === hasName) {

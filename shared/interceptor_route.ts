@@ -133,6 +133,7 @@ export const StaticResponseSchema = z.object({
           });
         }
         // RFC 9110 field-value: visible characters, space, tab and obs-text only.
+        // deno-lint-ignore no-control-regex -- control characters are what this refuses
         if (/[\x00-\x08\x0a-\x1f\x7f]/.test(value)) {
           ctx.addIssue({
             code: "custom",
