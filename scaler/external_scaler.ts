@@ -8,12 +8,14 @@
  * int64 as JS numbers (values here are far below 2^53), enums as strings.
  *
  * StreamIsActive: the current state is sent when the stream opens, then
- * `true` the moment the route's aggregated concurrency goes 0 → >0 (pushed
- * from the aggregator's change event, not a timer), `false` when it drops to
- * 0, and the current state again every KEDA_HTTP_SCALER_STREAM_INTERVAL_MS as
- * a heartbeat (KEDA treats each `true` as "check scale now", so the heartbeat
+ * `true` the moment the route becomes active — its aggregated concurrency
+ * goes 0 → >0, or a placeholder route served a request — (pushed from the
+ * aggregator's change event, not a timer), `false` when it is no longer, and
+ * the current state again every KEDA_HTTP_SCALER_STREAM_INTERVAL_MS as a
+ * heartbeat (KEDA treats each `true` as "check scale now", so the heartbeat
  * also retries an activation KEDA failed to act on). Each heartbeat re-reads
- * the HTTPScaledObject, so a deleted one ends the stream with NOT_FOUND.
+ * the HTTPScaledObject or InterceptorRoute, so a deleted one ends the stream
+ * with NOT_FOUND.
  */
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
@@ -24,6 +26,7 @@ import type { ScalerMetrics } from "./scaler_metrics.ts";
 import {
   type MetricSpecAnswer,
   type MetricValueAnswer,
+  routeKeyOf,
   type ScaledObjectRef,
   ScalerError,
   type ScalingAnswers,
@@ -131,13 +134,14 @@ export class ExternalScalerServer {
       }),
       GetMetricSpec: this.#unary("GetMetricSpec", (ref: ScaledObjectRef) => {
         const target = this.#opts.answers.resolve(ref);
-        return { metricSpecs: [this.#opts.answers.metricSpec(target)] };
+        return { metricSpecs: this.#opts.answers.metricSpecs(target) };
       }),
       GetMetrics: this.#unary(
         "GetMetrics",
         (req: { scaledObjectRef?: ScaledObjectRef; metricName?: string }) => {
           const target = this.#opts.answers.resolve(req.scaledObjectRef);
-          return { metricValues: [this.#opts.answers.metricValue(target)] };
+          // KEDA sends the bare metric name (its s<N>- prefix stripped).
+          return { metricValues: this.#opts.answers.metricValues(target, req.metricName ?? "") };
         },
       ),
       StreamIsActive: (call: grpc.ServerWritableStream<ScaledObjectRef, unknown>) =>
@@ -262,7 +266,7 @@ export class ExternalScalerServer {
       }
     };
     const stream: OpenStream = {
-      key: target.kind === "route" ? target.key : undefined,
+      key: routeKeyOf(target),
       update: (heartbeat) => {
         if (ended) return;
         if (heartbeat) {
@@ -273,9 +277,9 @@ export class ExternalScalerServer {
             fail(e);
             return;
           }
-          if (stream.key !== (target.kind === "route" ? target.key : undefined)) {
+          if (stream.key !== routeKeyOf(target)) {
             this.#index(stream, false);
-            stream.key = target.kind === "route" ? target.key : undefined;
+            stream.key = routeKeyOf(target);
             this.#index(stream, true);
           }
         }
@@ -332,7 +336,8 @@ export class ExternalScalerServer {
 
   /** Binds the port; returns the port actually bound (useful with port 0). */
   listen(port: number, host = "0.0.0.0"): Promise<number> {
-    // Route concurrency changes reach the streams of that route synchronously.
+    // Route changes (concurrency, or new requests at 0 in flight) reach the
+    // streams of that route synchronously.
     this.#unsubscribe ??= this.#opts.answers.aggregator.subscribe((changes) => {
       for (const change of changes) {
         const set = this.#byKey.get(change.key);

@@ -156,7 +156,7 @@ Deno.test("errors: unknown HTTPScaledObject, missing or bad metadata, invalid sp
   await rejectsWith(
     c.isActive({ name: "so", namespace: "ns", scalerMetadata: {} }),
     "INVALID_ARGUMENT",
-    /neither httpScaledObject .* nor interceptorTargetPendingRequests/,
+    /has no interceptorRoute .*, httpScaledObject .* or interceptorTargetPendingRequests: add interceptorRoute: <name>/,
   );
   await rejectsWith(
     c.getMetricSpec({ name: "so", namespace: "ns", scalerMetadata: { httpScaledObject: " " } }),

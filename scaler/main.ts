@@ -5,11 +5,12 @@
  */
 import { ConfigError, parseConfig, scalerEnvSchema } from "../shared/config.ts";
 import { API_VERSION, PLURAL } from "../shared/httpso.ts";
+import { IR_API_VERSION, IR_PLURAL } from "../shared/interceptor_route.ts";
 import { Informer, KubeApiClient, loadCredentials } from "../shared/kube_api.ts";
 import { LifetimeGroup, osSignals } from "../shared/lifetime.ts";
 import { loggerFromEnv } from "../shared/log.ts";
 import { endpointSliceInformer, followInterceptorEndpoints } from "./interceptor_endpoints.ts";
-import { buildScaler, HTTPSOS_LISTED } from "./scaler.ts";
+import { buildScaler, HTTPSOS_LISTED, ROUTES_LISTED } from "./scaler.ts";
 
 const log = loggerFromEnv("scaler");
 
@@ -24,11 +25,27 @@ try {
   Deno.exit(2);
 }
 
-const httpsoPath = config.watchNamespace
-  ? `/apis/${API_VERSION}/namespaces/${encodeURIComponent(config.watchNamespace)}/${PLURAL}`
-  : `/apis/${API_VERSION}/${PLURAL}`;
-const httpsoInformer = new Informer(kube, { path: httpsoPath, log: log.with({ watch: PLURAL }) });
-const scaler = buildScaler(config, { httpsoStore: httpsoInformer.store, log });
+/** A collection path, in KEDA_HTTP_WATCH_NAMESPACE when it is set. */
+const collection = (apiVersion: string, plural: string) =>
+  config.watchNamespace
+    ? `/apis/${apiVersion}/namespaces/${encodeURIComponent(config.watchNamespace)}/${plural}`
+    : `/apis/${apiVersion}/${plural}`;
+const httpsoInformer = new Informer(kube, {
+  path: collection(API_VERSION, PLURAL),
+  log: log.with({ watch: PLURAL }),
+});
+const routeInformer = new Informer(kube, {
+  path: collection(IR_API_VERSION, IR_PLURAL),
+  // Clusters upgraded from an older add-on may not have the CRD yet.
+  missingHint:
+    "the InterceptorRoute CRD (http.keda.sh/v1beta1) is not installed: apply k8s/crd/interceptorroutes.yaml",
+  log: log.with({ watch: IR_PLURAL }),
+});
+const scaler = buildScaler(config, {
+  httpsoStore: httpsoInformer.store,
+  routeStore: routeInformer.store,
+  log,
+});
 
 const { namespace, service, port } = config.targetAdmin;
 const sliceInformer = endpointSliceInformer(
@@ -45,9 +62,14 @@ followInterceptorEndpoints(sliceInformer, {
   onPods: (pods) => scaler.fleet.setPods(pods),
 });
 void httpsoInformer.synced.then(() => scaler.readiness.done(HTTPSOS_LISTED));
+void routeInformer.synced.then(() => scaler.readiness.done(ROUTES_LISTED));
 void sliceInformer.synced.then(async () => {
   await scaler.endpointsListed();
-  log.info("ready", { interceptors: scaler.fleet.size, httpScaledObjects: scaler.httpsos.size });
+  log.info("ready", {
+    interceptors: scaler.fleet.size,
+    httpScaledObjects: scaler.httpsos.size,
+    interceptorRoutes: scaler.routes.size,
+  });
 });
 
 const group = new LifetimeGroup()
@@ -59,6 +81,7 @@ const group = new LifetimeGroup()
     }),
   )
   .add("httpscaledobjects informer", (s) => httpsoInformer.run(s))
+  .add("interceptorroutes informer", (s) => routeInformer.run(s))
   .add("endpointslices informer", (s) => sliceInformer.run(s));
 for (const [name, member] of scaler.members) group.add(name, member);
 

@@ -28,3 +28,17 @@ export function escapeMetricName(name: string): string {
 export function metricNameFor(namespace: string, name: string): string {
   return escapeMetricName(`http-${namespace}/${name}`);
 }
+
+/**
+ * The metric names of an InterceptorRoute, as the Go add-on v0.15 writes
+ * them: `http_<name>_concurrency` and `http_<name>_rate`, the name as it is
+ * (Go does not escape it; a Kubernetes object name is only lower-case
+ * letters, digits, `-` and `.`).
+ */
+export function concurrencyMetricName(routeName: string): string {
+  return `http_${routeName}_concurrency`;
+}
+
+export function rateMetricName(routeName: string): string {
+  return `http_${routeName}_rate`;
+}

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { escapeMetricName, metricNameFor } from "./metric_name.ts";
+import {
+  concurrencyMetricName,
+  escapeMetricName,
+  metricNameFor,
+  rateMetricName,
+} from "./metric_name.ts";
 
 Deno.test("metricNameFor escapes the slash as _002F like the Go add-on", () => {
   assert.equal(metricNameFor("default", "myapp"), "http-default_002Fmyapp");
@@ -13,4 +18,9 @@ Deno.test("escapeMetricName keeps [-.0-9A-Za-z] and hex-escapes everything else"
   assert.equal(escapeMetricName("é"), "_C3A9");
   assert.equal(escapeMetricName("€"), "_E282AC");
   assert.equal(escapeMetricName("😀"), "_F09F9880");
+});
+
+Deno.test("InterceptorRoute metric names are Go v0.15's, the name as it is", () => {
+  assert.equal(concurrencyMetricName("myapp"), "http_myapp_concurrency");
+  assert.equal(rateMetricName("api.v2"), "http_api.v2_rate");
 });

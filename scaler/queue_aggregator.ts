@@ -302,10 +302,12 @@ export class QueueAggregator {
     }
     // At 0 in flight yet serving (e.g. a placeholder answered at once): an
     // event of its own. Above 0 the route is active anyway.
-    for (const key of new Set(requested)) {
-      const concurrency = this.#totals.get(key)?.concurrency ?? 0;
-      if (concurrency === 0 && !changes.some((c) => c.key === key)) {
-        changes.push({ key, concurrency, previous: 0 });
+    if (requested.length > 0) {
+      const changed = new Set(changes.map((c) => c.key));
+      for (const key of requested) {
+        if (changed.has(key) || (this.#totals.get(key)?.concurrency ?? 0) !== 0) continue;
+        changed.add(key);
+        changes.push({ key, concurrency: 0, previous: 0 });
       }
     }
     if (!keys) {

@@ -219,3 +219,67 @@ Deno.test("QueueAggregator: a route that leaves and comes back continues from it
   // 10 new requests in the second since it came back, not 510.
   assert.equal(t.agg.rate("ns/a"), 10);
 });
+
+Deno.test("QueueAggregator: new requests at 0 in flight are a change event (a placeholder answered them)", () => {
+  const t = setup();
+  t.agg.setPods([pod(1)]);
+  t.agg.applyPoll("uid-1", t.now, { "ns/a": c(0, 10) });
+  t.changes.length = 0;
+  // Between two polls a request came and went (Concurrency 0 → 1 → 0 unseen).
+  t.advance(500);
+  t.agg.applyPoll("uid-1", t.now, { "ns/a": c(0, 11) });
+  assert.deepEqual(t.changes, [{ key: "ns/a", concurrency: 0, previous: 0 }]);
+  assert.equal(t.agg.requestedRecently("ns/a"), true);
+  // No new requests: no event.
+  t.changes.length = 0;
+  t.advance(500);
+  t.agg.applyPoll("uid-1", t.now, { "ns/a": c(0, 11) });
+  assert.deepEqual(t.changes, []);
+  // Busy routes are active anyway: their new requests add no events of their own.
+  t.agg.applyWatch("uid-1", { "ns/a": c(2, 12) }, false);
+  t.advance(500);
+  t.agg.applyPoll("uid-1", t.now, { "ns/a": c(2, 20) });
+  assert.deepEqual(t.changes, [{ key: "ns/a", concurrency: 2, previous: 0 }]);
+});
+
+Deno.test("QueueAggregator: a watch line with a higher RequestCount is seen before any poll measures a rate", () => {
+  const t = setup();
+  t.agg.setPods([pod(1)]);
+  t.agg.applyPoll("uid-1", t.now, { "ns/a": c(0, 10) });
+  t.changes.length = 0;
+  t.advance(100);
+  t.agg.applyWatch("uid-1", { "ns/a": c(0, 11) }, false);
+  assert.deepEqual(t.changes, [{ key: "ns/a", concurrency: 0, previous: 0 }]);
+  assert.equal(t.agg.rate("ns/a"), 0, "the rate comes from polls");
+  assert.equal(t.agg.requestedRecently("ns/a"), true);
+  // The same count again (the line for 1 → 0) is nothing new.
+  t.changes.length = 0;
+  t.agg.applyWatch("uid-1", { "ns/a": c(0, 11) }, false);
+  assert.deepEqual(t.changes, []);
+  // An older poll answer does not lower the count the next line is compared with.
+  t.agg.applyPoll("uid-1", t.now - 50, { "ns/a": c(0, 10) });
+  t.agg.applyWatch("uid-1", { "ns/a": c(0, 11) }, false);
+  assert.deepEqual(t.changes, []);
+  // The window (10 s here) passes without requests: no longer.
+  for (let i = 0; i < 12; i++) {
+    t.advance(1000);
+    t.agg.applyPoll("uid-1", t.now, { "ns/a": c(0, 11) });
+  }
+  assert.equal(t.agg.requestedRecently("ns/a"), false);
+});
+
+Deno.test("QueueAggregator: a watch line needs a baseline, and a restarted counter is a new one", () => {
+  const t = setup();
+  t.agg.setPods([pod(1)]);
+  // Never polled: 500 requests since the interceptor started are history, not news.
+  t.agg.applyWatch("uid-1", { "ns/a": c(0, 500) }, true);
+  assert.equal(t.agg.requestedRecently("ns/a"), false);
+  t.agg.applyPoll("uid-1", t.now, { "ns/a": c(0, 500) });
+  // The interceptor restarted: its snapshot counts from 0.
+  t.changes.length = 0;
+  t.advance(100);
+  t.agg.applyWatch("uid-1", { "ns/a": c(0, 3) }, true);
+  assert.deepEqual(t.changes, []);
+  t.agg.applyWatch("uid-1", { "ns/a": c(0, 4) }, false);
+  assert.deepEqual(t.changes, [{ key: "ns/a", concurrency: 0, previous: 0 }]);
+});

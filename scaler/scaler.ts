@@ -1,8 +1,9 @@
 /**
  * The scaler's parts, built from its configuration: the HTTPScaledObject
- * index, the queue aggregator, the interceptor fleet, the gRPC server, the
- * HTTP server and readiness. main.ts adds the Kubernetes informers and runs
- * the members; tests build the same parts around their own stores.
+ * and InterceptorRoute indexes, the queue aggregator, the interceptor
+ * fleet, the gRPC server, the HTTP server and readiness. main.ts adds the
+ * Kubernetes informers and runs the members; tests build the same parts
+ * around their own stores.
  */
 import type { ScalerConfig } from "../shared/config.ts";
 import type { Logger } from "../shared/log.ts";
@@ -12,16 +13,19 @@ import { HTTPScaledObjectIndex } from "./httpso_index.ts";
 import { InterceptorFleet } from "./interceptor_fleet.ts";
 import { QueueAggregator } from "./queue_aggregator.ts";
 import { Readiness } from "./readiness.ts";
+import { InterceptorRouteIndex, rateConfigOf } from "./route_index.ts";
 import { ScalerMetrics } from "./scaler_metrics.ts";
 import { ScalingAnswers } from "./scaling_answers.ts";
 
 export const HTTPSOS_LISTED = "HTTPScaledObjects listed";
+export const ROUTES_LISTED = "InterceptorRoutes listed";
 export const ENDPOINTS_LISTED = "interceptor endpoints listed";
 export const POLLED_ONCE = "interceptors polled once";
 
 export interface ScalerParts {
   readiness: Readiness;
   httpsos: HTTPScaledObjectIndex;
+  routes: InterceptorRouteIndex;
   aggregator: QueueAggregator;
   metrics: ScalerMetrics;
   fleet: InterceptorFleet;
@@ -35,6 +39,8 @@ export interface ScalerParts {
 export interface ScalerDeps {
   /** "namespace/name" → raw HTTPScaledObject, e.g. an Informer's store. */
   httpsoStore: ReadonlyMap<string, unknown>;
+  /** "namespace/name" → raw InterceptorRoute, e.g. an Informer's store. */
+  routeStore: ReadonlyMap<string, unknown>;
   log: Logger;
   /** Hold a /queue/watch stream per interceptor (default true). */
   watch?: boolean;
@@ -44,15 +50,21 @@ export interface ScalerDeps {
 
 export function buildScaler(config: ScalerConfig, deps: ScalerDeps): ScalerParts {
   const { log } = deps;
-  const readiness = new Readiness([HTTPSOS_LISTED, ENDPOINTS_LISTED, POLLED_ONCE]);
+  const readiness = new Readiness([
+    HTTPSOS_LISTED,
+    ROUTES_LISTED,
+    ENDPOINTS_LISTED,
+    POLLED_ONCE,
+  ]);
   const httpsos = new HTTPScaledObjectIndex(deps.httpsoStore);
+  const routes = new InterceptorRouteIndex(deps.routeStore);
   const aggregator = new QueueAggregator({
     staleTtlMs: config.staleCountsTtlMs,
-    rateConfigOf: (key) => httpsos.rateConfigOf(key),
+    rateConfigOf: (key) => rateConfigOf(key, routes, httpsos),
     log,
   });
   const metrics = new ScalerMetrics();
-  metrics.attach(aggregator, httpsos);
+  metrics.attach(aggregator, httpsos, routes);
   const fleet = new InterceptorFleet({
     aggregator,
     tickMs: config.queueTickMs,
@@ -64,6 +76,7 @@ export function buildScaler(config: ScalerConfig, deps: ScalerDeps): ScalerParts
   const grpc = new ExternalScalerServer({
     answers: new ScalingAnswers({
       lookup: (namespace, name) => httpsos.lookup(namespace, name),
+      lookupRoute: (namespace, name) => routes.lookup(namespace, name),
       aggregator,
       watchNamespace: config.watchNamespace,
     }),
@@ -75,6 +88,7 @@ export function buildScaler(config: ScalerConfig, deps: ScalerDeps): ScalerParts
   return {
     readiness,
     httpsos,
+    routes,
     aggregator,
     metrics,
     fleet,

@@ -5,6 +5,12 @@
 import { type Counter, type Gauge, Registry } from "../shared/prometheus.ts";
 import type { PodHealth, QueueAggregator } from "./queue_aggregator.ts";
 
+/** What /metrics counts of a kind of object. */
+export interface ObjectCounts {
+  size: number;
+  invalidCount(): number;
+}
+
 export class ScalerMetrics {
   readonly registry = new Registry();
   readonly grpcRequests: Counter = this.registry.counter(
@@ -17,7 +23,7 @@ export class ScalerMetrics {
   );
   readonly streamActivations: Counter = this.registry.counter(
     "keda_http_scaler_stream_activations_total",
-    "true messages pushed on a stream because a route went from 0 to more than 0 in flight.",
+    "true messages pushed on a stream because its route became active (0 to more than 0 in flight, or a placeholder route served a request).",
   );
   readonly polls: Counter = this.registry.counter(
     "keda_http_scaler_interceptor_polls_total",
@@ -28,8 +34,15 @@ export class ScalerMetrics {
     "Times a /queue/watch stream to an interceptor ended and was reopened.",
   );
 
-  /** Gauges computed from the aggregator (and the HTTPScaledObject count) at scrape time. */
-  attach(aggregator: QueueAggregator, httpsos?: { size: number; invalidCount(): number }): void {
+  /**
+   * Gauges computed at scrape time from the aggregator and the
+   * HTTPScaledObject and InterceptorRoute counts.
+   */
+  attach(
+    aggregator: QueueAggregator,
+    httpsos?: ObjectCounts,
+    routes?: ObjectCounts,
+  ): void {
     this.registry.collect(
       "keda_http_scaler_interceptor_pods",
       "Interceptor pods known from the EndpointSlices, by health (pending, ok, stale, down).",
@@ -62,14 +75,23 @@ export class ScalerMetrics {
       "Requests per second per route over the route's window.",
       () => Object.entries(aggregator.snapshot()).map(([route, t]) => [{ route }, t.RPS]),
     );
+    const byValidity = (name: string, help: string, objects: ObjectCounts) =>
+      this.registry.collect(name, help, () => {
+        const invalid = objects.invalidCount();
+        return [[{ valid: "true" }, objects.size - invalid], [{ valid: "false" }, invalid]];
+      });
     if (httpsos) {
-      this.registry.collect(
+      byValidity(
         "keda_http_scaler_httpscaledobjects",
         "HTTPScaledObjects the scaler knows, by validity.",
-        () => {
-          const invalid = httpsos.invalidCount();
-          return [[{ valid: "true" }, httpsos.size - invalid], [{ valid: "false" }, invalid]];
-        },
+        httpsos,
+      );
+    }
+    if (routes) {
+      byValidity(
+        "keda_http_scaler_interceptorroutes",
+        "InterceptorRoutes the scaler knows, by validity.",
+        routes,
       );
     }
   }

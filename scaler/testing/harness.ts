@@ -1,20 +1,24 @@
 /**
  * For tests and benchmarks: the scaler's real parts (buildScaler) with
- * HTTPScaledObjects from an in-memory store instead of an informer and
+ * HTTPScaledObjects and InterceptorRoutes from in-memory stores instead of
+ * informers and
  * interceptor pods given directly instead of EndpointSlices, both servers on
  * loopback ports chosen by the OS.
  */
 import { parseConfig, scalerEnvSchema } from "../../shared/config.ts";
 import type { HTTPScaledObjectInput } from "../../shared/httpso.ts";
+import type { InterceptorRouteInput } from "../../shared/interceptor_route.ts";
 import { createLogger, type Logger } from "../../shared/log.ts";
 import { ExternalScalerClient } from "../external_scaler.ts";
 import { scalerHttpHandler } from "../http_server.ts";
 import type { InterceptorPod } from "../queue_aggregator.ts";
-import { buildScaler, HTTPSOS_LISTED, type ScalerParts } from "../scaler.ts";
+import { buildScaler, HTTPSOS_LISTED, ROUTES_LISTED, type ScalerParts } from "../scaler.ts";
 import type { QueueServer } from "./queue_server.ts";
 
 export interface TestScalerOptions {
   httpsos?: unknown[];
+  /** Raw InterceptorRoutes (see interceptorRouteObject). */
+  routes?: unknown[];
   interceptors?: QueueServer[];
   /** Extra environment, e.g. KEDA_HTTP_QUEUE_TICK_DURATION. */
   env?: Record<string, string>;
@@ -30,6 +34,8 @@ export interface TestScaler extends AsyncDisposable {
   httpUrl: string;
   /** The HTTPScaledObject store ("ns/name" → object); edit it to add or remove objects. */
   store: Map<string, unknown>;
+  /** The InterceptorRoute store, likewise. */
+  routeStore: Map<string, unknown>;
   log: Logger;
   setInterceptors(servers: QueueServer[]): void;
   close(): Promise<void>;
@@ -57,6 +63,34 @@ export function httpsoObject(
   };
 }
 
+/** A raw InterceptorRoute as the API server would return it. */
+export function interceptorRouteObject(
+  namespace: string,
+  name: string,
+  spec: Partial<InterceptorRouteInput["spec"]> = {},
+): Record<string, unknown> {
+  return {
+    apiVersion: "http.keda.sh/v1beta1",
+    kind: "InterceptorRoute",
+    metadata: { namespace, name, resourceVersion: "1" },
+    spec: {
+      target: { service: name, port: 8080 },
+      rules: [{ hosts: [`${name}.example.com`] }],
+      scalingMetric: { concurrency: { targetValue: 100 } },
+      ...spec,
+    },
+  };
+}
+
+function storeOf(objects: unknown[] = []): Map<string, unknown> {
+  const store = new Map<string, unknown>();
+  for (const o of objects) {
+    const m = (o as { metadata: { namespace: string; name: string } }).metadata;
+    store.set(`${m.namespace}/${m.name}`, o);
+  }
+  return store;
+}
+
 export async function startTestScaler(options: TestScalerOptions = {}): Promise<TestScaler> {
   const config = parseConfig("scaler", scalerEnvSchema(), {
     KEDA_HTTP_SCALER_TARGET_ADMIN_NAMESPACE: "keda",
@@ -66,13 +100,11 @@ export async function startTestScaler(options: TestScalerOptions = {}): Promise<
   });
   const sink = options.logLines ? (line: string) => options.logLines!.push(line) : () => {};
   const log = createLogger({ level: "debug", sink, fields: { component: "scaler" } });
-  const store = new Map<string, unknown>();
-  for (const o of options.httpsos ?? []) {
-    const m = (o as { metadata: { namespace: string; name: string } }).metadata;
-    store.set(`${m.namespace}/${m.name}`, o);
-  }
+  const store = storeOf(options.httpsos);
+  const routeStore = storeOf(options.routes);
   const parts = buildScaler(config, {
     httpsoStore: store,
+    routeStore,
     log,
     watch: options.watch,
     hostname: "127.0.0.1",
@@ -88,6 +120,7 @@ export async function startTestScaler(options: TestScalerOptions = {}): Promise<
     parts.fleet.setPods(servers.map((s, i) => podOf(s, i)));
   setInterceptors(options.interceptors ?? []);
   parts.readiness.done(HTTPSOS_LISTED);
+  parts.readiness.done(ROUTES_LISTED);
   await parts.endpointsListed();
   const grpcAddress = `127.0.0.1:${grpcPort}`;
   const client = new ExternalScalerClient(grpcAddress);
@@ -107,6 +140,7 @@ export async function startTestScaler(options: TestScalerOptions = {}): Promise<
     grpcAddress,
     httpUrl: `http://127.0.0.1:${http.addr.port}`,
     store,
+    routeStore,
     log,
     setInterceptors,
     close,

@@ -157,6 +157,17 @@ export class QueueServer {
     };
   }
 
+  /**
+   * `n` requests answered at once (an InterceptorRoute placeholder while the
+   * app is at zero): RequestCount rises, Concurrency never shows them. The
+   * watch line goes out at once with Concurrency 0, as the interceptor's does
+   * when its activity message is handled after the request has ended.
+   */
+  answered(key: string, n = 1): void {
+    this.#route(key).base += n;
+    this.#changed(key, true);
+  }
+
   /** Sets in-flight requests directly (e.g. to build exact sums). */
   setConcurrency(key: string, n: number): void {
     const r = this.#route(key);
