@@ -391,9 +391,10 @@ export interface InformerOptions {
   labelSelector?: string;
   fieldSelector?: string;
   /**
-   * The resource may not exist (a CRD not installed yet): a 404 on the list
-   * counts as an empty, synced list, logs this hint once, and the list is
-   * retried every 30 s until the resource appears.
+   * The resource may not exist (a CRD not installed yet) or not be allowed
+   * (RBAC not updated): a 404 or 403 on the list counts as an empty, synced
+   * list, logs this hint (or the RBAC one) once, and the list is retried
+   * every 30 s until it works.
    */
   missingHint?: string;
   log: Logger;
@@ -462,14 +463,24 @@ export class Informer<T extends KubeObject = KubeObject> {
 
   #warnedMissing = false;
 
-  /** The resource does not exist: an empty list, synced. */
-  #missing(): void {
+  /**
+   * The resource does not exist, or this program may not list it (an
+   * upgrade that kept old RBAC): an empty list, synced, so the rest works.
+   */
+  #missing(forbidden: boolean): void {
     if (!this.#warnedMissing) {
       this.#warnedMissing = true;
-      this.#opts.log.warn("resource not found; treating it as empty until it appears", {
-        path: this.#opts.path,
-        hint: this.#opts.missingHint,
-      });
+      this.#opts.log.warn(
+        forbidden
+          ? "not allowed to list this resource; treating it as empty until RBAC allows it"
+          : "resource not found; treating it as empty until it appears",
+        {
+          path: this.#opts.path,
+          hint: forbidden
+            ? "grant get/list/watch on it to this program's ServiceAccount (k8s/rbac/)"
+            : this.#opts.missingHint,
+        },
+      );
     }
     for (const [key, old] of [...this.store]) {
       this.store.delete(key);
@@ -625,8 +636,11 @@ export class Informer<T extends KubeObject = KubeObject> {
           rv = null;
           continue;
         }
-        if (this.#opts.missingHint !== undefined && isNotFound(e)) {
-          this.#missing();
+        if (
+          this.#opts.missingHint !== undefined &&
+          e instanceof KubeApiError && (e.status === 404 || e.status === 403)
+        ) {
+          this.#missing(e.status === 403);
           rv = null;
           await sleep(30_000, AbortSignal.any([signal, this.#relist.signal]));
           continue;

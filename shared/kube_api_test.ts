@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { credentialsFromKubeconfigFile, loadCredentials } from "./kube_api.ts";
+import { createLogger } from "./log.ts";
+import {
+  credentialsFromKubeconfigFile,
+  Informer,
+  KubeApiClient,
+  loadCredentials,
+} from "./kube_api.ts";
 
 const b64 = (s: string) => btoa(s);
 
@@ -83,5 +89,43 @@ Deno.test("kubeconfig problems are explained: missing context, exec plugins", as
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("an optional resource (missingHint) that is absent or forbidden lists as empty and synced", async () => {
+  for (const status of [404, 403]) {
+    let lists = 0;
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => {
+      lists++;
+      return Response.json({ kind: "Status", status: "Failure", reason: "x", code: status }, {
+        status,
+      });
+    });
+    const lines: string[] = [];
+    const log = createLogger({ level: "debug", sink: (l) => lines.push(l) });
+    const client = new KubeApiClient({
+      server: `http://127.0.0.1:${server.addr.port}`,
+      namespace: "default",
+    });
+    const informer = new Informer(client, {
+      path: "/apis/http.keda.sh/v1beta1/interceptorroutes",
+      log,
+      missingHint: "apply k8s/crd/interceptorroutes.yaml",
+    });
+    const stop = new AbortController();
+    const running = informer.run(stop.signal);
+    await informer.synced;
+    assert.equal(informer.hasSynced, true);
+    assert.equal(informer.store.size, 0);
+    stop.abort();
+    await running;
+    client.close();
+    await server.shutdown();
+    assert.equal(lists, 1, "one list, then the 30 s retry wait (aborted here)");
+    const warn = lines.map((l) => JSON.parse(l)).find((l) => l.level === "warn");
+    assert.match(
+      warn.hint,
+      status === 404 ? /apply k8s\/crd\/interceptorroutes\.yaml/ : /grant get\/list\/watch/,
+    );
   }
 });
