@@ -1,7 +1,8 @@
 /**
  * Demo apps as a user of the Go add-on writes them: a Deployment at 0
  * replicas, its Service, and an HTTPScaledObject in the shape of the add-on's
- * documentation (YAML text, applied as is). Plus what the cases observe of an
+ * documentation (YAML text, applied as is), or, with the current API, an
+ * InterceptorRoute and the user's own KEDA ScaledObject. Plus what the cases observe of an
  * app: its Deployment over time (a watch, so no change is missed), and a
  * diagnosis for failure messages.
  */
@@ -84,8 +85,112 @@ export function httpScaledObjectYaml(namespace: string, app: AppSpec): string {
   return lines.join("\n") + "\n";
 }
 
-/** Deployment + Service + HTTPScaledObject, as one YAML stream. */
-export function appYaml(namespace: string, app: AppSpec, image = DEMO_IMAGE): string {
+/** An InterceptorRoute (http.keda.sh/v1beta1) as the Go add-on's docs write it. */
+export interface RouteSpec {
+  name: string;
+  /** The target Service (default: the route's name), port 8080. */
+  service?: string;
+  rules?: Array<{
+    hosts?: string[];
+    paths?: string[];
+    headers?: Array<{ name: string; value?: string }>;
+  }>;
+  /** At least one; both: the scaler reports both metrics. */
+  scalingMetric: {
+    concurrency?: { targetValue: number };
+    requestRate?: { targetValue: number; window?: string; granularity?: string };
+  };
+}
+
+/** The InterceptorRoute alone. */
+export function interceptorRouteYaml(namespace: string, route: RouteSpec): string {
+  const lines = [
+    "apiVersion: http.keda.sh/v1beta1",
+    "kind: InterceptorRoute",
+    "metadata:",
+    `  name: ${route.name}`,
+    `  namespace: ${namespace}`,
+    "spec:",
+    "  target:",
+    `    service: ${route.service ?? route.name}`,
+    "    port: 8080",
+  ];
+  if (route.rules?.length) {
+    lines.push("  rules:");
+    for (const r of route.rules) {
+      const rule: string[] = [];
+      if (r.hosts?.length) rule.push("hosts:", ...r.hosts.map((h) => `  - ${JSON.stringify(h)}`));
+      if (r.paths?.length) {
+        rule.push("paths:", ...r.paths.map((p) => `  - value: ${JSON.stringify(p)}`));
+      }
+      if (r.headers?.length) {
+        rule.push("headers:");
+        for (const h of r.headers) {
+          rule.push(`  - name: ${JSON.stringify(h.name)}`);
+          if (h.value !== undefined) rule.push(`    value: ${JSON.stringify(h.value)}`);
+        }
+      }
+      if (!rule.length) rule.push("{}");
+      // Each rule is a list item: its first line after "- ", the rest under it.
+      rule.forEach((l, i) => lines.push(`${i === 0 ? "    - " : "      "}${l}`));
+    }
+  }
+  lines.push("  scalingMetric:");
+  const { concurrency, requestRate } = route.scalingMetric;
+  if (concurrency) lines.push("    concurrency:", `      targetValue: ${concurrency.targetValue}`);
+  if (requestRate) {
+    lines.push("    requestRate:", `      targetValue: ${requestRate.targetValue}`);
+    if (requestRate.window) lines.push(`      window: ${requestRate.window}`);
+    if (requestRate.granularity) lines.push(`      granularity: ${requestRate.granularity}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** A KEDA ScaledObject the user writes for an InterceptorRoute (the operator writes none). */
+export interface ScaledObjectSpec {
+  name: string;
+  /** The Deployment it scales (default: the ScaledObject's name). */
+  deployment?: string;
+  /** host:port of our scaler, as KEDA dials it (`<service>.<namespace>:9090`). */
+  scalerAddress: string;
+  /** The trigger's metadata `interceptorRoute` (default: the ScaledObject's name). */
+  interceptorRoute?: string;
+  min?: number;
+  max?: number;
+  cooldownPeriod?: number;
+  /**
+   * Unset: KEDA's default, 30 s. KEDA 2.20 ignores a push scaler's `false`
+   * (pkg/scaling/scale_handler.go), so scaling to 0 happens at a poll: up to
+   * pollingInterval after cooldownPeriod has passed.
+   */
+  pollingInterval?: number;
+}
+
+/** The ScaledObject alone, in the shape of the Go add-on's InterceptorRoute docs. */
+export function scaledObjectYaml(namespace: string, so: ScaledObjectSpec): string {
+  return [
+    "apiVersion: keda.sh/v1alpha1",
+    "kind: ScaledObject",
+    "metadata:",
+    `  name: ${so.name}`,
+    `  namespace: ${namespace}`,
+    "spec:",
+    "  scaleTargetRef:",
+    `    name: ${so.deployment ?? so.name}`,
+    `  minReplicaCount: ${so.min ?? 0}`,
+    `  maxReplicaCount: ${so.max ?? 10}`,
+    `  cooldownPeriod: ${so.cooldownPeriod ?? 5}`,
+    ...(so.pollingInterval === undefined ? [] : [`  pollingInterval: ${so.pollingInterval}`]),
+    "  triggers:",
+    "    - type: external-push",
+    "      metadata:",
+    `        scalerAddress: ${JSON.stringify(so.scalerAddress)}`,
+    `        interceptorRoute: ${JSON.stringify(so.interceptorRoute ?? so.name)}`,
+  ].join("\n") + "\n";
+}
+
+/** Deployment (at 0) and, unless `createService` is false, its Service. */
+export function workloadYaml(namespace: string, app: AppSpec, image = DEMO_IMAGE): string {
   const docs = [
     `apiVersion: apps/v1
 kind: Deployment
@@ -141,8 +246,12 @@ spec:
       targetPort: http
 `);
   }
-  docs.push(httpScaledObjectYaml(namespace, app));
   return docs.join("---\n");
+}
+
+/** Deployment + Service + HTTPScaledObject, as one YAML stream. */
+export function appYaml(namespace: string, app: AppSpec, image = DEMO_IMAGE): string {
+  return `${workloadYaml(namespace, app, image)}---\n${httpScaledObjectYaml(namespace, app)}`;
 }
 
 interface DeploymentObject extends KubeObject {
@@ -309,7 +418,7 @@ export async function diagnoseApp(
       `${x.type}=${x.status}${x.reason ? `(${x.reason}: ${x.message ?? ""})` : ""}`
     )
       .join(" ") || "no conditions";
-  const [d, hpa, so, httpso] = await Promise.all([
+  const [d, hpa, so, httpso, route] = await Promise.all([
     get<DeploymentObject & { error?: string }>(
       `/apis/apps/v1/namespaces/${namespace}/deployments/${name}`,
     ),
@@ -339,6 +448,9 @@ export async function diagnoseApp(
     get<{ error?: string; status?: { conditions?: Condition[] } }>(
       `/apis/http.keda.sh/v1alpha1/namespaces/${namespace}/httpscaledobjects/${name}`,
     ),
+    get<{ error?: string; status?: { conditions?: Condition[] } }>(
+      `/apis/http.keda.sh/v1beta1/namespaces/${namespace}/interceptorroutes/${name}`,
+    ),
   ]);
   return [
     `Deployment ${namespace}/${name}: ${
@@ -354,5 +466,6 @@ export async function diagnoseApp(
       so.error ?? `${conds(so.status?.conditions)} lastActiveTime ${so.status?.lastActiveTime}`
     }`,
     `HTTPScaledObject: ${httpso.error ?? conds(httpso.status?.conditions)}`,
+    `InterceptorRoute: ${route.error ?? conds(route.status?.conditions)}`,
   ].join("\n");
 }

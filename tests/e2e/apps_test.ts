@@ -6,7 +6,14 @@
 import assert from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
 import { parseHTTPScaledObject, scalingMetricOf } from "../../shared/httpso.ts";
-import { appYaml, httpScaledObjectYaml } from "./apps.ts";
+import { parseInterceptorRoute, scalingMetricsOf } from "../../shared/interceptor_route.ts";
+import {
+  appYaml,
+  httpScaledObjectYaml,
+  interceptorRouteYaml,
+  scaledObjectYaml,
+  workloadYaml,
+} from "./apps.ts";
 import { relativePath } from "./system.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -73,4 +80,75 @@ Deno.test("relativePath: from a temp dir to the repo's k8s/", () => {
   assert.equal(relativePath("/tmp/x-1", "/work/main/k8s"), "../../work/main/k8s");
   assert.equal(relativePath("/work/main/dist/deploy", "/work/main/k8s"), "../../k8s");
   assert.equal(relativePath("/a/b", "/a/b"), ".");
+});
+
+Deno.test("interceptorRouteYaml: rules, both metrics; passes the shared schema", () => {
+  const [o, ...rest] = docs(interceptorRouteYaml("ns1", {
+    name: "both",
+    rules: [
+      { hosts: ["both.e2e.test", "*.both.e2e.test"], paths: ["/api"] },
+      { headers: [{ name: "X-Canary", value: "1" }, { name: "x-present" }] },
+    ],
+    scalingMetric: {
+      concurrency: { targetValue: 10 },
+      requestRate: { targetValue: 1000, window: "10s", granularity: "1s" },
+    },
+  }));
+  assert.equal(rest.length, 0);
+  const parsed = parseInterceptorRoute(o);
+  assert.equal(parsed.metadata.namespace, "ns1");
+  assert.deepEqual(parsed.spec.target, { service: "both", port: 8080 });
+  assert.equal(parsed.spec.rules?.length, 2);
+  assert.deepEqual(parsed.spec.rules?.[0]?.hosts, ["both.e2e.test", "*.both.e2e.test"]);
+  assert.deepEqual(parsed.spec.rules?.[0]?.paths, [{ value: "/api" }]);
+  assert.deepEqual(parsed.spec.rules?.[1]?.headers, [
+    { name: "X-Canary", value: "1" },
+    { name: "x-present" },
+  ]);
+  assert.deepEqual(scalingMetricsOf(parsed.spec).map((m) => [m.type, m.targetValue]), [
+    ["concurrency", 10],
+    ["requestRate", 1000],
+  ]);
+});
+
+Deno.test("scaledObjectYaml: external-push trigger naming the InterceptorRoute", () => {
+  const [so] = docs(scaledObjectYaml("ns1", {
+    name: "app",
+    deployment: "web",
+    scalerAddress: "keda-add-ons-http-external-scaler.kedahttp-e2e:9090",
+    interceptorRoute: "route",
+    cooldownPeriod: 3,
+  }));
+  assert.equal(so!.apiVersion, "keda.sh/v1alpha1");
+  assert.equal(so!.kind, "ScaledObject");
+  assert.deepEqual(so!.metadata, { name: "app", namespace: "ns1" });
+  assert.deepEqual(so!.spec, {
+    scaleTargetRef: { name: "web" },
+    minReplicaCount: 0,
+    maxReplicaCount: 10,
+    cooldownPeriod: 3,
+    triggers: [{
+      type: "external-push",
+      metadata: {
+        scalerAddress: "keda-add-ons-http-external-scaler.kedahttp-e2e:9090",
+        interceptorRoute: "route",
+      },
+    }],
+  });
+});
+
+Deno.test("workloadYaml: Deployment and Service only", () => {
+  assert.deepEqual(docs(workloadYaml("ns1", { name: "w" })).map((d) => d.kind), [
+    "Deployment",
+    "Service",
+  ]);
+});
+
+Deno.test("scaledObjectYaml: pollingInterval only when set", () => {
+  const base = { name: "a", scalerAddress: "s.ns:9090" };
+  assert.equal(docs(scaledObjectYaml("n", base))[0]!.spec.pollingInterval, undefined);
+  assert.equal(
+    docs(scaledObjectYaml("n", { ...base, pollingInterval: 3 }))[0]!.spec.pollingInterval,
+    3,
+  );
 });

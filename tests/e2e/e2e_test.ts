@@ -10,11 +10,18 @@
  */
 import assert from "node:assert/strict";
 import { ExternalScalerClient } from "../../scaler/external_scaler.ts";
+import { isNotFound } from "../../shared/kube.ts";
 import { sleep } from "../../shared/lifetime.ts";
-import type { AppSpec } from "./apps.ts";
-import { httpScaledObjectYaml } from "./apps.ts";
+import type { AppSpec, RouteSpec } from "./apps.ts";
+import {
+  httpScaledObjectYaml,
+  interceptorRouteYaml,
+  scaledObjectYaml,
+  workloadYaml,
+} from "./apps.ts";
 import { type CaseContext, E2E, e2eLogger, withTimeout } from "./harness.ts";
-import type { HttpResponse, HttpTarget } from "./http_client.ts";
+import { httpGet, type HttpResponse, type HttpTarget } from "./http_client.ts";
+import { SCALER_SERVICE } from "./system.ts";
 import {
   closedLoop,
   describeTally,
@@ -652,6 +659,388 @@ const CASES: Case[] = [
       });
     },
   },
+  {
+    name: "InterceptorRoute + own ScaledObject: scale from zero and back",
+    timeoutMs: 180_000,
+    async run(env, ctx) {
+      const ns = await env.namespace("e2e-ir");
+      Object.assign(current, { ns, app: "routed" });
+      ctx.step("deploy the app, its InterceptorRoute and the user's own ScaledObject");
+      await deployRouted(env, ns, {
+        name: "routed",
+        hosts: ["routed.e2e.test"],
+        scalingMetric: { concurrency: { targetValue: 10 } },
+        cooldownPeriod: 3,
+        // KEDA scales to 0 at a poll (it ignores the scaler's pushed `false`);
+        // its default 30 s would make this case wait up to 33 s.
+        pollingInterval: 3,
+      });
+      await using watch = env.watch(ns, "routed");
+      await env.waitRoutes([`${ns}/routed`], { check: isInterceptorRoute });
+      const ready = await waitRouteReady(env, ns, "routed");
+      assert.equal(ready.reason, "Reconciled", `route status: ${JSON.stringify(ready)}`);
+      await waitScaledObjectReady(env, ns, "routed");
+      const so = await getScaledObject(env, ns, "routed");
+      assert.deepEqual(
+        so.metadata?.ownerReferences ?? [],
+        [],
+        "the user's ScaledObject is left alone (no ownerReference)",
+      );
+      const others = await env.client.list(`/apis/keda.sh/v1alpha1/namespaces/${ns}/scaledobjects`);
+      assert.deepEqual(
+        others.items.map((o) => o.metadata?.name),
+        ["routed"],
+        "the operator writes no ScaledObject for an InterceptorRoute",
+      );
+      await watch.synced;
+      assert.equal(watch.now?.desired, 0, "the app starts at 0 replicas");
+
+      ctx.step("first request (held while KEDA scales 0 → 1)");
+      const t0 = Date.now();
+      const r = await env.get("routed.e2e.test", "/hello?case=ir");
+      const coldMs = Date.now() - t0;
+      expectApp(r, "routed", "the held request");
+      assert.equal(r.headers.get("x-keda-http-cold-start"), "true", "X-KEDA-HTTP-Cold-Start");
+      const scaled = await watch.until("KEDA to have scaled to 1", (s) => s.desired >= 1, {
+        timeoutMs: 5_000,
+        since: t0,
+      });
+      const warm = await env.get("routed.e2e.test", "/hello");
+      expectApp(warm, "routed", "the warm request");
+      assert.equal(warm.headers.get("x-keda-http-cold-start"), "false");
+
+      ctx.step("no traffic: back to 0 after cooldownPeriod");
+      const tStop = Date.now();
+      const zero = await watch.until("KEDA to scale the app to 0", (s) => s.desired === 0, {
+        timeoutMs: 90_000,
+        since: tStop,
+        signal: ctx.signal,
+      });
+      assert.ok(
+        zero.at - tStop <= 20_000,
+        `scaled to 0 ${zero.at - tStop} ms after the traffic stopped: cooldownPeriod 3 s + ` +
+          `pollingInterval 3 s (+ HPA/KEDA latency) expected`,
+      );
+      figures.info("InterceptorRoute cold start and back", {
+        requestToResponseMs: coldMs,
+        toScaledMs: scaled.at - t0,
+        trafficStopToZeroMs: zero.at - tStop,
+      });
+    },
+  },
+  {
+    name: "InterceptorRoute with both metrics: the HPA follows the larger replica count",
+    timeoutMs: 240_000,
+    async run(env, ctx) {
+      const ns = await env.namespace("e2e-irboth");
+      const app = "both";
+      Object.assign(current, { ns, app });
+      await deployRouted(env, ns, {
+        name: app,
+        hosts: ["both.e2e.test"],
+        scalingMetric: {
+          concurrency: { targetValue: 10 },
+          requestRate: { targetValue: 1000 },
+        },
+        max: 6,
+        cooldownPeriod: 30,
+      });
+      await using watch = env.watch(ns, app);
+      await env.waitRoutes([`${ns}/${app}`], { check: isInterceptorRoute });
+      await waitRouteReady(env, ns, app);
+      await waitScaledObjectReady(env, ns, app);
+      const concurrencyMetric = `http_${app}_concurrency`;
+      const rateMetric = `http_${app}_rate`;
+
+      ctx.step("KEDA's HPA has one External metric per scalingMetric");
+      const hpaPath =
+        `/apis/autoscaling/v2/namespaces/${ns}/horizontalpodautoscalers/keda-hpa-${app}`;
+      const hpaMetrics = await env.cluster.waitFor(async () => {
+        const hpa = await env.client.get<HpaObject>(hpaPath);
+        const names = externalMetricNames(hpa);
+        return names.length === 2 && names;
+      }, { what: "KEDA's HPA with two External metrics", timeoutMs: 30_000, intervalMs: 500 });
+      assert.deepEqual(hpaMetrics, [`s0-${concurrencyMetric}`, `s0-${rateMetric}`]);
+
+      ctx.step("sustained concurrency 25 (each request takes 1 s), about 25 requests/s");
+      const stop = new AbortController();
+      const tStart = Date.now();
+      const load = closedLoop({
+        targets: [await env.proxy()],
+        request: { host: "both.e2e.test", path: "/work?delay_ms=1000", timeoutMs: 90_000 },
+        concurrency: 25,
+        signal: AbortSignal.any([stop.signal, ctx.signal]),
+      });
+      const seen: Record<string, unknown> = {};
+      try {
+        const at3 = await watch.until(
+          "the HPA to scale to 3 (concurrency: ceil(25/10); rate alone: 1)",
+          (s) => s.desired >= 3 && s.ready >= 3,
+          { timeoutMs: 120_000, since: tStart, signal: ctx.signal },
+        );
+
+        ctx.step("the scaler reports a value for each metric, and only the one asked for");
+        using scaler = new ExternalScalerClient(await env.scalerGrpc());
+        const ref = { name: app, namespace: ns, scalerMetadata: { interceptorRoute: app } };
+        const specs = await scaler.getMetricSpec(ref);
+        assert.deepEqual(
+          specs.map((s) => [s.metricName, s.targetSizeFloat]).sort(),
+          [[concurrencyMetric, 10], [rateMetric, 1000]],
+        );
+        const conc = await env.cluster.waitFor(async () => {
+          const v = await scaler.getMetrics(ref, concurrencyMetric);
+          return v.length === 1 && v[0]!.metricName === concurrencyMetric &&
+            v[0]!.metricValueFloat === 25 && v[0]!;
+        }, { what: "GetMetrics concurrency to report 25", timeoutMs: 30_000, intervalMs: 250 });
+        const rate = await scaler.getMetrics(ref, rateMetric);
+        assert.equal(rate.length, 1, `one value for ${rateMetric}: ${JSON.stringify(rate)}`);
+        assert.equal(rate[0]!.metricName, rateMetric);
+        assert.ok(
+          rate[0]!.metricValueFloat > 0 && rate[0]!.metricValueFloat < 1000,
+          `the request rate is measured (> 0) and far below its target: ${JSON.stringify(rate)}`,
+        );
+        seen.grpc = { concurrency: conc.metricValueFloat, rate: rate[0]!.metricValueFloat };
+
+        ctx.step("KEDA's metrics API server serves both to the HPA");
+        for (const metric of [concurrencyMetric, rateMetric]) {
+          const value = await env.cluster.waitFor(async () => {
+            const list = await env.client.get<{ items: Array<{ value: string }> }>(
+              `/apis/external.metrics.k8s.io/v1beta1/namespaces/${ns}/s0-${metric}`,
+              { query: { labelSelector: `scaledobject.keda.sh/name=${app}` } },
+            );
+            const v = list.items[0]?.value;
+            return v !== undefined && quantity(v) > 0 && v;
+          }, { what: `external metric s0-${metric} > 0`, timeoutMs: 30_000, intervalMs: 500 });
+          seen[metric] = value;
+        }
+        const hpa = await env.cluster.waitFor(async () => {
+          const h = await env.client.get<HpaObject>(hpaPath);
+          return (h.status?.currentMetrics ?? []).length === 2 && h;
+        }, { what: "the HPA to read both metrics", timeoutMs: 30_000, intervalMs: 500 });
+        seen.hpaCurrentMetrics = hpa.status?.currentMetrics;
+        figures.info("InterceptorRoute both metrics", { toThreeReadyMs: at3.at - tStart, seen });
+
+        ctx.step("holding: the count must stay at 3 (two more HPA syncs)");
+        await sleep(10_000, ctx.signal);
+        assert.equal(
+          watch.maxDesiredSince(tStart),
+          3,
+          `desired replicas went above max(ceil(25/10), ceil(25/1000)) = 3: ${
+            watch.describeHistory(tStart)
+          }`,
+        );
+      } finally {
+        stop.abort();
+      }
+      const tally = await load;
+      assert.equal(failedAccepted(tally), 0, describeTally(tally));
+    },
+  },
+  {
+    name: "an HTTPScaledObject and an InterceptorRoute side by side",
+    timeoutMs: 180_000,
+    async run(env, ctx) {
+      const ns = await env.namespace("e2e-mixed");
+      Object.assign(current, { ns, app: "modern" });
+      ctx.step("legacy: an HTTPScaledObject; modern: an InterceptorRoute and its ScaledObject");
+      await env.deploy(ns, { name: "legacy", hosts: ["legacy.e2e.test"] });
+      await deployRouted(env, ns, {
+        name: "modern",
+        hosts: ["modern.e2e.test"],
+        scalingMetric: { concurrency: { targetValue: 10 } },
+      });
+      await using wl = env.watch(ns, "legacy");
+      await using wm = env.watch(ns, "modern");
+      await env.waitRoutes([`${ns}/legacy`, `${ns}/modern`]);
+      const table = await routingTableOf(env);
+      assert.equal(table[`${ns}/legacy`]?.kind, "HTTPScaledObject");
+      assert.equal(table[`${ns}/modern`]?.kind, "InterceptorRoute");
+      await waitRouteReady(env, ns, "modern");
+      await waitScaledObjectReady(env, ns, "legacy");
+      await waitScaledObjectReady(env, ns, "modern");
+      const legacySo = await getScaledObject(env, ns, "legacy");
+      assert.deepEqual(legacySo.spec?.triggers?.[0]?.metadata, {
+        scalerAddress: scalerAddressOf(env),
+        httpScaledObject: "legacy",
+      }, "the operator's ScaledObject dials the scaler at the address ours does");
+      assert.deepEqual(
+        (await getScaledObject(env, ns, "modern")).metadata?.ownerReferences ?? [],
+        [],
+      );
+      await wl.synced;
+      await wm.synced;
+      assert.equal(wl.now?.desired, 0);
+      assert.equal(wm.now?.desired, 0);
+
+      ctx.step("modern cold-starts; legacy stays at 0");
+      const t0 = Date.now();
+      const m = await env.get("modern.e2e.test", "/m");
+      const modernMs = Date.now() - t0;
+      expectApp(m, "modern", "modern's held request");
+      assert.equal(m.headers.get("x-keda-http-cold-start"), "true");
+      assert.equal(wl.maxDesiredSince(0), 0, `legacy scaled: ${wl.describeHistory()}`);
+
+      ctx.step("legacy cold-starts too");
+      const t1 = Date.now();
+      const l = await env.get("legacy.e2e.test", "/l");
+      const legacyMs = Date.now() - t1;
+      expectApp(l, "legacy", "legacy's held request");
+      assert.equal(l.headers.get("x-keda-http-cold-start"), "true");
+      await wl.until("legacy to be up", (s) => s.desired >= 1, { timeoutMs: 5_000, since: t1 });
+      assert.ok(wm.now!.desired >= 1, `modern still up: ${wm.describeHistory()}`);
+      expectApp(await env.get("modern.e2e.test", "/m2"), "modern", "modern warm");
+      figures.info("side by side", { modernColdMs: modernMs, legacyColdMs: legacyMs });
+    },
+  },
+  {
+    name: "migration HTTPScaledObject → InterceptorRoute with traffic running loses no request",
+    timeoutMs: 240_000,
+    async run(env, ctx) {
+      const ns = await env.namespace("e2e-migrate");
+      const app = "mig";
+      const host = "mig.e2e.test";
+      Object.assign(current, { ns, app });
+      const soPath = `/apis/keda.sh/v1alpha1/namespaces/${ns}/scaledobjects/${app}`;
+      const httpsoPath = `/apis/http.keda.sh/v1alpha1/namespaces/${ns}/httpscaledobjects/${app}`;
+      ctx.step("an app scaled by an HTTPScaledObject, kept warm by replicas.min 1");
+      await env.deploy(ns, { name: app, hosts: [host], min: 1, max: 4, scaledownPeriod: 5 });
+      await using watch = env.watch(ns, app);
+      await env.waitRoutes([`${ns}/${app}`]);
+      await waitScaledObjectReady(env, ns, app);
+      await watch.until("the app to be up (min 1)", (s) => s.ready >= 1, {
+        timeoutMs: 60_000,
+        signal: ctx.signal,
+      });
+      const before = await getScaledObject(env, ns, app);
+      assert.ok(
+        hasHttpsoOwner(before),
+        `the operator's ScaledObject is owned: ${JSON.stringify(before.metadata)}`,
+      );
+      const uid = before.metadata?.uid;
+
+      ctx.step("steady traffic: 20 requests per second");
+      const stop = new AbortController();
+      const tally = emptyTally();
+      const load = fixedRate({
+        targets: [await env.proxy()],
+        request: { host, path: "/m", timeoutMs: 60_000 },
+        rps: 20,
+        tally,
+        signal: AbortSignal.any([stop.signal, ctx.signal]),
+      });
+      const tStart = Date.now();
+      // Requests and failures per migration step, for the report.
+      const steps: Array<{ step: string; ms: number; sent: number; failed: number }> = [];
+      let mark = { at: Date.now(), sent: 0, failed: 0 };
+      const done = (step: string) => {
+        const now = { at: Date.now(), sent: tally.sent, failed: failedAccepted(tally) };
+        steps.push({
+          step,
+          ms: now.at - mark.at,
+          sent: now.sent - mark.sent,
+          failed: now.failed - mark.failed,
+        });
+        mark = now;
+      };
+      let tStop: number;
+      try {
+        await sleep(2_000, ctx.signal);
+        done("warm traffic");
+
+        ctx.step("(a) annotate the HTTPScaledObject orphan-scaledobject");
+        await env.client.patch(httpsoPath, {
+          metadata: { annotations: { "httpscaledobject.keda.sh/orphan-scaledobject": "true" } },
+        });
+        await env.cluster.waitFor(
+          async () => !hasHttpsoOwner(await getScaledObject(env, ns, app)),
+          { what: "the ScaledObject to lose its ownerReference", timeoutMs: 30_000 },
+        );
+        done("(a) orphan");
+
+        ctx.step("(b) an InterceptorRoute of the same name and hosts takes the routing");
+        await env.cluster.applyYaml(
+          interceptorRouteYaml(ns, {
+            name: app,
+            rules: [{ hosts: [host] }],
+            scalingMetric: { concurrency: { targetValue: 100 } },
+          }),
+          { namespace: ns },
+        );
+        await env.waitRoutes([`${ns}/${app}`], { check: isInterceptorRoute });
+        await waitRouteReady(env, ns, app);
+        done("(b) InterceptorRoute");
+
+        ctx.step("(c) the ScaledObject's trigger: httpScaledObject → interceptorRoute");
+        const so = await getScaledObject(env, ns, app);
+        const triggers = (so.spec?.triggers ?? []).map((t) => {
+          if (t.type !== "external-push") return t;
+          const { httpScaledObject: _, ...rest } = t.metadata ?? {};
+          return { ...t, metadata: { ...rest, interceptorRoute: app } };
+        });
+        // A merge patch replaces the list whole: the httpScaledObject key is gone.
+        await env.client.patch(soPath, { spec: { triggers } });
+        const hpaPath =
+          `/apis/autoscaling/v2/namespaces/${ns}/horizontalpodautoscalers/keda-hpa-${app}`;
+        await env.cluster.waitFor(async () => {
+          const names = externalMetricNames(await env.client.get<HpaObject>(hpaPath));
+          return names.length === 1 && names[0] === `s0-http_${app}_concurrency`;
+        }, { what: "KEDA's HPA to read the InterceptorRoute's metric", timeoutMs: 60_000 });
+        await waitScaledObjectReady(env, ns, app);
+        done("(c) trigger switched");
+
+        ctx.step("(d) delete the HTTPScaledObject: the orphaned ScaledObject survives");
+        await env.client.delete(httpsoPath);
+        await env.cluster.waitFor(
+          () => env.client.get(httpsoPath).then(() => false, (e) => isNotFound(e)),
+          { what: "the HTTPScaledObject to be finalized and gone", timeoutMs: 60_000 },
+        );
+        // Time for a garbage collector or a finalizer to act on it, had it been owned.
+        await sleep(3_000, ctx.signal);
+        const after = await getScaledObject(env, ns, app);
+        assert.equal(after.metadata?.uid, uid, "the same ScaledObject, never re-created");
+        assert.ok(!after.metadata?.deletionTimestamp, "the ScaledObject is not being deleted");
+        assert.deepEqual(after.spec?.triggers?.[0]?.metadata, {
+          scalerAddress: scalerAddressOf(env),
+          interceptorRoute: app,
+        });
+        done("(d) HTTPScaledObject deleted");
+
+        ctx.step("(e) the ScaledObject is Ready and the app still up");
+        await waitScaledObjectReady(env, ns, app);
+        const d = await env.client.get<{ spec?: { replicas?: number } }>(
+          `/apis/apps/v1/namespaces/${ns}/deployments/${app}`,
+        );
+        assert.ok((d.spec?.replicas ?? 0) >= 1, `replicas ${d.spec?.replicas}`);
+        using scaler = new ExternalScalerClient(await env.scalerGrpc());
+        const [spec] = await scaler.getMetricSpec({
+          name: app,
+          namespace: ns,
+          scalerMetadata: { interceptorRoute: app },
+        });
+        assert.equal(spec?.metricName, `http_${app}_concurrency`);
+        await sleep(3_000, ctx.signal);
+        done("(e) after the migration");
+      } finally {
+        stop.abort();
+        tStop = Date.now();
+      }
+      await load;
+      figures.info("migration", { steps, tally: describeTally(tally) });
+      assert.equal(
+        failedAccepted(tally),
+        0,
+        `requests failed during the migration: ${describeTally(tally)}; per step ${
+          JSON.stringify(steps)
+        }`,
+      );
+      assert.equal(tally.ok, tally.sent, `every request got 200: ${describeTally(tally)}`);
+      assert.ok(tally.ok > 100, `traffic flowed: ${describeTally(tally)}`);
+      assert.ok(
+        watch.minDesiredBetween(tStart, tStop) >= 1,
+        `the app was scaled in during the migration: ${watch.describeHistory(tStart)}`,
+      );
+    },
+  },
 ];
 
 /** What a scale-out case states; the rest is the same for every metric. */
@@ -732,7 +1121,122 @@ async function waitScaledObjectReady(env: E2E, ns: string, name: string): Promis
       `/apis/keda.sh/v1alpha1/namespaces/${ns}/scaledobjects/${name}`,
     );
     return so.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
-  }, { what: `the operator's ScaledObject ${ns}/${name} to be Ready in KEDA`, timeoutMs: 60_000 });
+  }, { what: `the ScaledObject ${ns}/${name} to be Ready in KEDA`, timeoutMs: 60_000 });
+}
+
+/** An app routed by an InterceptorRoute and scaled by the user's own ScaledObject. */
+interface RoutedApp {
+  name: string;
+  hosts: string[];
+  scalingMetric: RouteSpec["scalingMetric"];
+  min?: number;
+  max?: number;
+  cooldownPeriod?: number;
+  pollingInterval?: number;
+}
+
+/** Where KEDA dials our scaler (what the operator writes: operator/reconcile.ts scalerAddressOf). */
+function scalerAddressOf(env: E2E): string {
+  return `${SCALER_SERVICE}.${env.system.namespace}:9090`;
+}
+
+/** Deployment at 0 + Service, the InterceptorRoute, and a ScaledObject as the Go docs write it. */
+async function deployRouted(env: E2E, ns: string, app: RoutedApp): Promise<void> {
+  await env.cluster.applyYaml(workloadYaml(ns, { name: app.name }), { namespace: ns });
+  await env.cluster.applyYaml(
+    interceptorRouteYaml(ns, {
+      name: app.name,
+      rules: [{ hosts: app.hosts }],
+      scalingMetric: app.scalingMetric,
+    }),
+    { namespace: ns },
+  );
+  await env.cluster.applyYaml(
+    scaledObjectYaml(ns, {
+      name: app.name,
+      scalerAddress: scalerAddressOf(env),
+      min: app.min,
+      max: app.max,
+      cooldownPeriod: app.cooldownPeriod,
+      pollingInterval: app.pollingInterval,
+    }),
+    { namespace: ns },
+  );
+}
+
+/** waitRoutes check: the route comes from an InterceptorRoute (not an HTTPScaledObject). */
+function isInterceptorRoute(route: Record<string, unknown>): boolean {
+  return route.kind === "InterceptorRoute";
+}
+
+interface Condition {
+  type: string;
+  status: string;
+  reason?: string;
+  message?: string;
+  observedGeneration?: number;
+}
+
+/** Waits for the InterceptorRoute's Ready=True (for its current generation); returns it. */
+async function waitRouteReady(env: E2E, ns: string, name: string): Promise<Condition> {
+  let last = "no status";
+  return await env.cluster.waitFor(async () => {
+    const o = await env.client.get<
+      { metadata?: { generation?: number }; status?: { conditions?: Condition[] } }
+    >(`/apis/http.keda.sh/v1beta1/namespaces/${ns}/interceptorroutes/${name}`);
+    const c = o.status?.conditions?.find((c) => c.type === "Ready");
+    last = JSON.stringify(o.status ?? {});
+    return c?.status === "True" &&
+      (c.observedGeneration === undefined || c.observedGeneration === o.metadata?.generation) &&
+      c;
+  }, { what: `InterceptorRoute ${ns}/${name} to be Ready`, timeoutMs: 60_000 }).catch((e) => {
+    throw new Error(`${(e as Error).message}; last status: ${last}`);
+  });
+}
+
+interface ScaledObjectView {
+  metadata?: {
+    uid?: string;
+    deletionTimestamp?: string;
+    ownerReferences?: Array<{ kind?: string; name?: string }>;
+  };
+  spec?: { triggers?: Array<{ type?: string; metadata?: Record<string, string> }> };
+}
+
+async function getScaledObject(env: E2E, ns: string, name: string): Promise<ScaledObjectView> {
+  return await env.client.get<ScaledObjectView>(
+    `/apis/keda.sh/v1alpha1/namespaces/${ns}/scaledobjects/${name}`,
+  );
+}
+
+function hasHttpsoOwner(so: ScaledObjectView): boolean {
+  return (so.metadata?.ownerReferences ?? []).some((r) => r.kind === "HTTPScaledObject");
+}
+
+interface HpaObject {
+  spec?: { metrics?: Array<{ type: string; external?: { metric?: { name?: string } } }> };
+  status?: { currentMetrics?: unknown[] };
+}
+
+/** The External metric names of an HPA, sorted. */
+function externalMetricNames(hpa: HpaObject): string[] {
+  return (hpa.spec?.metrics ?? []).filter((m) => m.type === "External")
+    .map((m) => m.external?.metric?.name ?? "").sort();
+}
+
+/** A Kubernetes quantity as a number ("25", "24500m", "2k"). */
+function quantity(text: string): number {
+  const m = /^([0-9.]+)([mk]?)$/.exec(text);
+  if (!m) return NaN;
+  return Number(m[1]) * (m[2] === "m" ? 1e-3 : m[2] === "k" ? 1e3 : 1);
+}
+
+/** One interceptor's routing table (they all agree once waitRoutes passed). */
+async function routingTableOf(env: E2E): Promise<Record<string, { kind?: string }>> {
+  const [i] = await env.interceptors();
+  assert.ok(i, "a ready interceptor");
+  const r = await httpGet(i.admin, { host: "admin", path: "/routing_table", timeoutMs: 5_000 });
+  return (JSON.parse(r.body) as { routes: Record<string, { kind?: string }> }).routes;
 }
 
 async function allRestarts(env: E2E): Promise<Record<string, number>> {

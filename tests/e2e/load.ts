@@ -154,8 +154,11 @@ export async function closedLoop(
  * An open loop: a request every 1000/rps ms whatever the answers, each on an
  * idle connection of a pool (or a new one), until the signal aborts.
  */
-export async function fixedRate(opts: LoadOptions & { rps: number }): Promise<LoadTally> {
-  const tally = emptyTally();
+export async function fixedRate(
+  opts: LoadOptions & { rps: number; tally?: LoadTally },
+): Promise<LoadTally> {
+  // A caller-owned tally can be read while the load runs (per-step counts).
+  const tally = opts.tally ?? emptyTally();
   const idle: HttpClient[] = [];
   const running = new Set<Promise<void>>();
   const interval = 1000 / opts.rps;
