@@ -239,10 +239,11 @@ Deno.test({
     const q = await queue();
     for (const k of routeKeys) assert.ok(k in q, `/queue lists ${k}`);
     assert.deepEqual(Object.keys(q[`${ns}/a`]!).sort(), ["Concurrency", "RequestCount"]);
-    const table = await ic.adminJson<{ routes: Record<string, { hosts: string[] }> }>(
-      "/routing_table",
-    );
-    assert.deepEqual(table.routes[`${ns}/a`]!.hosts, ["a.test"]);
+    const table = await ic.adminJson<
+      { routes: Record<string, { kind: string; rules: Array<{ hosts: string[] }> }> }
+    >("/routing_table");
+    assert.deepEqual(table.routes[`${ns}/a`]!.rules[0]!.hosts, ["a.test"]);
+    assert.equal(table.routes[`${ns}/a`]!.kind, "HTTPScaledObject");
     // A new object shows up at once on /routing_ping (a fresh list).
     const extra = appObjects({ namespace: ns, name: "extra", spec: { hosts: ["extra.test"] } });
     await apply([extra.httpso]);

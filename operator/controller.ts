@@ -50,6 +50,7 @@ import {
   type Status,
   statusEqual,
 } from "./reconcile.ts";
+import { writeStatus } from "./status_write.ts";
 import { WorkQueue } from "./work_queue.ts";
 import { NotLeaderError, processKeys, type ReconcileResult } from "./worker.ts";
 
@@ -804,41 +805,25 @@ export class Controller {
   ): Promise<boolean> {
     const ns = raw.metadata?.namespace ?? "default";
     const name = raw.metadata?.name ?? "";
-    const path = `${this.#httpsoPath(ns, name)}/status`;
-    let current = raw;
-    for (let attempt = 0;; attempt++) {
-      const next = desiredStatus(
-        current.status,
-        obj,
-        ready,
-        current.metadata?.generation,
-        new Date(),
-      );
-      if (statusEqual(current.status, next)) return false;
-      this.#guard();
-      try {
-        const updated = await this.#o.client.patch<Raw>(path, {
-          metadata: { resourceVersion: current.metadata?.resourceVersion },
-          status: next,
-        }, { query: { fieldManager: this.#fieldManager }, signal });
-        this.#httpsoFresh.wrote(updated);
-        this.#wrote("httpscaledobjects/status", "patch");
-        return true;
-      } catch (e) {
-        if (isNotFound(e)) return false;
-        if (!isConflict(e) || attempt >= 4) throw e;
-      }
-      let fresh: Raw;
-      try {
-        fresh = await this.#o.client.get<Raw>(this.#httpsoPath(ns, name), { signal });
-      } catch (e) {
-        if (isNotFound(e)) return false;
-        throw e;
-      }
-      this.#httpsoFresh.wrote(fresh);
-      // A new generation is the next reconcile's business (its event queued the key).
-      if (fresh.metadata?.generation !== current.metadata?.generation) return false;
-      current = fresh;
-    }
+    return await writeStatus<Raw>({
+      client: this.#o.client,
+      path: this.#httpsoPath(ns, name),
+      current: raw,
+      desired: (current) => {
+        const next = desiredStatus(
+          current.status,
+          obj,
+          ready,
+          current.metadata?.generation,
+          new Date(),
+        );
+        return statusEqual(current.status, next) ? null : next;
+      },
+      guard: () => this.#guard(),
+      wrote: (o) => this.#httpsoFresh.wrote(o),
+      counted: () => this.#wrote("httpscaledobjects/status", "patch"),
+      fieldManager: this.#fieldManager,
+      signal,
+    });
   }
 }

@@ -13,16 +13,11 @@
  * changed, only while this process leads.
  */
 import { IR_API_VERSION, IR_PLURAL, parseInterceptorRoute } from "../shared/interceptor_route.ts";
-import {
-  type Informer,
-  isConflict,
-  isNotFound,
-  type KubeClient,
-  type KubeObject,
-} from "../shared/kube.ts";
+import { type Informer, type KubeClient, type KubeObject } from "../shared/kube.ts";
 import { aborted, sleep } from "../shared/lifetime.ts";
 import type { Logger } from "../shared/log.ts";
 import { FreshStore, portsKey, serviceView } from "./controller.ts";
+import { writeStatus } from "./status_write.ts";
 import type { OperatorMetrics } from "./metrics.ts";
 import { FIELD_MANAGER, type ReadyState } from "./reconcile.ts";
 import {
@@ -187,39 +182,27 @@ export class RouteController {
   async #writeStatus(raw: Raw, ready: ReadyState, signal: AbortSignal): Promise<boolean> {
     const ns = raw.metadata?.namespace ?? "default";
     const name = raw.metadata?.name ?? "";
-    let current = raw;
-    for (let attempt = 0;; attempt++) {
-      const next = desiredRouteStatus(
-        current.status,
-        ready,
-        current.metadata?.generation,
-        new Date(),
-      );
-      if (routeStatusEqual(current.status, next)) return false;
-      if (this.#o.canWrite && !this.#o.canWrite()) throw new NotLeaderError();
-      try {
-        const updated = await this.#o.client.patch<Raw>(`${this.#path(ns, name)}/status`, {
-          metadata: { resourceVersion: current.metadata?.resourceVersion },
-          status: { conditions: next.conditions },
-        }, { query: { fieldManager: this.#fieldManager }, signal });
-        this.#fresh.wrote(updated);
-        this.#o.metrics.writes.inc({ resource: "interceptorroutes/status", verb: "patch" });
-        return true;
-      } catch (e) {
-        if (isNotFound(e)) return false;
-        if (!isConflict(e) || attempt >= 4) throw e;
-      }
-      let fresh: Raw;
-      try {
-        fresh = await this.#o.client.get<Raw>(this.#path(ns, name), { signal });
-      } catch (e) {
-        if (isNotFound(e)) return false;
-        throw e;
-      }
-      this.#fresh.wrote(fresh);
-      // A new generation may change Ready; its watch event queued the key again.
-      if (fresh.metadata?.generation !== current.metadata?.generation) return false;
-      current = fresh;
-    }
+    return await writeStatus<Raw>({
+      client: this.#o.client,
+      path: this.#path(ns, name),
+      current: raw,
+      desired: (current) => {
+        const next = desiredRouteStatus(
+          current.status,
+          ready,
+          current.metadata?.generation,
+          new Date(),
+        );
+        return routeStatusEqual(current.status, next) ? null : { conditions: next.conditions };
+      },
+      guard: () => {
+        if (this.#o.canWrite && !this.#o.canWrite()) throw new NotLeaderError();
+      },
+      wrote: (obj) => this.#fresh.wrote(obj),
+      counted: () =>
+        this.#o.metrics.writes.inc({ resource: "interceptorroutes/status", verb: "patch" }),
+      fieldManager: this.#fieldManager,
+      signal,
+    });
   }
 }
