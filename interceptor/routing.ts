@@ -69,7 +69,10 @@ export function ruleEntriesOf<R extends { key: string; rank?: string; rules: Rou
 type Candidates<T> = T[];
 
 /** Path prefix -> candidates, for one host level. */
-type PathIndex<T> = Map<string, Candidates<T>>;
+class PathIndex<T> extends Map<string, Candidates<T>> {
+  /** The longest prefix indexed: a lookup never cuts a longer one out of the path. */
+  maxLen = 0;
+}
 
 function compareRoutes(a: Routable, b: Routable): number {
   // More header conditions = more specific, so it is tried first.
@@ -91,6 +94,7 @@ function valued(r: Routable): number {
 function addTo<T extends Routable>(index: PathIndex<T>, prefixes: string[], route: T): void {
   const list = prefixes.length === 0 ? ["/"] : prefixes;
   for (const prefix of list) {
+    if (prefix.length > index.maxLen) index.maxLen = prefix.length;
     const existing = index.get(prefix);
     if (existing) existing.push(route);
     else index.set(prefix, [route]);
@@ -128,7 +132,7 @@ export class RouteIndex<T extends Routable = Routable> {
   readonly #exact = new Map<string, PathIndex<T>>();
   /** Suffix after "*." -> routes; the lookup walks suffixes of the host. */
   readonly #wildcard = new Map<string, PathIndex<T>>();
-  readonly #catchAll: PathIndex<T> = new Map();
+  readonly #catchAll = new PathIndex<T>();
   readonly problems: IndexProblem[] = [];
   readonly size: number;
 
@@ -155,7 +159,7 @@ export class RouteIndex<T extends Routable = Routable> {
             continue;
           }
           let idx = this.#wildcard.get(suffix);
-          if (!idx) this.#wildcard.set(suffix, idx = new Map());
+          if (!idx) this.#wildcard.set(suffix, idx = new PathIndex());
           addTo(idx, route.pathPrefixes, route);
         } else if (host.includes("*")) {
           this.problems.push({
@@ -165,7 +169,7 @@ export class RouteIndex<T extends Routable = Routable> {
           });
         } else {
           let idx = this.#exact.get(host);
-          if (!idx) this.#exact.set(host, idx = new Map());
+          if (!idx) this.#exact.set(host, idx = new PathIndex());
           addTo(idx, route.pathPrefixes, route);
         }
       }
@@ -233,17 +237,15 @@ function matchPath<T extends Routable>(
   path: string,
   headers: HeaderSource,
 ): T | undefined {
-  if (path.length > 1 && path.charCodeAt(path.length - 1) !== 47) {
+  // Only prefixes as long as the longest indexed one are looked up, so a
+  // hostile path of 60,000 "/" costs one scan, not a hash of every prefix.
+  const max = idx.maxLen;
+  if (path.length > 1 && path.length <= max && path.charCodeAt(path.length - 1) !== 47) {
     const r = firstAccepting(idx.get(path), headers);
     if (r) return r;
   }
-  let end = path.lastIndexOf("/", path.length - 1);
   // "/a/b/" has the whole-segment prefixes "/a/b", "/a", "/".
-  if (end === path.length - 1 && end > 0) {
-    const r = firstAccepting(idx.get(path.slice(0, end)), headers);
-    if (r) return r;
-    end = path.lastIndexOf("/", end - 1);
-  }
+  let end = path.lastIndexOf("/", Math.min(path.length - 1, max));
   while (end > 0) {
     const r = firstAccepting(idx.get(path.slice(0, end)), headers);
     if (r) return r;
@@ -264,44 +266,67 @@ function hostMatches(hosts: string[], host: string): boolean {
 }
 
 const HEX = /^[0-9A-Fa-f]{2}$/;
-const NEEDS_DECODING = /[%\x80-\xff]/;
+const NON_ASCII = /[\x80-\xff]/;
+const DECODED_DOT_SEGMENT = /(^|[/\\])\.\.?([/\\]|$)/;
 const UTF8 = new TextDecoder();
 
 /**
  * The path routes and static routes are matched against, from a request
  * target: the query dropped, percent-escapes decoded (as Go's r.URL.Path,
  * which the Go add-on matches, and as apps read it), and dot segments
- * removed (RFC 3986 5.2.4, as nginx and WHATWG URL do) with "\\" read as
- * "/" (as WHATWG URL does), so "/%61dmin", "/x/../admin", "/x\\..\\admin"
- * and "/./admin" all meet a rule on "/admin". null when the
- * target cannot be read that way (a fragment, a malformed escape):
- * answered 400.
+ * removed first, exactly as WHATWG URL does (split on "/" and "\\", "%2e"
+ * is a dot), so "/%61dmin", "/x/../admin", "/x\\..\\admin", "/x%2fy/../admin"
+ * and "/./admin" meet a rule where the app's URL parser puts them. null
+ * when the target cannot be read one way only (a fragment, a malformed
+ * escape, an escaped separator beside a dot segment): answered 400.
  */
 export function routingPath(target: string): string | null {
   const q = target.indexOf("?");
   let p = q >= 0 ? target.slice(0, q) : target;
   if (p.indexOf("#") >= 0) return null;
-  if (NEEDS_DECODING.test(p)) {
+  const escaped = p.indexOf("%") >= 0;
+  if (escaped) {
     for (let i = p.indexOf("%"); i >= 0; i = p.indexOf("%", i + 1)) {
       if (!HEX.test(p.slice(i + 1, i + 3))) return null;
     }
+  }
+  // Dot segments first, on the separators WHATWG URL splits on ("/" and "\\",
+  // never an escaped one), with "%2e" as a dot: so the segment ".." removes
+  // is the one the app's URL parser removes.
+  if (p.indexOf("\\") >= 0) p = p.replaceAll("\\", "/");
+  if (p.indexOf("/.") >= 0 || p.startsWith(".") || /\/%2e/i.test(p) || /^%2e/i.test(p)) {
+    p = removeDotSegments(p);
+  }
+  if (escaped || NON_ASCII.test(p)) {
     // The head is a binary string (bytes as code units): unescape to bytes, then read
     // them as UTF-8, invalid sequences as U+FFFD (no rule can name those bytes).
     const bin = unescape(p);
     const bytes = new Uint8Array(bin.length);
     for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i) & 0xff;
     p = UTF8.decode(bytes);
+    // An escaped separator next to a dot ("/x%2f..%2fadmin") reads one way to an app that
+    // decodes once and another to one that resolves first: refuse it rather than pick one.
+    if (DECODED_DOT_SEGMENT.test(p)) return null;
   }
-  // WHATWG URL (how a JavaScript app reads its path) takes "\\" for "/".
-  if (p.indexOf("\\") >= 0) p = p.replaceAll("\\", "/");
-  if (p.indexOf("/.") < 0 && !p.startsWith(".")) return p;
+  return p;
+}
+
+function dotKind(seg: string): 0 | 1 | 2 {
+  if (seg.length > 6) return 0;
+  const s = seg.toLowerCase().replaceAll("%2e", ".");
+  return s === "." ? 1 : s === ".." ? 2 : 0;
+}
+
+/** RFC 3986 5.2.4 over "/"-separated segments, "%2e" counted as ".". */
+function removeDotSegments(p: string): string {
   const out: string[] = [];
   const parts = p.split("/");
   for (let i = 0; i < parts.length; i++) {
     const seg = parts[i]!;
-    if (seg === ".") {
+    const kind = dotKind(seg);
+    if (kind === 1) {
       if (i === parts.length - 1) out.push("");
-    } else if (seg === "..") {
+    } else if (kind === 2) {
       if (out.length > 1) out.pop();
       if (i === parts.length - 1) out.push("");
     } else out.push(seg);
