@@ -25,6 +25,7 @@ import {
   type RoutingTable,
   type ServiceRef,
   serviceRefOf,
+  servingOf,
 } from "../shared/routing_table.ts";
 import { OVERFLOW_SLOT, type SharedCounters, SlotTable } from "./counters.ts";
 import {
@@ -138,6 +139,8 @@ export class Control {
   readonly #parsed = new Map<string, Parsed>();
   readonly #parsedRoutes = new Map<string, Parsed>();
   #configMapsVersion = 0;
+  /** The key set of the parse caches changed since the last rebuild. */
+  #keysChanged = false;
   #sortedKeys: string[] = [];
   /** Target key -> the Service port it names. */
   #targetRefs = new Map<string, ServiceRef>();
@@ -298,36 +301,51 @@ export class Control {
 
   /**
    * Validates every stored object (of both kinds) not yet parsed at its
-   * resourceVersion into the parse caches; returns whether a key was new.
+   * resourceVersion into the parse caches, and drops the keys gone from the
+   * stores; a change of the key set is kept for the next rebuild.
    */
-  #parseStore(): boolean {
-    return this.#parseHttpso() || this.#parseRoutes();
+  #parseStore(): void {
+    const store = this.httpso.store;
+    // Thousands of objects at once mean a big cluster: before the first sync
+    // the list so far says so (it arrives a page at a time), after it the
+    // objects never parsed (a relist).
+    expectHTTPScaledObjects(this.httpso.hasSynced ? store.size - this.#parsed.size : store.size);
+    const a = this.#parseInto(store, this.#parsed, (o) => routeEntryOf(parseHTTPScaledObject(o)));
+    const b = this.#parseInto(
+      this.routes.store,
+      this.#parsedRoutes,
+      (o) => routeEntryOfRoute(parseInterceptorRoute(o)),
+    );
+    if (a || b) this.#keysChanged = true;
   }
 
-  #parseRoutes(): boolean {
-    const store = this.routes.store;
-    let added = false;
+  /** One kind's store into its cache; true when a key came or went. */
+  #parseInto(
+    store: ReadonlyMap<string, KubeObject>,
+    cache: Map<string, Parsed>,
+    toEntry: (obj: KubeObject) => RouteEntry,
+  ): boolean {
+    let changed = false;
     for (const [key, obj] of store) {
       const rv = obj.metadata?.resourceVersion;
-      const p = this.#parsedRoutes.get(key);
+      const p = cache.get(key);
       if (p && p.rv === rv && rv !== undefined) continue;
-      if (!p) added = true;
+      if (!p) changed = true;
       try {
-        this.#parsedRoutes.set(
-          key,
-          this.#parsedOf(rv, routeEntryOfRoute(parseInterceptorRoute(obj))),
-        );
+        cache.set(key, this.#parsedOf(rv, toEntry(obj)));
       } catch (e) {
-        this.#parsedRoutes.set(key, { rv, error: (e as Error).message });
+        cache.set(key, { rv, error: (e as Error).message });
       }
     }
-    for (const key of this.#parsedRoutes.keys()) {
-      if (!store.has(key)) {
-        this.#parsedRoutes.delete(key);
-        added = true;
+    if (cache.size !== store.size || changed) {
+      for (const key of cache.keys()) {
+        if (!store.has(key)) {
+          cache.delete(key);
+          changed = true;
+        }
       }
     }
-    return added;
+    return changed;
   }
 
   #parsedOf(rv: string | undefined, entry: RouteEntry): Parsed {
@@ -340,34 +358,11 @@ export class Control {
     return next;
   }
 
-  #parseHttpso(): boolean {
-    const store = this.httpso.store;
-    // Thousands of objects at once mean a big cluster: before the first sync
-    // the list so far says so (it arrives a page at a time), after it the
-    // objects never parsed (a relist).
-    expectHTTPScaledObjects(this.httpso.hasSynced ? store.size - this.#parsed.size : store.size);
-    let added = false;
-    for (const [key, obj] of store) {
-      const rv = obj.metadata?.resourceVersion;
-      const p = this.#parsed.get(key);
-      if (p && p.rv === rv && rv !== undefined) continue;
-      if (!p) added = true;
-      try {
-        this.#parsed.set(key, this.#parsedOf(rv, routeEntryOf(parseHTTPScaledObject(obj))));
-      } catch (e) {
-        this.#parsed.set(key, { rv, error: (e as Error).message });
-      }
-    }
-    return added;
-  }
-
   #rebuildRoutes(): void {
-    const store = this.httpso.store;
-    // Keys parsed before the first sync may since have gone: compare sizes too.
-    const keysChanged = this.#parseStore() || store.size !== this.#parsed.size ||
-      this.#sortedKeys.length !== this.#unionSize();
+    this.#parseStore();
+    const keysChanged = this.#keysChanged;
     if (keysChanged) {
-      for (const key of this.#parsed.keys()) if (!store.has(key)) this.#parsed.delete(key);
+      this.#keysChanged = false;
       // Sorted once per change of the key set; iteration order makes the table deterministic.
       this.#sortedKeys = [...new Set([...this.#parsed.keys(), ...this.#parsedRoutes.keys()])]
         .sort();
@@ -376,16 +371,11 @@ export class Control {
     const invalid = new Map<string, string>();
     const chosen: Parsed[] = [];
     for (const key of this.#sortedKeys) {
-      // An InterceptorRoute replaces an HTTPScaledObject of the same name; an
-      // invalid one does not, so a typo in a new route keeps the old one serving.
-      const ir = this.#parsedRoutes.get(key);
-      const hso = this.#parsed.get(key);
-      const p = ir?.entry ? ir : hso?.entry ? hso : ir ?? hso!;
-      if (ir?.error !== undefined) invalid.set(key, ir.error);
-      else if (!ir && hso?.error !== undefined) invalid.set(key, hso.error);
-      if (p.entry) {
-        entries.push(p.entry);
-        chosen.push(p);
+      const { serving, problem } = servingOf(this.#parsedRoutes.get(key), this.#parsed.get(key));
+      if (problem !== undefined) invalid.set(key, problem);
+      if (serving?.entry) {
+        entries.push(serving.entry);
+        chosen.push(serving);
       }
     }
     for (const [key, problem] of invalid) {
@@ -492,12 +482,6 @@ export class Control {
         problem: text,
       });
     }
-  }
-
-  #unionSize(): number {
-    let n = this.#parsed.size;
-    for (const k of this.#parsedRoutes.keys()) if (!this.#parsed.has(k)) n++;
-    return n;
   }
 
   /** The version the next message to the data plane will carry. */

@@ -4,15 +4,15 @@
  * the rate window) and whether it has a cold-start placeholder. Reads the
  * informer's store; each object is parsed once.
  *
- * Also the one place that decides which object sets a route's rate window:
- * the interceptor counts an InterceptorRoute and an HTTPScaledObject of the
- * same namespace/name under one key, and a valid InterceptorRoute wins (as
- * it does in the interceptor's routing table).
+ * The interceptor counts an InterceptorRoute and an HTTPScaledObject of the
+ * same namespace/name under one key; which of them sets the key's rate
+ * window is shared/routing_table.ts servingOf's rule, as in the routing table.
  */
 import type { ScalingMetric } from "../shared/httpso.ts";
 import { parseInterceptorRoute, scalingMetricsOf } from "../shared/interceptor_route.ts";
 import { type HTTPScaledObjectIndex, type Lookup, ParsedIndex } from "./httpso_index.ts";
-import type { RateConfig } from "./queue_aggregator.ts";
+import { type ParsedObject, servingOf } from "../shared/routing_table.ts";
+import { DEFAULT_RATE_CONFIG, type RateConfig } from "./queue_aggregator.ts";
 
 export interface RouteScaling {
   /** In the order Go reports them: concurrency first, then requestRate. */
@@ -47,14 +47,23 @@ export class InterceptorRouteIndex extends ParsedIndex<RouteScaling> {
 }
 
 /**
- * The rate window of a route key ("namespace/name"): a valid InterceptorRoute's
- * requestRate wins over an HTTPScaledObject of the same key; otherwise the
- * HTTPScaledObject's (or the default window).
+ * The rate window of a route key ("namespace/name"): of the object that
+ * serves the key (servingOf: a valid InterceptorRoute, else the
+ * HTTPScaledObject), its requestRate window, else the default.
  */
 export function rateConfigOf(
   key: string,
   routes: InterceptorRouteIndex,
   httpsos: HTTPScaledObjectIndex,
 ): RateConfig {
-  return routes.requestRateOf(key) ?? httpsos.rateConfigOf(key);
+  const r = routes.lookupKey(key);
+  const route: ParsedObject<unknown> | undefined = !r.found
+    ? undefined
+    : "invalid" in r
+    ? { error: r.invalid }
+    : { entry: r };
+  const { serving } = servingOf<ParsedObject<unknown>>(route, { entry: "httpso" });
+  return serving === route
+    ? routes.requestRateOf(key) ?? DEFAULT_RATE_CONFIG
+    : httpsos.rateConfigOf(key);
 }

@@ -238,38 +238,68 @@ function keyOfRaw(raw: unknown): string {
   return `${meta?.namespace ?? "default"}/${meta?.name ?? "<no name>"}`;
 }
 
+/** One kind's object of a namespace/name, parsed: its entry, or why it is invalid. */
+export interface ParsedObject<E> {
+  entry?: E;
+  error?: string;
+}
+
 /**
- * Builds the table from raw API objects of both kinds. Invalid objects are
- * left out and listed in `invalid` with the reason, so one bad object never
- * hides the rest. An InterceptorRoute replaces an HTTPScaledObject of the
- * same namespace/name (the Go add-on's rule; that is also the migration
- * path). Objects being deleted still route until they are gone.
+ * Which of the two objects of one namespace/name serves it, and the problem
+ * to report: a valid InterceptorRoute replaces the HTTPScaledObject (the Go
+ * add-on's rule, and the migration path); an invalid one does not, so a typo
+ * in a new route keeps the old one serving, and its problem is reported.
+ */
+export function servingOf<P extends ParsedObject<unknown>>(
+  route: P | undefined,
+  httpso: P | undefined,
+): { serving?: P; problem?: string } {
+  const serving = route?.entry !== undefined
+    ? route
+    : httpso?.entry !== undefined
+    ? httpso
+    : undefined;
+  const problem = route !== undefined ? route.error : httpso?.error;
+  const out: { serving?: P; problem?: string } = {};
+  if (serving) out.serving = serving;
+  if (problem !== undefined) out.problem = problem;
+  return out;
+}
+
+function parsedOf<E>(parse: () => E): ParsedObject<E> {
+  try {
+    return { entry: parse() };
+  } catch (e) {
+    return { error: (e as Error).message };
+  }
+}
+
+/**
+ * Builds the table from raw API objects of both kinds (servingOf decides
+ * between two of one name). Invalid objects are left out and listed in
+ * `invalid` with the reason, so one bad object never hides the rest.
+ * Objects being deleted still route until they are gone.
  */
 export function buildRoutingTable(
   httpScaledObjects: Iterable<unknown>,
   interceptorRoutes: Iterable<unknown> = [],
 ): RoutingTable {
-  const found = new Map<string, RouteEntry>();
-  const invalid = new Map<string, string>();
+  const httpsos = new Map<string, ParsedObject<RouteEntry>>();
+  const routes = new Map<string, ParsedObject<RouteEntry>>();
   for (const raw of httpScaledObjects) {
-    try {
-      const e = routeEntryOf(parseHTTPScaledObject(raw));
-      found.set(e.key, e);
-    } catch (e) {
-      invalid.set(keyOfRaw(raw), (e as Error).message);
-    }
+    httpsos.set(keyOfRaw(raw), parsedOf(() => routeEntryOf(parseHTTPScaledObject(raw))));
   }
   for (const raw of interceptorRoutes) {
-    try {
-      const e = routeEntryOfRoute(parseInterceptorRoute(raw));
-      found.set(e.key, e);
-      invalid.delete(e.key);
-    } catch (e) {
-      invalid.set(keyOfRaw(raw), (e as Error).message);
-    }
+    routes.set(keyOfRaw(raw), parsedOf(() => routeEntryOfRoute(parseInterceptorRoute(raw))));
   }
-  const sorted = [...found.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  return { entries: new Map(sorted.map((e) => [e.key, e])), invalid };
+  const entries = new Map<string, RouteEntry>();
+  const invalid = new Map<string, string>();
+  for (const key of [...new Set([...httpsos.keys(), ...routes.keys()])].sort()) {
+    const { serving, problem } = servingOf(routes.get(key), httpsos.get(key));
+    if (serving?.entry) entries.set(key, serving.entry);
+    if (problem !== undefined) invalid.set(key, problem);
+  }
+  return { entries, invalid };
 }
 
 /** The JSON served on /routing_table. */
