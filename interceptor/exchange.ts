@@ -45,6 +45,8 @@ export class ClientConn {
   /** Waiting for the next request with nothing buffered. */
   idle = true;
   closed = false;
+  /** An HTTP/2 stream (h2_bridge.ts) carrying one exchange. */
+  h2 = false;
   exchange: Exchange | null = null;
   /**
    * Reused for what we write upstream and back to the client: one exchange

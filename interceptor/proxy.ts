@@ -16,7 +16,10 @@ import type { SharedCounters } from "./counters.ts";
 import { holdDeadline, holdMs, LINGER_MS, requestDeadline, TICK_MS } from "./deadlines.ts";
 import { ClientConn, Exchange, Phase, releasePod, stalled, useEndpoint } from "./exchange.ts";
 import { Gone, ProxyFailure } from "./exchange_errors.ts";
-import { forwardH2c } from "./h2c.ts";
+import { type Fields, H2Conn, type H2Stream } from "./h2_conn.ts";
+import { MalformedMessage, requestOf, ServerStreamConn } from "./h2_bridge.ts";
+import { ErrorCode, ERROR_NAMES, goawayFrame, PREFACE, PREFACE_LINE_LENGTH } from "./h2_frames.ts";
+import { H2Upstreams } from "./h2_upstream.ts";
 import { binaryString, findHeadEnd, utf8Of } from "./http1_bytes.ts";
 import { HttpError, MAX_HEAD_BYTES } from "./http1_fields.ts";
 import { parseRequestHead, type RequestHead } from "./http1_request.ts";
@@ -80,6 +83,10 @@ export class HttpProxy {
   readonly #holding: Holding;
   readonly #leg: UpstreamLeg;
   readonly #conns = new Set<ClientConn>();
+  /** HTTP/2 client connections; their streams are ClientConns in #conns too. */
+  readonly #h2 = new Map<H2Conn, ClientConn>();
+  #streams = 0;
+  readonly #h2up: H2Upstreams;
   #ticker: ReturnType<typeof setInterval> | undefined;
   #draining = false;
   #drained: (() => void) | null = null;
@@ -95,6 +102,7 @@ export class HttpProxy {
     this.#onActivity = opts.onActivity;
     this.#targets = new Targets(opts.counters, this.#pools, opts.config.podConcurrencyLimit);
     this.#holding = new Holding(opts.counters, this.#targets, opts.config.maxHeldRequests);
+    this.#h2up = new H2Upstreams(opts.log);
     this.#leg = new UpstreamLeg({
       config: opts.config,
       counters: opts.counters,
@@ -103,11 +111,13 @@ export class HttpProxy {
       pools: this.#pools,
       draining: () => this.#draining,
       closing: (c) => this.#closing(c),
+      h2: this.#h2up,
     });
   }
 
+  /** Client connections (an HTTP/2 one counts once, not per stream). */
   get connections(): number {
-    return this.#conns.size;
+    return this.#conns.size - this.#streams;
   }
 
   get draining(): boolean {
@@ -129,8 +139,12 @@ export class HttpProxy {
     this.#targets.apply(updates);
   }
 
-  /** Serves one accepted connection until it closes; never throws. */
-  serve(conn: ByteConn, remoteIp: string, proto: "http" | "https" = "http"): void {
+  /**
+   * Serves one accepted connection until it closes; never throws. `h2`: TLS
+   * chose HTTP/2 by ALPN; otherwise a connection that starts with the
+   * HTTP/2 preface is HTTP/2 (prior knowledge), and any other is HTTP/1.1.
+   */
+  serve(conn: ByteConn, remoteIp: string, proto: "http" | "https" = "http", h2 = false): void {
     const c = new ClientConn(conn, remoteIp, proto);
     c.seq = ++this.#accepted;
     if (this.#draining) {
@@ -139,7 +153,108 @@ export class HttpProxy {
     }
     this.#conns.add(c);
     this.#ensureTicker();
-    this.#serve(c).catch((e) => this.#log.error("connection failed", { error: e }));
+    const run = h2 ? this.#serveH2(c) : this.#serveFirst(c);
+    run.catch((e) => this.#log.error("connection failed", { error: e }));
+  }
+
+  /** The first bytes decide the protocol; HTTP/1.1 then runs as if they had not been looked at. */
+  async #serveFirst(c: ClientConn): Promise<void> {
+    const r = c.reader;
+    // Only a connection whose first byte is "P" can be HTTP/2: the rest go straight on.
+    if (r.buffered === 0) {
+      c.deadline(this.#cfg.idleTimeoutMs, c.closeNow);
+      await r.fill();
+      c.clearDeadline();
+    }
+    if (r.buffered > 0 && r.buf[r.start] === PREFACE[0]) {
+      const kind = await this.#preface(c);
+      if (kind === "h2") return this.#serveH2(c);
+      if (kind === "bad") return this.#badPreface(c);
+    }
+    return this.#serve(c);
+  }
+
+  /** Reads until the buffered bytes are the HTTP/2 preface, something else, or a broken one. */
+  async #preface(c: ClientConn): Promise<"h2" | "http1" | "bad"> {
+    const r = c.reader;
+    c.deadline(this.#cfg.headTimeoutMs, c.closeNow);
+    try {
+      while (true) {
+        const n = Math.min(r.buffered, PREFACE.length);
+        for (let i = 0; i < n; i++) {
+          if (r.buf[r.start + i] !== PREFACE[i]) return i >= PREFACE_LINE_LENGTH ? "bad" : "http1";
+        }
+        if (n === PREFACE.length) {
+          r.start += PREFACE.length;
+          return "h2";
+        }
+        if ((await r.fill()) === 0) return "http1";
+      }
+    } finally {
+      c.clearDeadline();
+    }
+  }
+
+  /** "PRI * HTTP/2.0" and then not the rest of the preface: RFC 9113 3.4. */
+  async #badPreface(c: ClientConn): Promise<void> {
+    try {
+      await writeAll(c, goawayFrame(0, ErrorCode.Protocol, "invalid HTTP/2 connection preface"));
+    } catch {
+      // Gone already.
+    } finally {
+      c.close();
+      this.#conns.delete(c);
+      if (this.#conns.size === 0 && this.#drained) this.#drained();
+    }
+  }
+
+  /** An HTTP/2 connection: each stream is an exchange of its own (h2_bridge.ts). */
+  async #serveH2(c: ClientConn): Promise<void> {
+    c.idle = false;
+    const h2 = new H2Conn(c.conn, {
+      role: "server",
+      limits: { idleTimeoutMs: this.#cfg.idleTimeoutMs },
+      onStream: (s, fields, end) => this.#stream(c, s, fields, end),
+      onProblem: (problem, code) =>
+        this.#log.debug("HTTP/2 connection problem", {
+          client: c.remoteIp,
+          problem,
+          code: ERROR_NAMES[code] ?? code,
+        }),
+    }, c.reader);
+    this.#h2.set(h2, c);
+    if (this.#draining || this.#closing(c)) h2.goaway();
+    try {
+      await h2.run();
+    } finally {
+      this.#h2.delete(h2);
+      c.close();
+      this.#conns.delete(c);
+      if (this.#conns.size === 0 && this.#drained) this.#drained();
+    }
+  }
+
+  /** A client opened a stream: served like an HTTP/1.1 connection carrying one request. */
+  #stream(parent: ClientConn, s: H2Stream, fields: Fields, end: boolean): void {
+    let conn: ServerStreamConn;
+    try {
+      conn = new ServerStreamConn(s, requestOf(fields, end));
+    } catch (e) {
+      if (!(e instanceof MalformedMessage)) throw e;
+      this.#metrics.record("", "OTHER", 400, 0);
+      this.#log.debug("malformed HTTP/2 request", { client: parent.remoteIp, problem: e.message });
+      s.reset(ErrorCode.Protocol);
+      s.release();
+      return;
+    }
+    const c = new ClientConn(conn, parent.remoteIp, parent.proto);
+    c.seq = parent.seq;
+    c.h2 = true;
+    this.#conns.add(c);
+    this.#streams++;
+    this.#serve(c).catch((e) => this.#log.error("stream failed", { error: e })).finally(() => {
+      this.#streams--;
+    });
   }
 
   /**
@@ -151,6 +266,8 @@ export class HttpProxy {
    */
   recycle(): void {
     this.#recycleBelow = this.#accepted + 1;
+    // HTTP/2 clients are told with GOAWAY; they finish their streams and reconnect.
+    for (const h2 of this.#h2.keys()) h2.goaway();
   }
 
   /** The client connection closes after this response. */
@@ -165,6 +282,7 @@ export class HttpProxy {
    */
   async drain(timeoutMs: number): Promise<void> {
     this.#draining = true;
+    for (const h2 of this.#h2.keys()) h2.goaway();
     for (const c of this.#conns) if (c.idle && c.reader.buffered === 0) c.close();
     if (this.#conns.size > 0) {
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -175,14 +293,18 @@ export class HttpProxy {
       });
       clearTimeout(timer);
     }
+    for (const h2 of [...this.#h2.keys()]) h2.close();
     for (const c of this.#conns) c.close();
     this.#pools.closeAll();
+    this.#h2up.closeAll();
   }
 
   /** Stops the ticker and closes everything (tests, shutdown). */
   close(): void {
+    for (const h2 of [...this.#h2.keys()]) h2.close();
     for (const c of this.#conns) c.close();
     this.#pools.closeAll();
+    this.#h2up.closeAll();
     if (this.#ticker !== undefined) clearInterval(this.#ticker);
     this.#ticker = undefined;
   }
@@ -209,7 +331,9 @@ export class HttpProxy {
       }
     }
     this.#pools.sweep(now);
-    if (this.#conns.size === 0 && this.#ticker !== undefined) {
+    for (const h2 of this.#h2.keys()) h2.tick(now);
+    this.#h2up.sweep(now);
+    if (this.#conns.size === 0 && this.#h2up.connections === 0 && this.#ticker !== undefined) {
       clearInterval(this.#ticker);
       this.#ticker = undefined;
     }
@@ -284,7 +408,7 @@ export class HttpProxy {
         try {
           // The common case first: a ready endpoint, plain HTTP/1.1 upstream.
           let target: Target | null = this.#targets.get(route.targetKey);
-          const ep = target.h2c ? null : this.#targets.pick(target);
+          const ep = this.#targets.pick(target);
           if (ep !== null) useEndpoint(ex, this.#counters, ep);
           else target = await this.#forward(ex);
           if (target !== null) {
@@ -586,7 +710,7 @@ export class HttpProxy {
       method: req.method,
       host: utf8Of(req.host).slice(0, 200),
       path: utf8Of(req.path).slice(0, 500),
-      proto: `HTTP/1.${req.minor}`,
+      proto: c.h2 ? "HTTP/2.0" : `HTTP/1.${req.minor}`,
       status,
       ms: Math.round(secs * 1000),
       coldStart: cold,
@@ -751,16 +875,6 @@ export class HttpProxy {
           );
         }
       }
-    }
-    if (target.h2c && ex.req.upgrade === null) {
-      ex.phase = Phase.Connect;
-      await forwardH2c(ex, {
-        cfg: this.#cfg,
-        log: this.#log,
-        target: target.key,
-        closing: () => this.#closing(ex.c),
-      });
-      return null;
     }
     return target;
   }

@@ -27,6 +27,7 @@ import {
   watchHangup,
 } from "./exchange.ts";
 import { Gone, ProxyFailure } from "./exchange_errors.ts";
+import type { H2Upstreams } from "./h2_upstream.ts";
 import { binaryBytes, binaryString, findHeadEnd } from "./http1_bytes.ts";
 import { ChunkedScanner } from "./http1_chunked.ts";
 import { HttpError, MAX_HEAD_BYTES } from "./http1_fields.ts";
@@ -128,6 +129,8 @@ export interface UpstreamLegOptions {
   draining: () => boolean;
   /** The client connection closes after this response (draining, or recycled). */
   closing: (c: ClientConn) => boolean;
+  /** Streams to h2c apps. */
+  h2: H2Upstreams;
 }
 
 export class UpstreamLeg {
@@ -138,8 +141,10 @@ export class UpstreamLeg {
   readonly #pools: Pools;
   readonly #draining: () => boolean;
   readonly #closing: (c: ClientConn) => boolean;
+  readonly #h2: H2Upstreams;
 
   constructor(opts: UpstreamLegOptions) {
+    this.#h2 = opts.h2;
     this.#cfg = opts.config;
     this.#counters = opts.counters;
     this.#log = opts.log;
@@ -155,11 +160,21 @@ export class UpstreamLeg {
     const deadline = connectDeadline(this.#cfg, ex.route, ex.t0, ex.requestDeadline, Date.now());
     let attempt = 0;
     let lastError = "";
+    // h2c apps: a stream on a multiplexed connection (an upgrade stays on HTTP/1.1).
+    const h2 = target.h2c && ex.req.upgrade === null;
     while (true) {
       const ep = ex.ep!;
-      const pooled = this.#pools.take(ep.addr);
+      const pooled = h2 ? undefined : this.#pools.take(ep.addr);
       if (pooled) return pooled;
       try {
+        if (h2) {
+          const u = new UpstreamConn(await this.#h2.stream(ep, this.#cfg.connectTimeoutMs), ep.addr);
+          if (ex.gone) {
+            closeQuietly(u.conn);
+            throw new Gone();
+          }
+          return u;
+        }
         const conn = await Deno.connect({
           hostname: ep.ip,
           port: ep.port,
