@@ -261,8 +261,10 @@ class Http1ToFrames {
       if (this.#mode === "length") {
         const n = Math.min(this.#left, rest.length);
         this.#left -= n;
-        if (this.#left === 0) this.done = true;
-        await this.sink.data(rest.subarray(0, n), this.done);
+        const last = this.#left === 0;
+        // Done only once sent: a close meanwhile must reset the stream, not leave it open.
+        await this.sink.data(rest.subarray(0, n), last);
+        if (last) this.done = true;
       } else if (this.#mode === "close") {
         await this.sink.data(rest, false);
       } else {
@@ -277,10 +279,10 @@ class Http1ToFrames {
         this.#tail = lastData >= 0 ? tail : this.#tail + tail;
         for (const part of parts) await this.sink.data(part, false);
         if (e >= 0) {
-          this.done = true;
           const trailers = trailersOf(this.#tail);
           if (trailers.length > 0) this.sink.headers(trailers, true);
           else await this.sink.data(EMPTY, true);
+          this.done = true;
         }
       }
     }
@@ -290,8 +292,8 @@ class Http1ToFrames {
   async finish(): Promise<boolean> {
     if (this.done) return true;
     if (this.#mode === "close") {
-      this.done = true;
       await this.sink.data(EMPTY, true);
+      this.done = true;
       return true;
     }
     return false;

@@ -267,8 +267,14 @@ Deno.test("hostile h2: malformed requests are RST_STREAM PROTOCOL_ERROR, and the
     sid += 2;
   }
   // content-length that the DATA disagrees with.
-  await c.headers(sid, [[":method", "POST"], GET[1]!, GET[2]!, GET[3]!, ["content-length", "10"]], false);
-  await c.frame(FrameType.Data, Flag.EndStream, sid, new Uint8Array(3));
+  // HEADERS and DATA in one write, so the mismatch is seen before any answer.
+  const { frame, headersFrames } = await import("./h2_frames.ts");
+  const hs = headersFrames(sid, c.enc.encode([[":method", "POST"], GET[1]!, GET[2]!, GET[3]!, ["content-length", "10"]]), false, 16_384);
+  const data = frame(FrameType.Data, Flag.EndStream, sid, new Uint8Array(3));
+  const both = new Uint8Array(hs.length + data.length);
+  both.set(hs);
+  both.set(data, hs.length);
+  await c.write(both);
   const { hit } = await c.until((f) => f.sid === sid && f.type === FrameType.RstStream);
   assert.ok(hit, "content-length mismatch reset");
   assert.equal(rstCodeOf(hit), ErrorCode.Protocol);
