@@ -23,7 +23,12 @@ import { binaryBytes, binaryString, findHeadEnd } from "./http1_bytes.ts";
 import { ChunkedScanner } from "./http1_chunked.ts";
 import { contentLengthOf, HeaderList, HttpError, readFields, TCHAR } from "./http1_fields.ts";
 import { parseRequestHead, type RequestHead } from "./http1_request.ts";
-import { parseResponseHead, reasonOf, responseHasNoBody, type ResponseHead } from "./http1_response.ts";
+import {
+  parseResponseHead,
+  reasonOf,
+  responseHasNoBody,
+  type ResponseHead,
+} from "./http1_response.ts";
 
 /** A malformed HTTP/2 message (RFC 9113 8.1.1): the stream is reset with PROTOCOL_ERROR. */
 export class MalformedMessage extends Error {
@@ -98,7 +103,9 @@ export function requestOf(fields: Fields, endStream: boolean): H2Request {
     checkField(name, value);
     if (name.charCodeAt(0) === 58) {
       if (regular) throw new MalformedMessage(`pseudo-header ${name} after a regular field`);
-      if (!REQUEST_PSEUDO.has(name)) throw new MalformedMessage(`pseudo-header ${name} is not a request one`);
+      if (!REQUEST_PSEUDO.has(name)) {
+        throw new MalformedMessage(`pseudo-header ${name} is not a request one`);
+      }
       switch (name) {
         case ":method":
           if (method !== null) throw new MalformedMessage("more than one :method");
@@ -139,7 +146,9 @@ export function requestOf(fields: Fields, endStream: boolean): H2Request {
     if (name === "content-length") {
       if (cl >= 0) throw new MalformedMessage("more than one content-length");
       cl = contentLengthOf(value);
-      if (cl < 0) throw new MalformedMessage(`content-length "${value.slice(0, 40)}" is not a number`);
+      if (cl < 0) {
+        throw new MalformedMessage(`content-length "${value.slice(0, 40)}" is not a number`);
+      }
     }
     lines += `${name}: ${value}\r\n`;
   }
@@ -150,14 +159,17 @@ export function requestOf(fields: Fields, endStream: boolean): H2Request {
     }
     // The HTTP/1.1 parser answers CONNECT with 405.
     return {
-      head: `CONNECT ${authority} HTTP/1.1\r\nhost: ${authority}\r\n${lines}connection: close\r\n\r\n`,
+      head:
+        `CONNECT ${authority} HTTP/1.1\r\nhost: ${authority}\r\n${lines}connection: close\r\n\r\n`,
       method,
       contentLength: cl,
       chunked: false,
     };
   }
   if (scheme === null) throw new MalformedMessage("the :scheme pseudo-header is missing");
-  if (path === null || path === "") throw new MalformedMessage("the :path pseudo-header is missing or empty");
+  if (path === null || path === "") {
+    throw new MalformedMessage("the :path pseudo-header is missing or empty");
+  }
   if (path.charCodeAt(0) !== 47 && !(path === "*" && method === "OPTIONS")) {
     throw new MalformedMessage(":path must start with / (or be * for OPTIONS)");
   }
@@ -184,7 +196,9 @@ function checkResponseFields(fields: Fields, trailers: boolean): number {
       if (trailers || regular || name !== ":status" || status >= 0) {
         throw new MalformedMessage(`unexpected pseudo-header ${name} in a response`);
       }
-      if (!/^[1-9]\d\d$/.test(value)) throw new MalformedMessage(`:status "${value}" is not 3 digits`);
+      if (!/^[1-9]\d\d$/.test(value)) {
+        throw new MalformedMessage(`:status "${value}" is not 3 digits`);
+      }
       status = Number(value);
       continue;
     }
@@ -605,7 +619,9 @@ export class ClientStreamConn implements ByteConn {
         if (k === "content-length") {
           if (cl >= 0) throw new MalformedMessage("more than one content-length");
           cl = contentLengthOf(v);
-          if (cl < 0) throw new MalformedMessage(`content-length "${v.slice(0, 40)}" is not a number`);
+          if (cl < 0) {
+            throw new MalformedMessage(`content-length "${v.slice(0, 40)}" is not a number`);
+          }
         }
         list.push([k, v]);
       }
@@ -666,7 +682,9 @@ export class ClientStreamConn implements ByteConn {
     try {
       await this.#out.write(p);
     } catch (e) {
-      if (e instanceof HttpError) throw new Error(`request not relayable over HTTP/2: ${e.message}`);
+      if (e instanceof HttpError) {
+        throw new Error(`request not relayable over HTTP/2: ${e.message}`);
+      }
       throw e;
     }
     return p.length;

@@ -14,10 +14,11 @@
  */
 import { type ByteConn, closeQuietly, ConnReader, writeAll } from "./conn_io.ts";
 import {
+  dataFrame,
   DEFAULT_MAX_FRAME,
   DEFAULT_WINDOW,
-  ErrorCode,
   ERROR_NAMES,
+  ErrorCode,
   Flag,
   FRAME_HEADER,
   FrameType,
@@ -31,7 +32,6 @@ import {
   Setting,
   SETTINGS_ACK,
   settingsFrame,
-  dataFrame,
   windowUpdateFrame,
 } from "./h2_frames.ts";
 import { HpackDecoder, HpackEncoder, HpackError } from "./hpack.ts";
@@ -249,7 +249,10 @@ export class H2Conn {
     this.#opts = opts;
     this.#lim = { ...DEFAULT_LIMITS, ...opts.limits };
     this.#tokens = this.#lim.cheapFrameBurst;
-    this.#dec = new HpackDecoder({ maxTableSize: 4096, maxHeaderListSize: this.#lim.maxHeaderListSize });
+    this.#dec = new HpackDecoder({
+      maxTableSize: 4096,
+      maxHeaderListSize: this.#lim.maxHeaderListSize,
+    });
     this.done = new Promise((resolve) => (this.#resolveDone = resolve));
     if (this.#role === "client") this.#nextId = 1;
   }
@@ -273,7 +276,10 @@ export class H2Conn {
    */
   async run(): Promise<void> {
     const settings: Array<[number, number]> = [
-      [Setting.MaxConcurrentStreams, this.#role === "server" ? this.#lim.maxConcurrentStreams : 1000],
+      [
+        Setting.MaxConcurrentStreams,
+        this.#role === "server" ? this.#lim.maxConcurrentStreams : 1000,
+      ],
       [Setting.InitialWindowSize, this.#lim.streamWindow],
       [Setting.MaxHeaderListSize, this.#lim.maxHeaderListSize],
       [Setting.EnablePush, 0],
@@ -355,7 +361,10 @@ export class H2Conn {
       this.#fail(ErrorCode.SettingsTimeout, "SETTINGS not acknowledged in time");
       return;
     }
-    if (this.streams.size === 0 && this.#busy === 0 && now - this.lastActivity > this.#lim.idleTimeoutMs) {
+    if (
+      this.streams.size === 0 && this.#busy === 0 &&
+      now - this.lastActivity > this.#lim.idleTimeoutMs
+    ) {
       this.goaway(ErrorCode.NoError, "idle");
       this.close();
     }
@@ -469,7 +478,10 @@ export class H2Conn {
     this.#queue.push(frame);
     this.#queuedBytes += frame.length;
     if (this.#queue.length > this.#lim.maxQueuedFrames) {
-      this.#problem("too many frames queued to a peer that does not read", ErrorCode.EnhanceYourCalm);
+      this.#problem(
+        "too many frames queued to a peer that does not read",
+        ErrorCode.EnhanceYourCalm,
+      );
       this.close();
       return;
     }
@@ -579,7 +591,10 @@ export class H2Conn {
       const at = r.start;
       const len = (b[at]! << 16) | (b[at + 1]! << 8) | b[at + 2]!;
       if (len > DEFAULT_MAX_FRAME) {
-        throw new H2Error(ErrorCode.FrameSize, `frame of ${len} bytes is above SETTINGS_MAX_FRAME_SIZE`);
+        throw new H2Error(
+          ErrorCode.FrameSize,
+          `frame of ${len} bytes is above SETTINGS_MAX_FRAME_SIZE`,
+        );
       }
       if (r.buffered < FRAME_HEADER + len) {
         if ((await r.fill()) === 0) return;
@@ -655,7 +670,9 @@ export class H2Conn {
     if ((flags & Flag.Padded) === 0) return p;
     if (p.length < 1) throw new H2Error(ErrorCode.FrameSize, `padded ${what} without a pad length`);
     const pad = p[0]!;
-    if (pad >= p.length) throw new H2Error(ErrorCode.Protocol, `${what} padding exceeds its payload`);
+    if (pad >= p.length) {
+      throw new H2Error(ErrorCode.Protocol, `${what} padding exceeds its payload`);
+    }
     return p.subarray(1, p.length - pad);
   }
 
@@ -706,7 +723,9 @@ export class H2Conn {
     if (sid === 0) throw new H2Error(ErrorCode.Protocol, "HEADERS on stream 0");
     let block = this.#unpad(flags, p, "HEADERS");
     if ((flags & Flag.Priority) !== 0) {
-      if (block.length < 5) throw new H2Error(ErrorCode.FrameSize, "HEADERS priority fields cut short");
+      if (block.length < 5) {
+        throw new H2Error(ErrorCode.FrameSize, "HEADERS priority fields cut short");
+      }
       if (read31(block, 0) === sid) this.#streamError(sid, ErrorCode.Protocol);
       block = block.subarray(5);
     }
@@ -728,7 +747,9 @@ export class H2Conn {
     }
     this.#contFrames++;
     this.#contBytes += p.length;
-    if (this.#contFrames > MAX_CONTINUATIONS || this.#contBytes > this.#lim.maxHeaderListSize + 16_384) {
+    if (
+      this.#contFrames > MAX_CONTINUATIONS || this.#contBytes > this.#lim.maxHeaderListSize + 16_384
+    ) {
       throw new H2Error(
         ErrorCode.EnhanceYourCalm,
         `header block larger than ${this.#lim.maxHeaderListSize} bytes or in more than ${MAX_CONTINUATIONS} CONTINUATION frames`,
@@ -762,7 +783,9 @@ export class H2Conn {
     const s = this.streams.get(sid);
     if (this.#role === "client") {
       if (s === undefined) {
-        if (this.#idle(sid)) throw new H2Error(ErrorCode.Protocol, "HEADERS on a stream we did not open");
+        if (this.#idle(sid)) {
+          throw new H2Error(ErrorCode.Protocol, "HEADERS on a stream we did not open");
+        }
         return; // Reset by us meanwhile.
       }
       if (s.remoteEnded) return this.#streamError(sid, ErrorCode.StreamClosed);
@@ -790,7 +813,10 @@ export class H2Conn {
       this.#refused++;
       this.#enqueue(rstFrame(sid, ErrorCode.RefusedStream));
       if (this.#refused > MAX_REFUSED) {
-        throw new H2Error(ErrorCode.EnhanceYourCalm, "too many streams above SETTINGS_MAX_CONCURRENT_STREAMS");
+        throw new H2Error(
+          ErrorCode.EnhanceYourCalm,
+          "too many streams above SETTINGS_MAX_CONCURRENT_STREAMS",
+        );
       }
       return;
     }
@@ -803,7 +829,9 @@ export class H2Conn {
       this.sendHeaders(ns, [[":status", "431"], ["content-type", "text/plain"]], false);
       void this.sendData(
         ns,
-        new TextEncoder().encode(`request header list larger than ${this.#lim.maxHeaderListSize} bytes\n`),
+        new TextEncoder().encode(
+          `request header list larger than ${this.#lim.maxHeaderListSize} bytes\n`,
+        ),
         true,
       ).catch(() => {});
       if (!ns.remoteEnded) this.resetStream(ns, ErrorCode.NoError, false);
@@ -815,7 +843,9 @@ export class H2Conn {
 
   #rst(sid: number, p: Uint8Array): void {
     if (sid === 0) throw new H2Error(ErrorCode.Protocol, "RST_STREAM on stream 0");
-    if (p.length !== 4) throw new H2Error(ErrorCode.FrameSize, "RST_STREAM payload must be 4 bytes");
+    if (p.length !== 4) {
+      throw new H2Error(ErrorCode.FrameSize, "RST_STREAM payload must be 4 bytes");
+    }
     if (this.#idle(sid)) throw new H2Error(ErrorCode.Protocol, "RST_STREAM on an idle stream");
     const s = this.streams.get(sid);
     // A reset of a stream still at work is what rapid reset abuses: it costs budget.
@@ -831,7 +861,9 @@ export class H2Conn {
       this.#settingsSentAt = 0;
       return;
     }
-    if (p.length % 6 !== 0) throw new H2Error(ErrorCode.FrameSize, "SETTINGS payload not a multiple of 6");
+    if (p.length % 6 !== 0) {
+      throw new H2Error(ErrorCode.FrameSize, "SETTINGS payload not a multiple of 6");
+    }
     if (this.#gotSettings) this.#cheap("SETTINGS");
     this.#gotSettings = true;
     for (let i = 0; i < p.length; i += 6) {
@@ -851,12 +883,16 @@ export class H2Conn {
           this.peerMaxStreams = v;
           break;
         case Setting.InitialWindowSize: {
-          if (v > MAX_WINDOW) throw new H2Error(ErrorCode.FlowControl, "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1");
+          if (v > MAX_WINDOW) {
+            throw new H2Error(ErrorCode.FlowControl, "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1");
+          }
           const delta = v - this.#peerWindow;
           this.#peerWindow = v;
           for (const s of this.streams.values()) {
             s.sendWindow += delta;
-            if (s.sendWindow > MAX_WINDOW) throw new H2Error(ErrorCode.FlowControl, "a stream window overflowed");
+            if (s.sendWindow > MAX_WINDOW) {
+              throw new H2Error(ErrorCode.FlowControl, "a stream window overflowed");
+            }
             if (delta > 0) s.wake();
           }
           break;
@@ -878,7 +914,9 @@ export class H2Conn {
 
   #peerGoawayFrame(last: number, code: number): void {
     this.peerGoaway = true;
-    if (code !== ErrorCode.NoError) this.#problem(`peer sent GOAWAY ${ERROR_NAMES[code] ?? code}`, code);
+    if (code !== ErrorCode.NoError) {
+      this.#problem(`peer sent GOAWAY ${ERROR_NAMES[code] ?? code}`, code);
+    }
     if (this.#role === "client") {
       // Streams above `last` were never processed: retryable.
       for (const s of [...this.streams.values()]) {
@@ -889,12 +927,16 @@ export class H2Conn {
   }
 
   #windowUpdate(sid: number, p: Uint8Array): void {
-    if (p.length !== 4) throw new H2Error(ErrorCode.FrameSize, "WINDOW_UPDATE payload must be 4 bytes");
+    if (p.length !== 4) {
+      throw new H2Error(ErrorCode.FrameSize, "WINDOW_UPDATE payload must be 4 bytes");
+    }
     const inc = read31(p, 0);
     if (sid === 0) {
       if (inc === 0) throw new H2Error(ErrorCode.Protocol, "WINDOW_UPDATE of 0");
       this.#sendWindow += inc;
-      if (this.#sendWindow > MAX_WINDOW) throw new H2Error(ErrorCode.FlowControl, "connection window above 2^31-1");
+      if (this.#sendWindow > MAX_WINDOW) {
+        throw new H2Error(ErrorCode.FlowControl, "connection window above 2^31-1");
+      }
       for (const s of this.streams.values()) s.wake();
       return;
     }

@@ -17,7 +17,7 @@ const GET: Array<[string, string]> = [
   [":authority", "web.test"],
 ];
 
-async function setup(config: Parameters<typeof startHarness>[0] = {}) {
+function setup(config: Parameters<typeof startHarness>[0] = {}) {
   const h = startHarness(config);
   let gate: () => void = () => {};
   let gated = false;
@@ -92,14 +92,21 @@ function literalIndexed(name: string, value: string): number[] {
 }
 
 Deno.test("hostile h2: rapid reset (HEADERS then RST_STREAM in a loop) ends in GOAWAY ENHANCE_YOUR_CALM", async () => {
-  await using s = await setup();
+  await using s = setup();
   s.gate(true);
   const c = await RawH2.connect(s.h.port);
   const before = Deno.memoryUsage().rss;
   const batch: Uint8Array[] = [];
   for (let i = 0, sid = 1; i < 5_000; i++, sid += 2) {
     const { headersFrames, rstFrame } = await import("./h2_frames.ts");
-    batch.push(headersFrames(sid, c.enc.encode([...GET.slice(0, 2), [":path", "/slow"], GET[3]!]), true, 16_384));
+    batch.push(
+      headersFrames(
+        sid,
+        c.enc.encode([...GET.slice(0, 2), [":path", "/slow"], GET[3]!]),
+        true,
+        16_384,
+      ),
+    );
     batch.push(rstFrame(sid, ErrorCode.Cancel));
   }
   try {
@@ -115,7 +122,7 @@ Deno.test("hostile h2: rapid reset (HEADERS then RST_STREAM in a loop) ends in G
 });
 
 Deno.test("hostile h2: CONTINUATION flood and an oversized header block end in GOAWAY", async () => {
-  await using s = await setup();
+  await using s = setup();
   {
     const c = await RawH2.connect(s.h.port);
     await c.frame(FrameType.Headers, 0, 1, new Uint8Array([0x82]));
@@ -151,7 +158,7 @@ Deno.test("hostile h2: CONTINUATION flood and an oversized header block end in G
 });
 
 Deno.test("hostile h2: HPACK bomb is a 431 on its stream; a table size above ours is COMPRESSION_ERROR", async () => {
-  await using s = await setup();
+  await using s = setup();
   {
     const c = await RawH2.connect(s.h.port);
     // A 4000-byte entry into the dynamic table, then referenced 100 times: 400 KB from 4 KB.
@@ -178,7 +185,12 @@ Deno.test("hostile h2: HPACK bomb is a 431 on its stream; a table size above our
   {
     const c = await RawH2.connect(s.h.port);
     const update = hpackInt(0x20, 5, 1 << 20);
-    await c.frame(FrameType.Headers, Flag.EndHeaders | Flag.EndStream, 1, new Uint8Array([...update, 0x82]));
+    await c.frame(
+      FrameType.Headers,
+      Flag.EndHeaders | Flag.EndStream,
+      1,
+      new Uint8Array([...update, 0x82]),
+    );
     assert.equal(await c.goaway(), ErrorCode.Compression);
     c.close();
   }
@@ -186,7 +198,7 @@ Deno.test("hostile h2: HPACK bomb is a 431 on its stream; a table size above our
 });
 
 Deno.test("hostile h2: SETTINGS and PING floods end in GOAWAY ENHANCE_YOUR_CALM", async () => {
-  await using s = await setup();
+  await using s = setup();
   for (const kind of ["settings", "ping"]) {
     const c = await RawH2.connect(s.h.port);
     const one = kind === "settings"
@@ -206,7 +218,7 @@ Deno.test("hostile h2: SETTINGS and PING floods end in GOAWAY ENHANCE_YOUR_CALM"
 });
 
 Deno.test("hostile h2: a zero window held forever: the stream is reset at the idle timeout", async () => {
-  await using s = await setup({ idleTimeoutMs: 800 });
+  await using s = setup({ idleTimeoutMs: 800 });
   const c = await RawH2.connect(s.h.port, { preface: false });
   await c.write(PREFACE);
   await c.write(settingsFrame([[Setting.InitialWindowSize, 0]]));
@@ -219,7 +231,7 @@ Deno.test("hostile h2: a zero window held forever: the stream is reset at the id
 });
 
 Deno.test("hostile h2: a stream past SETTINGS_MAX_CONCURRENT_STREAMS is REFUSED_STREAM; the others complete", async () => {
-  await using s = await setup();
+  await using s = setup();
   const c = await RawH2.connect(s.h.port);
   const cold: Array<[string, string]> = [...GET.slice(0, 3), [":authority", "cold.test"]];
   for (let i = 0; i < 101; i++) await c.headers(1 + 2 * i, cold);
@@ -241,7 +253,7 @@ Deno.test("hostile h2: a stream past SETTINGS_MAX_CONCURRENT_STREAMS is REFUSED_
 });
 
 Deno.test("hostile h2: malformed requests are RST_STREAM PROTOCOL_ERROR, and the connection serves on", async () => {
-  await using s = await setup();
+  await using s = setup();
   const bad: Array<[string, Array<[string, string]>]> = [
     ["no :method", GET.slice(1)],
     ["empty :path", [GET[0]!, GET[1]!, [":path", ""], GET[3]!]],
@@ -260,7 +272,9 @@ Deno.test("hostile h2: malformed requests are RST_STREAM PROTOCOL_ERROR, and the
   let sid = 1;
   for (const [what, fields] of bad) {
     await c.headers(sid, fields);
-    const { hit } = await c.until((f) => f.sid === sid && (f.type === FrameType.RstStream || f.type === FrameType.Headers));
+    const { hit } = await c.until((f) =>
+      f.sid === sid && (f.type === FrameType.RstStream || f.type === FrameType.Headers)
+    );
     assert.ok(hit, what);
     assert.equal(hit.type, FrameType.RstStream, `${what}: reset, not answered`);
     assert.equal(rstCodeOf(hit), ErrorCode.Protocol, what);
@@ -269,7 +283,12 @@ Deno.test("hostile h2: malformed requests are RST_STREAM PROTOCOL_ERROR, and the
   // content-length that the DATA disagrees with.
   // HEADERS and DATA in one write, so the mismatch is seen before any answer.
   const { frame, headersFrames } = await import("./h2_frames.ts");
-  const hs = headersFrames(sid, c.enc.encode([[":method", "POST"], GET[1]!, GET[2]!, GET[3]!, ["content-length", "10"]]), false, 16_384);
+  const hs = headersFrames(
+    sid,
+    c.enc.encode([[":method", "POST"], GET[1]!, GET[2]!, GET[3]!, ["content-length", "10"]]),
+    false,
+    16_384,
+  );
   const data = frame(FrameType.Data, Flag.EndStream, sid, new Uint8Array(3));
   const both = new Uint8Array(hs.length + data.length);
   both.set(hs);
@@ -288,7 +307,7 @@ Deno.test("hostile h2: malformed requests are RST_STREAM PROTOCOL_ERROR, and the
 });
 
 Deno.test("hostile h2: broken prefaces: GOAWAY PROTOCOL_ERROR, or HTTP/1.1's 400 when it is not HTTP/2 at all", async () => {
-  await using s = await setup();
+  await using s = setup();
   {
     const c = await RawH2.connect(s.h.port, { preface: false });
     await c.write(new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"));

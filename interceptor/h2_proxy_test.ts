@@ -18,7 +18,9 @@ function h2Fetch(): Deno.HttpClient {
 
 Deno.test("h2c prior knowledge: a GET and a POST reach an HTTP/1.1 app; HTTP/1.1 still works on the port", async () => {
   await using h = startHarness();
-  const seen: Array<{ method: string; path: string; body: string; xff: string | null; host: string | null }> = [];
+  const seen: Array<
+    { method: string; path: string; body: string; xff: string | null; host: string | null }
+  > = [];
   await using app = startApp(async (req) => {
     const u = new URL(req.url);
     seen.push({

@@ -5,8 +5,8 @@
  */
 import { ConnReader } from "./conn_io.ts";
 import {
-  FRAME_HEADER,
   frame,
+  FRAME_HEADER,
   FrameType,
   headersFrames,
   PREFACE,
@@ -39,9 +39,14 @@ export interface NodeResult {
 }
 
 /** Runs requests concurrently on one Node http2 session; results in completion order. */
-export async function nodeRequests(url: string, specs: NodeRequest[]): Promise<NodeResult[]> {
+export async function nodeRequests(
+  url: string,
+  specs: NodeRequest[],
+  tls?: { caFile: string; servername: string },
+): Promise<NodeResult[]> {
   const child = new Deno.Command("node", {
     args: [PEER, "client", url],
+    env: tls ? { H2_CA: tls.caFile, H2_SERVERNAME: tls.servername } : {},
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",

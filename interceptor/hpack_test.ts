@@ -76,7 +76,12 @@ Deno.test("hpack: RFC 7541 C.6 responses with Huffman and a 256-byte table evict
   assert.equal(d.tableSize, 222);
   assert.deepEqual(d.decode(hex("4883 640e ffc1 c0bf")).fields[0], [":status", "307"]);
   assert.equal(d.tableSize, 222);
-  assert.deepEqual(d.tableEntries.map((e) => e[0]), [":status", "location", "date", "cache-control"]);
+  assert.deepEqual(d.tableEntries.map((e) => e[0]), [
+    ":status",
+    "location",
+    "date",
+    "cache-control",
+  ]);
 });
 
 Deno.test("hpack: every RFC 7541 error is an HpackError", () => {
@@ -118,18 +123,27 @@ Deno.test("hpack: Huffman round-trips every byte value", () => {
 });
 
 const name = fc.stringMatching(/^[a-z][a-z0-9-]{0,20}$/);
-const value = fc.string({ unit: fc.integer({ min: 0x20, max: 0xff }).map((c) => String.fromCharCode(c)), maxLength: 60 });
+const value = fc.string({
+  unit: fc.integer({ min: 0x20, max: 0xff }).map((c) => String.fromCharCode(c)),
+  maxLength: 60,
+});
 const field = fc.oneof(
   fc.tuple(name, value),
-  fc.constantFrom<[string, string]>([":method", "GET"], [":path", "/"], ["cookie", "a=b"], ["authorization", "secret"]),
+  fc.constantFrom<[string, string]>([":method", "GET"], [":path", "/"], ["cookie", "a=b"], [
+    "authorization",
+    "secret",
+  ]),
 );
 
 Deno.test("hpack property: blocks round-trip through encoder and decoder across table size changes", () => {
   fc.assert(
     fc.property(
-      fc.array(fc.tuple(fc.array(field, { maxLength: 12 }), fc.option(fc.integer({ min: 0, max: 4096 }))), {
-        maxLength: 20,
-      }),
+      fc.array(
+        fc.tuple(fc.array(field, { maxLength: 12 }), fc.option(fc.integer({ min: 0, max: 4096 }))),
+        {
+          maxLength: 20,
+        },
+      ),
       (blocks) => {
         const enc = new HpackEncoder();
         const d = new HpackDecoder({ maxTableSize: 4096, maxHeaderListSize: 1 << 20 });

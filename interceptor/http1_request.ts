@@ -113,7 +113,10 @@ export function parseRequestHead(head: string): RequestHead {
     minor = 1;
     exactVersion = false;
   } else if (/^HTTP\/\d\.\d$/.test(version)) {
-    throw new HttpError(505, `${version} is not supported here; use HTTP/1.1`);
+    throw new HttpError(
+      505,
+      `${version} is not supported in an HTTP/1 request line; use HTTP/1.1, or HTTP/2 from the connection preface on (prior knowledge, or ALPN h2 over TLS)`,
+    );
   } else throw new HttpError(400, "malformed HTTP version");
   if (method === "CONNECT") {
     throw new HttpError(405, "CONNECT is not supported by this proxy", [["Allow", ALLOW]]);
@@ -341,25 +344,6 @@ export function upstreamRequestHead(req: RequestHead, opts: ForwardOptions): str
   else if (req.contentLength >= 0) out += `Content-Length: ${req.contentLength}\r\n`;
   if (req.upgrade !== null) out += `Connection: Upgrade\r\nUpgrade: ${req.upgrade}\r\n`;
   return out + "\r\n";
-}
-
-/**
- * The forwarded header fields as pairs, for clients that take a header list
- * (the h2c path): the same rules as upstreamRequestHead; the client frames
- * the body itself.
- */
-export function forwardedHeaderPairs(
-  req: RequestHead,
-  opts: ForwardOptions,
-): Array<[string, string]> {
-  const fields: string[] = [];
-  forwardedFields(req, opts, false, fields);
-  const out: Array<[string, string]> = [];
-  for (let i = 0; i < fields.length; i += 2) {
-    // HTTP/2 has no Trailer-declared chunked body; the client sends trailers itself.
-    if (fields[i] !== "trailer") out.push([fields[i]!, fields[i + 1]!]);
-  }
-  return out;
 }
 
 /**

@@ -57,7 +57,7 @@ export class DataPlaneIsolate {
           hostname: this.init.listen.hostname,
           settings: this.init.tls,
           log: this.log,
-          onConnection: (conn, remoteIp) => this.proxy.serve(conn, remoteIp, "https"),
+          onConnection: (conn, remoteIp, h2) => this.proxy.serve(conn, remoteIp, "https", h2),
         });
         tlsPort = this.#tls.port;
       }

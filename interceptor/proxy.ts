@@ -18,7 +18,7 @@ import { ClientConn, Exchange, Phase, releasePod, stalled, useEndpoint } from ".
 import { Gone, ProxyFailure } from "./exchange_errors.ts";
 import { type Fields, H2Conn, type H2Stream } from "./h2_conn.ts";
 import { MalformedMessage, requestOf, ServerStreamConn } from "./h2_bridge.ts";
-import { ErrorCode, ERROR_NAMES, goawayFrame, PREFACE, PREFACE_LINE_LENGTH } from "./h2_frames.ts";
+import { ERROR_NAMES, ErrorCode, goawayFrame, PREFACE, PREFACE_LINE_LENGTH } from "./h2_frames.ts";
 import { H2Upstreams } from "./h2_upstream.ts";
 import { binaryString, findHeadEnd, utf8Of } from "./http1_bytes.ts";
 import { HttpError, MAX_HEAD_BYTES } from "./http1_fields.ts";
@@ -153,7 +153,7 @@ export class HttpProxy {
     }
     this.#conns.add(c);
     this.#ensureTicker();
-    const run = h2 ? this.#serveH2(c) : this.#serveFirst(c);
+    const run = h2 ? this.#serveAlpnH2(c) : this.#serveFirst(c);
     run.catch((e) => this.#log.error("connection failed", { error: e }));
   }
 
@@ -172,6 +172,12 @@ export class HttpProxy {
       if (kind === "bad") return this.#badPreface(c);
     }
     return this.#serve(c);
+  }
+
+  /** TLS chose h2: the connection must start with the preface (RFC 9113 3.4). */
+  async #serveAlpnH2(c: ClientConn): Promise<void> {
+    if ((await this.#preface(c)) === "h2") return this.#serveH2(c);
+    return this.#badPreface(c);
   }
 
   /** Reads until the buffered bytes are the HTTP/2 preface, something else, or a broken one. */

@@ -242,17 +242,23 @@ export async function startTlsServer(opts: {
   hostname: string;
   settings: TlsSettings;
   log: Logger;
-  onConnection: (conn: ByteConn, remoteIp: string) => void;
+  /** `h2`: the client chose HTTP/2 by ALPN. */
+  onConnection: (conn: ByteConn, remoteIp: string, h2: boolean) => void;
 }): Promise<TlsServer> {
   let loaded = buildSelector(opts.settings, opts.log);
   const server = tls.createServer({
     ...loaded.fallbackPem,
     SNICallback: (name: string, cb: (err: Error | null, ctx?: Ctx) => void) =>
       cb(null, loaded.selector.select(name)),
-    ALPNProtocols: ["http/1.1"],
+    // HTTP/2 first, as Go's server offers them.
+    ALPNProtocols: ["h2", "http/1.1"],
   }, (socket: tls.TLSSocket) => {
     socket.setNoDelay(true);
-    opts.onConnection(new TlsSocketConn(socket), socket.remoteAddress ?? "");
+    opts.onConnection(
+      new TlsSocketConn(socket),
+      socket.remoteAddress ?? "",
+      socket.alpnProtocol === "h2",
+    );
   });
   server.on("tlsClientError", (e: Error) => opts.log.debug("TLS handshake failed", { error: e }));
   const reload = setInterval(() => {

@@ -3,6 +3,7 @@ import tls from "node:tls";
 import { createLogger } from "../shared/log.ts";
 import { certNames, CertSelector, loadCertStore, startTlsServer } from "./tls.ts";
 import { startApp, startHarness } from "./proxy_testing.ts";
+import { nodeRequests } from "./h2_testing.ts";
 
 async function makeCert(dir: string, name: string, sans: string[]): Promise<void> {
   const out = await new Deno.Command("openssl", {
@@ -80,7 +81,7 @@ Deno.test({
         certStorePaths: [`${dir}/store`],
       },
       log: createLogger({ sink: () => {} }),
-      onConnection: (conn, ip) => h.proxy.serve(conn, ip, "https"),
+      onConnection: (conn, ip, h2) => h.proxy.serve(conn, ip, "https", h2),
     });
     try {
       const get = (servername: string, ca: string) =>
@@ -102,6 +103,20 @@ Deno.test({
       // Two labels under the wildcard: the default certificate is served, so A's CA fails.
       await assert.rejects(() => get("x.y.a.test", caA));
       assert.match(await get("default.test", caDefault), /hi default\.test$/);
+      // HTTP/2 by ALPN, with the certificate chosen per SNI.
+      // (A client that did not get h2 by ALPN fails its session: nodeRequests throws.)
+      const sni: Array<[string, string]> = [
+        ["www.a.test", `${dir}/store/a.crt`],
+        ["b.test", `${dir}/store/nested/b.crt`],
+      ];
+      for (const [name, caFile] of sni) {
+        const [r] = await nodeRequests(`https://127.0.0.1:${server.port}`, [
+          { headers: { ":path": "/", ":authority": name } },
+        ], { caFile, servername: name });
+        assert.equal(r!.status, 200, name);
+        assert.equal(r!.body, `hi ${name}`);
+        assert.equal(seenProto, "https");
+      }
     } finally {
       server.close();
     }

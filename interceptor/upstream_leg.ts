@@ -168,7 +168,10 @@ export class UpstreamLeg {
       if (pooled) return pooled;
       try {
         if (h2) {
-          const u = new UpstreamConn(await this.#h2.stream(ep, this.#cfg.connectTimeoutMs), ep.addr);
+          const u = new UpstreamConn(
+            await this.#h2.stream(ep, this.#cfg.connectTimeoutMs),
+            ep.addr,
+          );
           if (ex.gone) {
             closeQuietly(u.conn);
             throw new Gone();
