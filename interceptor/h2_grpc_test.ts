@@ -6,67 +6,17 @@
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import { type EchoReply, echoService, startGrpcApp } from "../tests/fixtures/grpc_app.ts";
+import { startGrpcApp } from "../tests/fixtures/grpc_app.ts";
+import {
+  bidi,
+  clientFor,
+  clientStream,
+  serverStream,
+  unary,
+} from "../tests/fixtures/grpc_client_testing.ts";
 import { startHarness, until } from "./proxy_testing.ts";
 
 const KEY = "default/grpc";
-
-// deno-lint-ignore no-explicit-any
-type Client = any;
-
-function clientFor(port: number): Client {
-  const Echo = echoService();
-  return new Echo(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
-    "grpc.default_authority": "grpc.test",
-    "grpc.max_receive_message_length": 16 << 20,
-    "grpc.max_send_message_length": 16 << 20,
-  });
-}
-
-function unary(c: Client, req: object, opts: grpc.CallOptions = {}): Promise<EchoReply> {
-  return new Promise((resolve, reject) =>
-    c.Unary(
-      req,
-      new grpc.Metadata(),
-      opts,
-      (e: Error | null, r: EchoReply) => (e ? reject(e) : resolve(r)),
-    )
-  );
-}
-
-function serverStream(c: Client, req: object): Promise<EchoReply[]> {
-  return new Promise((resolve, reject) => {
-    const out: EchoReply[] = [];
-    const call = c.ServerStream(req);
-    call.on("data", (r: EchoReply) => out.push(r));
-    call.on("end", () => resolve(out));
-    call.on("error", reject);
-  });
-}
-
-function clientStream(c: Client, texts: string[]): Promise<EchoReply> {
-  return new Promise((resolve, reject) => {
-    const call = c.ClientStream((e: Error | null, r: EchoReply) => (e ? reject(e) : resolve(r)));
-    for (const text of texts) call.write({ text });
-    call.end();
-  });
-}
-
-/** Bidi: each reply arrives before the next message is sent (no buffering in between). */
-async function bidi(c: Client, texts: string[]): Promise<string[]> {
-  const call = c.Bidi();
-  const got: string[] = [];
-  let next: ((r: EchoReply) => void) | null = null;
-  call.on("data", (r: EchoReply) => next?.(r));
-  for (const text of texts) {
-    const reply = new Promise<EchoReply>((resolve) => (next = resolve));
-    call.write({ text });
-    got.push((await reply).text);
-  }
-  call.end();
-  await new Promise((r) => call.on("end", r));
-  return got;
-}
 
 Deno.test({
   name: "gRPC: all four call types through the interceptor, from zero replicas and warm",
@@ -77,7 +27,7 @@ Deno.test({
   await using app = await startGrpcApp();
   h.setRoutes([{ name: "grpc", spec: { hosts: ["grpc.test"] } }]);
   const slot = h.routes.get(KEY)!.slot;
-  const c = clientFor(h.port);
+  const c = clientFor(`127.0.0.1:${h.port}`, "grpc.test");
   try {
     // At zero: the call is held until the app has an endpoint.
     const cold = unary(c, { text: "cold" });
@@ -126,7 +76,7 @@ Deno.test({
   h.setRoutes([{ name: "grpc", spec: { hosts: ["grpc.test"] } }]);
   h.setEndpoints(KEY, [app.port], { h2c: true });
   const slot = h.routes.get(KEY)!.slot;
-  const c = clientFor(h.port);
+  const c = clientFor(`127.0.0.1:${h.port}`, "grpc.test");
   try {
     await assert.rejects(
       unary(c, { text: "not yours", fail_code: grpc.status.PERMISSION_DENIED }),

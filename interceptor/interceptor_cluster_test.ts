@@ -16,6 +16,17 @@ import {
   startInterceptor,
 } from "./cluster_testing.ts";
 import { programSpecs } from "../build/programs.ts";
+import * as grpc from "@grpc/grpc-js";
+import {
+  bidi,
+  clientFor,
+  clientStream,
+  serverStream,
+  unary,
+} from "../tests/fixtures/grpc_client_testing.ts";
+import { nodeRequests } from "./h2_testing.ts";
+
+const GRPC_APP = new URL("../tests/fixtures/grpc_app.ts", import.meta.url).pathname;
 
 type Obj = KubeObject;
 
@@ -29,10 +40,12 @@ Deno.test({
   await using netA = await Netns.create();
   await using netB = await Netns.create();
   await using netH2 = await Netns.create();
-  const [appA, appB, appH2] = await Promise.all([
+  await using netGrpc = await Netns.create();
+  const [appA, appB, appH2, appGrpc] = await Promise.all([
     netA.startApp({ name: "a" }),
     netB.startApp({ name: "b" }),
     netH2.startApp({ name: "h2", h2c: true }),
+    netGrpc.startApp({ name: "grpc", script: `${GRPC_APP}`, port: 8080 }),
   ]);
 
   const apply = (objs: unknown[]) => cluster.applyYaml(objs as Obj[], { namespace: ns });
@@ -66,8 +79,16 @@ Deno.test({
     spec: { hosts: ["h2.test"] },
     appProtocol: "kubernetes.io/h2c",
   });
+  const grpcApp = appObjects({
+    namespace: ns,
+    name: "grpc",
+    spec: { hosts: ["grpc.test"] },
+    appProtocol: "kubernetes.io/h2c",
+  });
   const b = appObjects({ namespace: ns, name: "b" });
   await apply([
+    grpcApp.service,
+    grpcApp.httpso,
     a.service,
     a.httpso,
     slow.service,
@@ -83,6 +104,14 @@ Deno.test({
   await scaleTo("a", []);
   await scaleTo("b", [appB]);
   await scaleTo("ws", [appA]);
+  const grpcSlice = (ready: boolean) =>
+    endpointSlice({
+      namespace: ns,
+      service: "grpc",
+      endpoints: ready ? [{ ip: appGrpc.ip, ready: true }] : [],
+      appProtocol: "kubernetes.io/h2c",
+    });
+  await apply([grpcSlice(false)]);
   await apply([endpointSlice({
     namespace: ns,
     service: "h2",
@@ -91,7 +120,7 @@ Deno.test({
   })]);
 
   await using ic = await startInterceptor({ kubeconfigPath: cluster.kubeconfigPath });
-  const routeKeys = ["a", "slow", "fb", "ws", "h2"].map((n) => `${ns}/${n}`);
+  const routeKeys = ["a", "slow", "fb", "ws", "h2", "grpc"].map((n) => `${ns}/${n}`);
   await cluster.waitFor(async () => {
     const table = await ic.adminJson<{ routes: Record<string, unknown> }>("/routing_table");
     return routeKeys.every((k) => k in table.routes);
@@ -234,6 +263,52 @@ Deno.test({
     const echo = await ic.request("h2.test", "/e", { method: "POST", body: "over h2c" });
     assert.equal(await echo.text(), "over h2c");
   });
+
+  await t.step(
+    "gRPC: the four call types, from zero replicas and warm, over h2c both ways",
+    async () => {
+      const c = clientFor(`127.0.0.1:${ic.proxyPort}`, "grpc.test");
+      try {
+        const cold = unary(c, { text: "cold" });
+        await cluster.waitFor(async () => (await queue())[`${ns}/grpc`]?.Concurrency === 1, {
+          what: "the gRPC call held at zero",
+        });
+        await apply([grpcSlice(true)]);
+        const r = await cold;
+        assert.equal(r.text, "unary:cold");
+        assert.equal(r.authority, "grpc.test");
+        assert.equal(
+          (await serverStream(c, { text: "s", count: 3 })).map((x) => x.text).join(),
+          "s#0,s#1,s#2",
+        );
+        assert.equal((await clientStream(c, ["a", "b"])).text, "a+b");
+        assert.deepEqual(await bidi(c, ["x", "y"]), ["bidi:x", "bidi:y"]);
+        await assert.rejects(
+          unary(c, { text: "no", fail_code: grpc.status.NOT_FOUND }),
+          (e: grpc.ServiceError) => e.code === grpc.status.NOT_FOUND && e.details === "no",
+        );
+      } finally {
+        c.close();
+      }
+      await cluster.waitFor(async () => (await queue())[`${ns}/grpc`]?.Concurrency === 0, {
+        what: "gRPC concurrency back to 0",
+      });
+    },
+  );
+
+  await t.step(
+    "HTTP/2 clients with prior knowledge, to an HTTP/1.1 app and to an h2c one",
+    async () => {
+      const results = await nodeRequests(`http://127.0.0.1:${ic.proxyPort}`, [
+        { id: 1, headers: { ":path": "/json", ":authority": "h2.test" } },
+        { id: 2, headers: { ":path": "/ws/x", ":authority": "any.test" } },
+      ]);
+      const byId = new Map(results.map((r) => [r.id, r]));
+      assert.equal(byId.get(1)!.status, 200);
+      assert.equal(JSON.parse(byId.get(1)!.body).httpVersion, "2.0");
+      assert.equal(byId.get(2)!.status, 200);
+    },
+  );
 
   await t.step("admin endpoints answer as documented", async () => {
     const q = await queue();
