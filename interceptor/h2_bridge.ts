@@ -21,7 +21,14 @@ import { type Fields, type H2Stream, StreamReset } from "./h2_conn.ts";
 import { ErrorCode } from "./h2_frames.ts";
 import { binaryBytes, binaryString, findHeadEnd } from "./http1_bytes.ts";
 import { ChunkedScanner } from "./http1_chunked.ts";
-import { contentLengthOf, HeaderList, HttpError, readFields, TCHAR } from "./http1_fields.ts";
+import {
+  contentLengthOf,
+  HeaderList,
+  HttpError,
+  isToken,
+  readFields,
+  TCHAR,
+} from "./http1_fields.ts";
 import { parseRequestHead, type RequestHead } from "./http1_request.ts";
 import {
   parseResponseHead,
@@ -46,6 +53,9 @@ const CONNECTION_SPECIFIC = new Set([
   "transfer-encoding",
   "upgrade",
 ]);
+
+// deno-lint-ignore no-control-regex -- matching control characters is the point
+const BAD_TARGET = /[\x00-\x20\x7f-\xff]/;
 
 const REQUEST_PSEUDO = new Set([":method", ":scheme", ":authority", ":path"]);
 
@@ -153,6 +163,11 @@ export function requestOf(fields: Fields, endStream: boolean): H2Request {
     lines += `${name}: ${value}\r\n`;
   }
   if (method === null) throw new MalformedMessage("the :method pseudo-header is missing");
+  if (!isToken(method)) throw new MalformedMessage(":method is not a token");
+  // The request line must stay one request line: no controls, spaces or bytes past ASCII.
+  if (path !== null && BAD_TARGET.test(path)) {
+    throw new MalformedMessage(":path holds a space, a control character or a non-ASCII byte");
+  }
   if (method === "CONNECT") {
     if (scheme !== null || path !== null || authority === null) {
       throw new MalformedMessage("CONNECT takes :authority alone");
@@ -175,10 +190,12 @@ export function requestOf(fields: Fields, endStream: boolean): H2Request {
   }
   // :authority wins over a host field (as Go's server does); only one reaches the app.
   const h = authority ?? host;
+  // RFC 9113 8.3.1: http and https have an authority; one of the two must carry it.
+  if (h === null || h === "") throw new MalformedMessage("neither :authority nor host is given");
   if (endStream && cl > 0) throw new MalformedMessage("content-length above 0 with no body");
   const chunked = !endStream && cl < 0;
   let head = `${method} ${path} HTTP/1.1\r\n`;
-  if (h !== null) head += `host: ${h}\r\n`;
+  head += `host: ${h}\r\n`;
   head += lines;
   if (cookie !== null) head += `cookie: ${cookie}\r\n`;
   if (chunked) head += "transfer-encoding: chunked\r\n";
