@@ -76,6 +76,7 @@ function divergence(fields: Fields): string | null {
   if (path !== undefined && path !== "" && path[0] !== "/") return "path form";
   // RFC 9113 8.2.1: no NUL, CR or LF in a value, no whitespace at its edges. Node 20's nghttp2
   // leaves values unchecked; we must not, since a CR or LF would split the HTTP/1.1 head.
+  // deno-lint-ignore no-control-regex -- matching control characters is the point
   if (fields.some(([, v]) => /[\u0000\r\n]|^[ \t]|[ \t]$/.test(v))) return "value rules";
   return null;
 }
