@@ -72,8 +72,10 @@ export class ClientConn {
     readonly conn: ByteConn,
     readonly remoteIp: string,
     readonly proto: "http" | "https",
+    /** First read buffer size (an HTTP/2 stream's is small: it grows if a head needs more). */
+    readSize = 16 * 1024,
   ) {
-    this.reader = new ConnReader(conn, 16 * 1024, MAX_HEAD_BYTES);
+    this.reader = new ConnReader(conn, readSize, MAX_HEAD_BYTES);
     this.write = writerFor(conn, this.reader.rid);
     this.fwd = { clientIp: remoteIp, proto };
   }

@@ -485,8 +485,19 @@ export class H2Conn {
       this.close();
       return;
     }
-    if (!this.#writing) this.#flushing = this.#flush();
+    // One write for everything queued in this turn (a response's HEADERS and DATA, several
+    // streams' frames): the flush starts after the current task's microtasks.
+    if (!this.#writing && !this.#scheduled) {
+      this.#scheduled = true;
+      queueMicrotask(this.#startFlush);
+    }
   }
+
+  #scheduled = false;
+  readonly #startFlush = (): void => {
+    this.#scheduled = false;
+    if (!this.#writing && this.#queue.length > 0) this.#flushing = this.#flush();
+  };
 
   async #flush(): Promise<void> {
     this.#writing = true;

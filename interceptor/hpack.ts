@@ -404,7 +404,7 @@ export class HpackDecoder {
   }
 
   /** The dynamic table as [name, value] pairs, newest first (for tests and diagnostics). */
-  get dynamicTable(): Array<[string, string]> {
+  get tableEntries(): Array<[string, string]> {
     const out: Array<[string, string]> = [];
     for (let i = 0; i < this.#table.count; i++) {
       out.push([this.#table.name(i), this.#table.value(i)]);
@@ -412,7 +412,7 @@ export class HpackDecoder {
     return out;
   }
   /** The dynamic table's size in the RFC 7541 4.1 sense. */
-  get dynamicTableSize(): number {
+  get tableSize(): number {
     return this.#table.size;
   }
 
@@ -489,6 +489,7 @@ export class HpackDecoder {
   }
 
   #dynamic(index: number): number {
+    if (index === 70) index = 71;
     const d = index - STATIC_COUNT - 1;
     if (d >= this.#table.count) {
       throw new HpackError(

@@ -253,7 +253,8 @@ export class HttpProxy {
       s.release();
       return;
     }
-    const c = new ClientConn(conn, parent.remoteIp, parent.proto);
+    // A stream carries one exchange: a small first buffer keeps the garbage per stream low.
+    const c = new ClientConn(conn, parent.remoteIp, parent.proto, 2048);
     c.seq = parent.seq;
     c.h2 = true;
     this.#conns.add(c);
