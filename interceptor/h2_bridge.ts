@@ -642,8 +642,16 @@ export class ClientStreamConn implements ByteConn {
         }
         list.push([k, v]);
       }
+      const noBody = responseHasNoBody(this.#method, status);
+      // A body that may still come goes chunked, even when the app gave a length: HTTP/2 allows
+      // trailers after such a body (gRPC servers send them), and only a chunked body carries
+      // them on. The length is still checked against the DATA.
+      const chunked = status >= 200 && !noBody && !end;
       let head = `HTTP/1.1 ${status} ${reasonOf(status)}\r\n`;
-      for (const [k, v] of list) head += `${k}: ${v}\r\n`;
+      for (const [k, v] of list) {
+        if (chunked && k === "content-length") continue;
+        head += `${k}: ${v}\r\n`;
+      }
       if (status < 200) {
         if (status === 101) throw new MalformedMessage("101 is not allowed in HTTP/2");
         this.#in.push(binaryBytes(head + "\r\n"), 0);
@@ -651,13 +659,10 @@ export class ClientStreamConn implements ByteConn {
       }
       this.#final = true;
       this.#contentLength = cl;
-      const noBody = responseHasNoBody(this.#method, status);
-      if (!noBody && cl < 0) {
-        if (end) head += "content-length: 0\r\n";
-        else {
-          head += "transfer-encoding: chunked\r\n";
-          this.#chunked = true;
-        }
+      if (!noBody && end && cl < 0) head += "content-length: 0\r\n";
+      if (chunked) {
+        head += "transfer-encoding: chunked\r\n";
+        this.#chunked = true;
       }
       this.#in.push(binaryBytes(head + "connection: close\r\n\r\n"), 0);
       if (end) this.#in.end();

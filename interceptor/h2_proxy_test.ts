@@ -136,6 +136,12 @@ Deno.test("h2c upstream: HTTP/2 end to end with trailers relayed; an HTTP/1.1 cl
       body: "\u0000\u0000\u0000\u0000\u0003abc",
     },
     { id: 2, headers: { ":path": "/info", ":authority": "web.test", "x-custom": "v" } },
+    // Found by the bench: a content-length beside trailers lost the trailers.
+    {
+      id: 3,
+      headers: { ":method": "POST", ":path": "/trailers-cl", ":authority": "web.test" },
+      body: "abc",
+    },
   ]);
   const byId = new Map(results.map((r) => [r.id, r]));
   const t = byId.get(1)!;
@@ -143,6 +149,8 @@ Deno.test("h2c upstream: HTTP/2 end to end with trailers relayed; an HTTP/1.1 cl
   assert.equal(t.body, "\u0000\u0000\u0000\u0000\u0003abc");
   assert.equal(t.trailers["grpc-status"], "7");
   assert.equal(t.trailers["grpc-message"], "denied%20here");
+  assert.equal(byId.get(3)!.body, "abc");
+  assert.equal(byId.get(3)!.trailers["grpc-status"], "7");
   const info = JSON.parse(byId.get(2)!.body) as { headers: Record<string, string> };
   assert.equal(info.headers[":authority"], "web.test");
   assert.equal(info.headers["x-custom"], "v");

@@ -43,10 +43,15 @@ export class H2Upstreams {
       tcp.setNoDelay(true);
       const conn = new H2Conn(tcp, {
         role: "client",
-        limits: { idleTimeoutMs: POOL_IDLE_MS },
+        // The app is ours to serve, not an attacker: its frames get a far larger budget.
+        limits: {
+          idleTimeoutMs: POOL_IDLE_MS,
+          cheapFrameBurst: 100_000,
+          cheapFramesPerSecond: 50_000,
+        },
         onClose: (c) => this.#remove(ep.addr, c),
         onProblem: (message, code) =>
-          this.#log.debug("h2c upstream connection problem", {
+          this.#log.warn("h2c connection to an app ended with an error", {
             addr: ep.addr,
             problem: message,
             code: ERROR_NAMES[code] ?? code,

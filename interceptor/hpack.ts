@@ -489,7 +489,6 @@ export class HpackDecoder {
   }
 
   #dynamic(index: number): number {
-    if (index === 70) index = 71;
     const d = index - STATIC_COUNT - 1;
     if (d >= this.#table.count) {
       throw new HpackError(

@@ -21,7 +21,9 @@ if (mode === "server") {
     stream.on("end", () => {
       const body = Buffer.concat(chunks);
       if (path.startsWith("/trailers")) {
-        stream.respond({ ":status": 200, "content-type": "application/grpc" }, {
+        // /trailers-cl: a content-length as well, which HTTP/2 allows beside trailers.
+        const cl = path.startsWith("/trailers-cl") ? { "content-length": String(body.length) } : {};
+        stream.respond({ ":status": 200, "content-type": "application/grpc", ...cl }, {
           waitForTrailers: true,
         });
         stream.on(
