@@ -212,3 +212,122 @@ export async function heySpread(
     errorKinds: kindsOf(kinds),
   };
 }
+
+/** h2load's summary: what it reports besides its min/max/mean latency table. */
+export interface H2loadReport {
+  rps: number;
+  /** Requests completed (any status). */
+  done: number;
+  /** Completed with status 2xx or 3xx. */
+  succeeded: number;
+  /** Not succeeded: non-2xx/3xx statuses plus `errored` (h2load counts both). */
+  failed: number;
+  /** Failed below HTTP: connection errors, RST_STREAM. */
+  errored: number;
+  timeout: number;
+  statuses: { "2xx": number; "3xx": number; "4xx": number; "5xx": number };
+}
+
+/** h2load's report, from "finished in ..., N req/s" and the counts below it. */
+export function parseH2load(text: string): H2loadReport {
+  const fin = /^finished in [\d.]+\w+, ([\d.]+) req\/s/m.exec(text);
+  const req =
+    /^requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/m
+      .exec(text);
+  const st = /^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/m.exec(text);
+  if (!fin || !req || !st) throw new Error(`h2load output not understood:\n${text}`);
+  const n = (m: RegExpExecArray, i: number) => Number(m[i]);
+  return {
+    rps: Number(fin[1]),
+    done: n(req, 1),
+    succeeded: n(req, 2),
+    failed: n(req, 3),
+    errored: n(req, 4),
+    timeout: n(req, 5),
+    statuses: { "2xx": n(st, 1), "3xx": n(st, 2), "4xx": n(st, 3), "5xx": n(st, 4) },
+  };
+}
+
+/**
+ * h2load's --log-file: one line per completed request, "<start µs since the
+ * epoch>\t<status>\t<µs taken>"; status -1 for a request that failed below HTTP.
+ */
+export function parseH2loadLog(text: string): { ms: number[]; statuses: number[] } {
+  const ms: number[] = [];
+  const statuses: number[] = [];
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    const f = line.split("\t");
+    const status = Number(f[1]);
+    const us = Number(f[2]);
+    if (f.length !== 3 || !Number.isInteger(status) || !Number.isFinite(us)) {
+      throw new Error(`h2load log line not understood: "${line}"`);
+    }
+    ms.push(us / 1000);
+    statuses.push(status);
+  }
+  return { ms, statuses };
+}
+
+/** What failed in an h2load report, e.g. "status 5xx: 3, errored 2"; empty if nothing. */
+export function h2loadErrorKinds(r: H2loadReport): string {
+  const kinds = new Map<string, number>();
+  for (const k of ["4xx", "5xx"] as const) kinds.set(`status ${k}:`, r.statuses[k]);
+  kinds.set("errored", r.errored);
+  kinds.set("timeout", r.timeout);
+  return kindsOf(kinds);
+}
+
+/**
+ * h2load over h2c with prior knowledge (its default for http:// URLs):
+ * `connections` connections of up to `streams` concurrent streams each, for
+ * `durationS` after `warmS` unmeasured. `data` makes it a POST of that file's bytes. p50/p99 come from
+ * every request's time in its --log-file (its summary has only min/max/mean).
+ */
+export async function h2load(
+  url: string,
+  opts: {
+    connections: number;
+    streams: number;
+    durationS: number;
+    warmS?: number;
+    threads?: number;
+    authority?: string;
+    headers?: string[];
+    data?: string;
+  },
+): Promise<LoadResult & { report: H2loadReport }> {
+  const log = await Deno.makeTempFile({ prefix: "bench-h2load-", suffix: ".log" });
+  try {
+    const args = [
+      "-c",
+      String(opts.connections),
+      "-m",
+      String(opts.streams),
+      "-t",
+      String(opts.threads ?? 1),
+      "-D",
+      String(opts.durationS),
+      ...(opts.warmS ? [`--warm-up-time=${opts.warmS}`] : []),
+      `--log-file=${log}`,
+      ...(opts.authority ? ["-H", `:authority: ${opts.authority}`] : []),
+      ...(opts.headers ?? []).flatMap((h) => ["-H", h]),
+      ...(opts.data ? ["-d", opts.data] : []),
+      url,
+    ];
+    const report = parseH2load(await run("h2load", args));
+    const { ms } = parseH2loadLog(await Deno.readTextFile(log));
+    ms.sort((a, b) => a - b);
+    return {
+      rps: report.rps,
+      p50Ms: percentileOf(ms, 50),
+      p99Ms: percentileOf(ms, 99),
+      requests: report.done,
+      errors: report.failed,
+      errorKinds: h2loadErrorKinds(report),
+      report,
+    };
+  } finally {
+    await Deno.remove(log).catch(() => {});
+  }
+}

@@ -13,7 +13,9 @@
  *      measured is its steady state under that load: for the interceptor,
  *      after it has grown its isolates), alternating targets over several
  *      rounds and taking medians;
- *   4. memory: RSS of the interceptor idle and after load.
+ *   4. memory: RSS of the interceptor idle and after load;
+ *   5. HTTP/2 (bench/h2_bench.ts): h2load over h2c against a Go origin,
+ *      nginx and the interceptor, plain GETs and gRPC unary calls.
  *
  * Flags: --duration=10 (s per measurement), --warm=4 (s of unmeasured wrk before each
  * throughput measurement), --rounds=3, --connections=50,
@@ -23,7 +25,10 @@
  * interceptor's isolates and nginx's workers; default: the interceptor as deployed, isolates
  * following the load up to one per CPU, and nginx with one worker per CPU, its "auto"),
  * --soak[=600] (only: hold the fixed rate
- * for that many seconds and report RSS growth), --skip-routing.
+ * for that many seconds and report RSS growth), --skip-routing,
+ * --only-h2 / --skip-h2 (the HTTP/2 section alone / not at all), --h2-duration=5,
+ * --h2-warm=1, --h2-connections=10, --h2-streams=10 (its h2load; rounds: --rounds).
+ * The line before the last reads: interceptor/nginx http2 throughput: <ratio>, grpc: <ratio>
  * The last line reads: interceptor/nginx throughput: <ratio>, added p99: <ms> ms
  */
 import { programSpecs } from "../build/programs.ts";
@@ -39,6 +44,8 @@ import { LIST_PAGE_SIZE } from "../shared/kube_api.ts";
 import { sleep } from "../shared/lifetime.ts";
 import { parse as parseYaml } from "yaml";
 import { hey, heySpread, type LoadResult, missingTools, wrk } from "./load_tools.ts";
+import { H2_TOOLS, h2RatioLine, runH2Bench } from "./h2_bench.ts";
+import { startNginx } from "./nginx.ts";
 import { measureWorkerApply, type RoutingResult, runRoutingBenchFresh } from "./routing_bench.ts";
 
 const enc = new TextEncoder();
@@ -118,8 +125,8 @@ function fmt(n: number, digits = 2): string {
   return n.toFixed(digits);
 }
 
-async function startNginx(dir: string, port: number, upstream: string, workers: number) {
-  const conf = `worker_processes ${workers};
+function nginxConf(dir: string, port: number, upstream: string, workers: number): string {
+  return `worker_processes ${workers};
 daemon off;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
@@ -140,40 +147,6 @@ http {
   }
 }
 `;
-  await Deno.writeTextFile(`${dir}/nginx.conf`, conf);
-  const child = new Deno.Command("nginx", {
-    args: ["-c", `${dir}/nginx.conf`, "-p", dir, "-e", `${dir}/error.log`],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const deadline = Date.now() + 10_000;
-  while (true) {
-    try {
-      const r = await fetch(`http://127.0.0.1:${port}/`);
-      await r.body?.cancel();
-      break;
-    } catch {
-      if (Date.now() > deadline) throw new Error(`nginx did not start: see ${dir}/error.log`);
-      await sleep(100);
-    }
-  }
-  return {
-    pid: child.pid,
-    async stop() {
-      try {
-        child.kill("SIGQUIT");
-      } catch { /* gone */ }
-      const t = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* gone */ }
-      }, 5000);
-      await child.status;
-      clearTimeout(t);
-      await child.stderr.cancel();
-    },
-  };
 }
 
 function freePort(): number {
@@ -210,14 +183,36 @@ async function main(): Promise<number> {
   const v8Flags = Deno.args.find((a) => a.startsWith("--v8-flags="))?.slice("--v8-flags=".length) ??
     taskFlags.find((f) => f.startsWith("--v8-flags="))?.slice("--v8-flags=".length) ?? "";
 
-  const missing = await missingTools(["wrk", "hey", "nginx"]);
+  const onlyH2 = has("only-h2");
+  const h2 = !has("skip-h2") && soakS === undefined;
+  const missing = await missingTools([
+    ...(onlyH2 ? ["nginx"] : ["wrk", "hey", "nginx"]),
+    ...(h2 ? H2_TOOLS : []),
+  ]);
   if (missing.length > 0) {
     out(`missing load tools: ${missing.join(", ")}`);
-    out("install them from Debian packages: apt-get update && apt-get install -y wrk hey nginx");
+    out(
+      "install them from Debian packages: apt-get update && apt-get install -y wrk hey nginx nghttp2-client",
+    );
     return 2;
   }
+  const h2Section = () =>
+    runH2Bench({
+      cluster,
+      namespace: ns,
+      net,
+      interceptor: ic,
+      workers,
+      out,
+    }, {
+      durationS: flag("h2-duration", 5),
+      warmS: flag("h2-warm", 1),
+      rounds,
+      connections: flag("h2-connections", 10),
+      streams: flag("h2-streams", 10),
+    });
 
-  if (!has("skip-routing") && soakS === undefined) {
+  if (!has("skip-routing") && soakS === undefined && !onlyH2) {
     out("== routing with 10,000 HTTPScaledObjects");
     const runs = await runRoutingBenchFresh(3, taskFlags);
     const workersAppliedMs = await measureWorkerApply(10_000, workers);
@@ -277,7 +272,11 @@ async function main(): Promise<number> {
   }, { what: "the interceptor to know the origin's endpoint" });
   const dir = await Deno.makeTempDir({ prefix: "bench-nginx-" });
   const nginxPort = freePort();
-  const nginx = await startNginx(dir, nginxPort, `${origin.ip}:${origin.port}`, workers);
+  const nginx = await startNginx(
+    dir,
+    nginxConf(dir, nginxPort, `${origin.ip}:${origin.port}`, workers),
+    nginxPort,
+  );
   try {
     const targets = {
       direct: { url: `http://${origin.ip}:${origin.port}/`, host: undefined },
@@ -336,6 +335,12 @@ async function main(): Promise<number> {
           fmt(after - idleRss, 1)
         } MB idle before vs after`,
       );
+      return 0;
+    }
+
+    if (onlyH2) {
+      out();
+      out(h2RatioLine(await h2Section()));
       return 0;
     }
 
@@ -450,6 +455,12 @@ async function main(): Promise<number> {
         fmt(n.fp99 - d.fp99)
       } ms`,
     );
+    if (h2) {
+      out();
+      const h2Line = h2RatioLine(await h2Section());
+      out();
+      out(h2Line);
+    }
     out(
       `interceptor/nginx throughput: ${fmt(i.rps / n.rps)}, added p99: ${fmt(i.fp99 - d.fp99)} ms`,
     );
