@@ -27,7 +27,7 @@
  * --soak[=600] (only: hold the fixed rate
  * for that many seconds and report RSS growth), --skip-routing,
  * --only-h2 / --skip-h2 (the HTTP/2 section alone / not at all), --h2-duration=5,
- * --h2-warm=1, --h2-connections=10, --h2-streams=10 (its h2load; rounds: --rounds).
+ * --h2-warm=4, --h2-connections=10, --h2-streams=10 (its h2load; rounds: --rounds).
  * The line before the last reads: interceptor/nginx http2 throughput: <ratio>, grpc: <ratio>
  * The last line reads: interceptor/nginx throughput: <ratio>, added p99: <ms> ms
  */
@@ -206,7 +206,7 @@ async function main(): Promise<number> {
       out,
     }, {
       durationS: flag("h2-duration", 5),
-      warmS: flag("h2-warm", 1),
+      warmS: flag("h2-warm", 4),
       rounds,
       connections: flag("h2-connections", 10),
       streams: flag("h2-streams", 10),
