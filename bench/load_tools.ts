@@ -308,13 +308,19 @@ export async function h2load(
       String(opts.threads ?? 1),
       "-D",
       String(opts.durationS),
-      ...(opts.warmS ? [`--warm-up-time=${opts.warmS}`] : []),
       `--log-file=${log}`,
       ...(opts.authority ? ["-H", `:authority: ${opts.authority}`] : []),
       ...(opts.headers ?? []).flatMap((h) => ["-H", h]),
       ...(opts.data ? ["-d", opts.data] : []),
       url,
     ];
+    // Warm-up as a run of its own, like wrk's: a proxy that rebalances while it grows (the
+    // interceptor sends GOAWAY) loses h2load's connections, and h2load does not reconnect.
+    if (opts.warmS) {
+      const warm = args.map((a) => (a.startsWith("--log-file=") ? "--log-file=/dev/null" : a));
+      warm[warm.indexOf("-D") + 1] = String(opts.warmS);
+      await run("h2load", warm);
+    }
     const report = parseH2load(await run("h2load", args));
     const { ms } = parseH2loadLog(await Deno.readTextFile(log));
     ms.sort((a, b) => a - b);
