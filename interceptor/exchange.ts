@@ -52,7 +52,7 @@ export class ClientConn {
    * Reused for what we write upstream and back to the client: one exchange
    * at a time per connection, and each write is awaited before the next.
    */
-  readonly upAlloc = scratch(1024);
+  readonly upAlloc: (n: number) => Uint8Array;
   #fwdHost = "";
   #fwdLines: Uint8Array | null = null;
   /** X-Forwarded-* lines for this client, cached while its Host stays the same. */
@@ -63,7 +63,7 @@ export class ClientConn {
     }
     return this.#fwdLines;
   };
-  readonly outAlloc = scratch(2048);
+  readonly outAlloc: (n: number) => Uint8Array;
   /** Writes to the client (Deno's op directly when possible; see conn_io). */
   readonly write: WriteFn;
   /** What the X-Forwarded-* fields say about this client. */
@@ -76,6 +76,10 @@ export class ClientConn {
     readSize = 16 * 1024,
   ) {
     this.reader = new ConnReader(conn, readSize, MAX_HEAD_BYTES);
+    // A connection with a small first buffer (an HTTP/2 stream: one exchange) sizes writes exactly.
+    const small = readSize < 16 * 1024;
+    this.upAlloc = scratch(small ? 0 : 1024);
+    this.outAlloc = scratch(small ? 0 : 2048);
     this.write = writerFor(conn, this.reader.rid);
     this.fwd = { clientIp: remoteIp, proto };
   }
