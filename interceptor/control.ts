@@ -32,6 +32,7 @@ import {
   addressOf,
   EndpointView,
   H2C_APP_PROTOCOL,
+  HTTPS_APP_PROTOCOL,
   type TargetEndpoints,
   targetKeyOf,
 } from "./endpoints.ts";
@@ -518,6 +519,7 @@ export class Control {
       return {
         key,
         h2c: res?.appProtocol === H2C_APP_PROTOCOL,
+        tls: res?.appProtocol === HTTPS_APP_PROTOCOL,
         endpoints: (res?.ready ?? []).map((ep) => ({
           ip: ep.ip,
           port: ep.port,

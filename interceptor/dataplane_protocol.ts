@@ -6,9 +6,13 @@ import type { Level } from "../shared/log.ts";
 
 export interface TlsSettings {
   port: number;
+  /** The default certificate; "" for the cert store alone. */
   certPath: string;
   keyPath: string;
   certStorePaths: string[];
+  /** KEDA_HTTP_PROXY_TLS_MIN_VERSION / _MAX_VERSION; absent = Deno's (1.2 to 1.3). */
+  minVersion?: "TLSv1.2" | "TLSv1.3";
+  maxVersion?: "TLSv1.2" | "TLSv1.3";
 }
 
 export interface InitMessage {

@@ -37,6 +37,7 @@ Deno.test("data plane: grow adds an isolate on the port and recycles open connec
     plane.setTargets([{
       key: routes.get("default/app")!.targetKey,
       h2c: false,
+      tls: false,
       endpoints: [{ ip: "127.0.0.1", port: app.port, slot: 1 }],
     }]);
     assert.ok(await plane.applied(plane.version));

@@ -16,6 +16,8 @@ export function targetKeyOf(ref: ServiceRef): string {
 
 export const SERVICE_NAME_LABEL = "kubernetes.io/service-name";
 export const H2C_APP_PROTOCOL = "kubernetes.io/h2c";
+/** The IANA name Kubernetes documents for TLS app protocols: the app is reached over TLS. */
+export const HTTPS_APP_PROTOCOL = "https";
 
 export interface ReadyEndpoint {
   ip: string;

@@ -453,6 +453,9 @@ export class ServerStreamConn implements ByteConn {
     }, (text) => this.#responseHead(text));
     stream.handler = {
       onHeaders: (fields) => {
+        // Trailers end the request: a declared length must have been met (RFC 9113 8.1.1).
+        const cl = this.#req.contentLength;
+        if (cl >= 0 && this.#received !== cl) return this.#malformed();
         // Trailers: they end the stream (h2_conn checked END_STREAM).
         if (this.#req.chunked) {
           const t: Fields = [];
@@ -623,6 +626,8 @@ export class ClientStreamConn implements ByteConn {
   #onHeaders(fields: Fields, end: boolean): void {
     try {
       if (this.#final) {
+        // Trailers end the stream (RFC 9113 8.1); anything after them would be a second message.
+        if (!end) throw new MalformedMessage("the app sent trailers without END_STREAM");
         checkResponseFields(fields, true);
         this.#in.push(this.#chunked ? trailerBytes(fields) : EMPTY, 0);
         this.#in.end();
@@ -654,6 +659,7 @@ export class ClientStreamConn implements ByteConn {
       }
       if (status < 200) {
         if (status === 101) throw new MalformedMessage("101 is not allowed in HTTP/2");
+        if (end) throw new MalformedMessage("the app ended its stream with an interim response");
         this.#in.push(binaryBytes(head + "\r\n"), 0);
         return;
       }

@@ -59,7 +59,7 @@ export interface H2Limits {
 
 export const DEFAULT_LIMITS: H2Limits = {
   maxConcurrentStreams: 100,
-  streamWindow: 256 * 1024,
+  streamWindow: 64 * 1024,
   connWindow: 1024 * 1024,
   maxHeaderListSize: 64 * 1024,
   cheapFrameBurst: 2_000,
@@ -117,6 +117,8 @@ export class H2Stream {
   sendWindow: number;
   /** Flow-controlled bytes received and not yet given back with consumed(). */
   unacked = 0;
+  /** Bytes handed to the handler and not consumed yet: connection window owed back. */
+  pending = 0;
   /** Bytes the peer may still send us before a WINDOW_UPDATE. */
   recvWindow: number;
   /** Server side: the work for this stream has not ended (it counts toward the cap). */
@@ -365,8 +367,8 @@ export class H2Conn {
       this.streams.size === 0 && this.#busy === 0 &&
       now - this.lastActivity > this.#lim.idleTimeoutMs
     ) {
+      // Closes once the GOAWAY is written (no stream is open).
       this.goaway(ErrorCode.NoError, "idle");
-      this.close();
     }
   }
 
@@ -419,7 +421,11 @@ export class H2Conn {
     s.state = St.Closed;
     s.resetCode = code;
     this.streams.delete(s.id);
-    if (!byPeer && !wasClosed && !this.closed) this.#enqueue(rstFrame(s.id, code));
+    this.#returnPending(s);
+    if (!byPeer && !wasClosed && !this.closed) {
+      this.#enqueue(rstFrame(s.id, code));
+      this.#noteReset(s.id);
+    }
     s.wake();
     const h = s.handler;
     s.handler = null;
@@ -429,6 +435,16 @@ export class H2Conn {
 
   consumed(s: H2Stream, n: number): void {
     if (n <= 0) return;
+    // Connection window comes back only as bodies are read, so unread bodies on one
+    // connection never exceed its window (1 MiB), however many streams hold them.
+    const owed = Math.min(n, s.pending);
+    s.pending -= owed;
+    this.#connUnacked += owed;
+    this.#ackConn();
+    this.#streamCredit(s, n);
+  }
+
+  #streamCredit(s: H2Stream, n: number): void {
     s.unacked += n;
     if (s.remoteEnded || this.closed) return;
     if (s.unacked >= this.#lim.streamWindow / 4) {
@@ -441,8 +457,17 @@ export class H2Conn {
   released(s: H2Stream): void {
     if (this.#role !== "server") return;
     this.#busy--;
+    this.#returnPending(s);
     if (s.state === St.Closed) this.streams.delete(s.id);
     this.#maybeFinish();
+  }
+
+  /** What a finished stream's reader never consumed goes back to the connection window. */
+  #returnPending(s: H2Stream): void {
+    if (s.pending === 0) return;
+    this.#connUnacked += s.pending;
+    s.pending = 0;
+    this.#ackConn();
   }
 
   #endLocal(s: H2Stream): void {
@@ -460,6 +485,7 @@ export class H2Conn {
     s.wake();
     // A server stream stays counted until its work ends (release()).
     if (!s.busy || this.#role === "client") this.streams.delete(s.id);
+    if (this.#role === "client") this.#returnPending(s);
     this.#maybeFinish();
   }
 
@@ -472,6 +498,15 @@ export class H2Conn {
   }
 
   #closeAfterFlush = false;
+  /** Recent streams we reset (bounded): frames already on their way for them are ignored. */
+  readonly #resetByUs = new Set<number>();
+
+  #noteReset(sid: number): void {
+    this.#resetByUs.add(sid);
+    if (this.#resetByUs.size > 1024) {
+      this.#resetByUs.delete(this.#resetByUs.values().next().value!);
+    }
+  }
 
   #enqueue(frame: Uint8Array): void {
     if (this.closed) return;
@@ -616,7 +651,8 @@ export class H2Conn {
       const sid = read31(b, at + 5);
       const payload = b.subarray(at + FRAME_HEADER, at + FRAME_HEADER + len);
       r.start = at + FRAME_HEADER + len;
-      this.lastActivity = Date.now();
+      // Only stream work is activity: PINGs alone do not keep an idle connection open.
+      if (type <= FrameType.Headers) this.lastActivity = Date.now();
       this.#frame(type, flags, sid, payload);
     }
   }
@@ -636,7 +672,11 @@ export class H2Conn {
       case FrameType.Priority:
         if (sid === 0) throw new H2Error(ErrorCode.Protocol, "PRIORITY on stream 0");
         this.#cheap("PRIORITY");
-        if (p.length !== 5) this.#streamError(sid, ErrorCode.FrameSize);
+        if (p.length !== 5) {
+          // A stream error, but RST_STREAM must never name an idle stream (RFC 9113 5.1).
+          if (this.#idle(sid)) throw new H2Error(ErrorCode.FrameSize, "PRIORITY must be 5 bytes");
+          this.#streamError(sid, ErrorCode.FrameSize);
+        }
         return;
       case FrameType.RstStream:
         return this.#rst(sid, p);
@@ -674,7 +714,10 @@ export class H2Conn {
   #streamError(sid: number, code: number): void {
     const s = this.streams.get(sid);
     if (s) this.resetStream(s, code, false);
-    else this.#enqueue(rstFrame(sid, code));
+    else {
+      this.#enqueue(rstFrame(sid, code));
+      this.#noteReset(sid);
+    }
   }
 
   #unpad(flags: number, p: Uint8Array, what: string): Uint8Array {
@@ -715,10 +758,15 @@ export class H2Conn {
     s.recvWindow -= flowLen;
     // Padding is flow-controlled but never reaches the handler: give it back now.
     const padding = flowLen - data.length;
+    this.#connUnacked -= data.length;
+    s.pending += data.length;
     if (end) this.#endRemote(s);
-    this.#ackConn();
-    if (padding > 0) this.consumed(s, padding);
-    s.handler?.onData(data.slice(), end);
+    if (padding > 0) {
+      this.#ackConn();
+      this.#streamCredit(s, padding);
+    }
+    if (s.handler === null) this.#returnPending(s);
+    else s.handler.onData(data.slice(), end);
   }
 
   /** Gives connection window back as it is received: streams' windows bound what is buffered. */
@@ -733,15 +781,17 @@ export class H2Conn {
   #headers(flags: number, sid: number, p: Uint8Array): void {
     if (sid === 0) throw new H2Error(ErrorCode.Protocol, "HEADERS on stream 0");
     let block = this.#unpad(flags, p, "HEADERS");
+    let selfDependent = false;
     if ((flags & Flag.Priority) !== 0) {
       if (block.length < 5) {
         throw new H2Error(ErrorCode.FrameSize, "HEADERS priority fields cut short");
       }
-      if (read31(block, 0) === sid) this.#streamError(sid, ErrorCode.Protocol);
+      if (read31(block, 0) === sid) selfDependent = true;
       block = block.subarray(5);
     }
     const end = (flags & Flag.EndStream) !== 0;
     if ((flags & Flag.EndHeaders) === 0) {
+      this.#contSelf = selfDependent;
       this.#contStream = sid;
       this.#contEnd = end;
       this.#contParts = [block.slice()];
@@ -749,8 +799,10 @@ export class H2Conn {
       this.#contFrames = 0;
       return;
     }
-    this.#block(sid, block, end);
+    this.#block(sid, block, end, selfDependent);
   }
+
+  #contSelf = false;
 
   #continuation(flags: number, sid: number, p: Uint8Array): void {
     if (this.#contStream === 0 || sid !== this.#contStream) {
@@ -777,11 +829,11 @@ export class H2Conn {
     }
     this.#contStream = 0;
     this.#contParts = [];
-    this.#block(sid, all, this.#contEnd);
+    this.#block(sid, all, this.#contEnd, this.#contSelf);
   }
 
   /** A complete header block for stream `sid`. */
-  #block(sid: number, block: Uint8Array, end: boolean): void {
+  #block(sid: number, block: Uint8Array, end: boolean, selfDependent = false): void {
     let fields: Fields;
     let tooLarge: boolean;
     try {
@@ -792,6 +844,14 @@ export class H2Conn {
       throw e;
     }
     const s = this.streams.get(sid);
+    if (selfDependent) {
+      // RFC 9113 5.3.1: a stream depending on itself is a stream error; it is never served.
+      if (this.#role === "server" && sid > this.#peerMax && (sid & 1) === 1) this.#peerMax = sid;
+      this.#enqueue(rstFrame(sid, ErrorCode.Protocol));
+      this.#noteReset(sid);
+      if (s !== undefined) this.resetStream(s, ErrorCode.Protocol, true);
+      return;
+    }
     if (this.#role === "client") {
       if (s === undefined) {
         if (this.#idle(sid)) {
@@ -817,12 +877,18 @@ export class H2Conn {
     if ((sid & 1) === 0) throw new H2Error(ErrorCode.Protocol, "a client opened an even stream id");
     // A stream already closed (say, reset while its trailers were on their way): ignored,
     // its block decoded above to keep HPACK in step.
-    if (sid <= this.#peerMax) return;
+    if (sid <= this.#peerMax) {
+      // A stream we reset may still see its trailers; any other id at or below the highest one
+      // opened is a reuse (RFC 9113 5.1.1).
+      if (this.#resetByUs.has(sid)) return;
+      throw new H2Error(ErrorCode.Protocol, "HEADERS for a stream id already used");
+    }
     this.#peerMax = sid;
     if (this.#goawaySent) return; // Past our GOAWAY: ignored (RFC 9113 6.8).
     if (this.#busy >= this.#lim.maxConcurrentStreams) {
       this.#refused++;
       this.#enqueue(rstFrame(sid, ErrorCode.RefusedStream));
+      this.#noteReset(sid);
       if (this.#refused > MAX_REFUSED) {
         throw new H2Error(
           ErrorCode.EnhanceYourCalm,
@@ -953,7 +1019,10 @@ export class H2Conn {
     }
     if (this.#idle(sid)) throw new H2Error(ErrorCode.Protocol, "WINDOW_UPDATE on an idle stream");
     const s = this.streams.get(sid);
-    if (s === undefined) return;
+    if (s === undefined) {
+      this.#cheap("WINDOW_UPDATE on a closed stream");
+      return;
+    }
     if (inc === 0) return this.#streamError(sid, ErrorCode.Protocol);
     s.sendWindow += inc;
     if (s.sendWindow > MAX_WINDOW) return this.#streamError(sid, ErrorCode.FlowControl);

@@ -43,6 +43,16 @@ export class DataPlaneIsolate {
   /** Opens the listeners and starts accepting; reports listening or failed. */
   async start(): Promise<void> {
     const { index } = this.init;
+    const up = this.init.config.upstreamTls;
+    if (index === 0 && up) {
+      // Once per process: the first isolate says how HTTPS apps are verified.
+      if (up.skipVerify) {
+        this.log.warn(
+          "KEDA_HTTP_PROXY_TLS_SKIP_VERIFY=true: certificates of HTTPS apps are not verified",
+        );
+      }
+      for (const note of up.notes) this.log.info("trusted for HTTPS apps", { source: note });
+    }
     try {
       this.#listener = Deno.listen({
         hostname: this.init.listen.hostname,

@@ -13,6 +13,7 @@ import {
 import { KubeApiClient, loadCredentials } from "../shared/kube_api.ts";
 import { aborted, LifetimeGroup, osSignals, sleep } from "../shared/lifetime.ts";
 import { type Level, loggerFromEnv, parseLevel } from "../shared/log.ts";
+import { nodeTlsVersion } from "../shared/tls_options.ts";
 import { adminHandler } from "./admin.ts";
 import { Control } from "./control.ts";
 import { SharedCounters } from "./counters.ts";
@@ -68,6 +69,8 @@ async function main(): Promise<number> {
         certPath: config.tls.certPath,
         keyPath: config.tls.keyPath,
         certStorePaths: config.tls.certStorePaths,
+        ...(config.tls.minVersion ? { minVersion: nodeTlsVersion(config.tls.minVersion) } : {}),
+        ...(config.tls.maxVersion ? { maxVersion: nodeTlsVersion(config.tls.maxVersion) } : {}),
       }
       : null,
     counters,

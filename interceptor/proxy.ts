@@ -42,6 +42,7 @@ import {
   type ResponseRead,
   sendFailed,
   UpstreamLeg,
+  upstreamTlsFor,
 } from "./upstream_leg.ts";
 import { Pools, type UpstreamConn } from "./upstream_pool.ts";
 
@@ -246,10 +247,16 @@ export class HttpProxy {
     try {
       conn = new ServerStreamConn(s, requestOf(fields, end));
     } catch (e) {
-      if (!(e instanceof MalformedMessage)) throw e;
-      this.#metrics.record("", "OTHER", 400, 0);
-      this.#log.debug("malformed HTTP/2 request", { client: parent.remoteIp, problem: e.message });
-      s.reset(ErrorCode.Protocol);
+      // One stream's failure is never its connection's: the others go on.
+      const malformed = e instanceof MalformedMessage;
+      if (malformed) {
+        this.#log.debug("malformed HTTP/2 request", {
+          client: parent.remoteIp,
+          problem: e.message,
+        });
+      } else this.#log.error("HTTP/2 stream failed", { client: parent.remoteIp, error: e });
+      this.#metrics.record("", "OTHER", malformed ? 400 : 500, 0);
+      s.reset(malformed ? ErrorCode.Protocol : ErrorCode.Internal);
       s.release();
       return;
     }
@@ -421,12 +428,13 @@ export class HttpProxy {
           if (target !== null) {
             // HTTP/1.1 forwarding over a pooled or new connection.
             const body = this.#leg.requestStart(ex);
+            const tls = upstreamTlsFor(target, c);
             let up: UpstreamConn;
             let head: ResponseRead;
             let pump: Promise<void> | null;
             for (let tries = 0;; tries++) {
               ex.phase = Phase.Connect;
-              up = this.#pools.take(ex.ep!.addr) ?? await this.#leg.connect(ex, target);
+              up = this.#pools.take(ex.ep!.addr, tls) ?? await this.#leg.connect(ex, target, tls);
               ex.up = up;
               if (ex.gone) throw new Gone();
               let written = false;

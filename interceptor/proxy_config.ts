@@ -5,6 +5,7 @@
 import type { InterceptorConfig } from "../shared/config.ts";
 import { connectTimeoutMsOf } from "./deadlines.ts";
 import type { ProxyConfig } from "./proxy_contract.ts";
+import { upstreamTlsOf } from "./upstream_tls.ts";
 
 /** The data plane's settings; time bounds are resolved by deadlines.ts. */
 export function proxyConfigOf(c: InterceptorConfig): ProxyConfig {
@@ -20,6 +21,7 @@ export function proxyConfigOf(c: InterceptorConfig): ProxyConfig {
     idleTimeoutMs: c.idleTimeoutMs,
     headTimeoutMs: c.requestHeadTimeoutMs,
     retryAfterSeconds: 2,
+    upstreamTls: upstreamTlsOf(c),
   };
 }
 

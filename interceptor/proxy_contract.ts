@@ -25,6 +25,18 @@ export interface ProxyConfig {
   headTimeoutMs: number;
   /** Retry-After seconds on the 503 answered when too many requests are held. */
   retryAfterSeconds: number;
+  /** How HTTPS apps are verified; absent = Deno's roots only. */
+  upstreamTls?: UpstreamTlsConfig;
+}
+
+/** Trust for connections to HTTPS apps (upstream_tls.ts loads it at start). */
+export interface UpstreamTlsConfig {
+  /** PEM certificates trusted besides Deno's roots. */
+  caCerts: string[];
+  /** KEDA_HTTP_PROXY_TLS_SKIP_VERIFY: no verification at all. */
+  skipVerify: boolean;
+  /** Where caCerts came from, and files skipped, for the start log. */
+  notes: string[];
 }
 
 /**
@@ -117,4 +129,6 @@ export interface TargetUpdate {
   key: string;
   endpoints: EndpointUpdate[];
   h2c: boolean;
+  /** The Service port's appProtocol is https: connections to it use TLS. */
+  tls: boolean;
 }

@@ -44,7 +44,7 @@ export interface Harness extends AsyncDisposable {
   setEndpoints(
     routeKey: string,
     ports: number[],
-    opts?: { h2c?: boolean; fallback?: boolean },
+    opts?: { h2c?: boolean; tls?: boolean; fallback?: boolean },
   ): void;
   close(): Promise<void>;
 }
@@ -153,6 +153,7 @@ export function startHarness(config: Partial<ProxyConfig> = {}): Harness {
       proxy.setTargets([{
         key,
         h2c: opts.h2c ?? false,
+        tls: opts.tls ?? false,
         endpoints: ports.map((port) => {
           let slot = slotByPort.get(port);
           if (slot === undefined) slotByPort.set(port, slot = podSlot++ % 4096 || podSlot++);

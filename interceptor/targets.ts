@@ -22,9 +22,23 @@ export interface Waiter {
 export class Target {
   endpoints: Endpoint[] = [];
   h2c = false;
+  /** The app is reached over TLS (appProtocol https). */
+  tls = false;
   readonly waiters = new Set<Waiter>();
   rr = 0;
-  constructor(readonly key: string) {}
+  /** The name TLS connections to it send and verify: "<service>.<namespace>", as Go does. */
+  readonly serverName: string;
+  constructor(readonly key: string) {
+    this.serverName = serverNameOf(key);
+  }
+}
+
+/** "<service>.<namespace>" from a target key "namespace/service:port" (endpoints.ts targetKeyOf). */
+export function serverNameOf(key: string): string {
+  const slash = key.indexOf("/");
+  const colon = key.lastIndexOf(":");
+  const service = key.slice(slash + 1, colon > slash ? colon : key.length);
+  return `${service}.${key.slice(0, slash)}`;
 }
 
 export class Targets {
@@ -60,6 +74,7 @@ export class Targets {
       for (const e of t.endpoints) this.#pools.unref(e.addr);
       t.endpoints = next;
       t.h2c = u.h2c;
+      t.tls = u.tls;
       if (next.length > 0) { for (const w of [...t.waiters]) w.wake(); }
     }
   }

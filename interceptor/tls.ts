@@ -3,13 +3,18 @@
  * KEDA_HTTP_PROXY_TLS_CERT_PATH/KEY_PATH (the default) and from the
  * directories in KEDA_HTTP_PROXY_TLS_CERT_STORE_PATHS, picked per connection
  * by SNI: an exact SAN first, then a wildcard SAN ("*.example.com" covers one
- * label, as RFC 6125 says), then the default. Deno.listenTls has no SNI
+ * label, as RFC 6125 says), then the default. IP and URI SANs are indexed
+ * as names too, as Go does: they match an SNI equal to their text (Go does
+ * not look at the local address; RFC 6066 SNI never carries an IP, so in
+ * practice only non-conforming clients hit them). Deno.listenTls has no SNI
  * hook, so this uses node:tls and adapts its sockets to the data plane's
  * ByteConn. Files are re-read every minute so rotated certificates apply.
+ * ALPN offers h2 then http/1.1, as Go's server does.
  */
 import tls from "node:tls";
 import { X509Certificate } from "node:crypto";
 import type { Logger } from "../shared/log.ts";
+import { certStoreFiles } from "./cert_files.ts";
 import type { ByteConn } from "./conn_io.ts";
 import type { TlsSettings } from "./dataplane_protocol.ts";
 
@@ -18,20 +23,43 @@ export interface CertPair {
   keyFile: string;
   cert: string;
   key: string;
-  /** Lower-case DNS names from the SANs (or the CN when there are none). */
+  /** Lower-case DNS names, IPs and URIs from the SANs (or the CN when there are none). */
   names: string[];
 }
 
-const CERT_EXT = [".crt", ".pem", ".cert"];
+/** node:crypto's subjectAltName: "DNS:a, IP Address:1.2.3.4, URI:x"; values with ", " are JSON-quoted. */
+const SAN_ENTRY = /(DNS|IP Address|URI|[A-Za-z ]+):("(?:[^"\\]|\\.)*"|[^,]*)(?:, |$)/g;
 
-/** DNS names a certificate is valid for. */
+/** An IP as Go's net.IP.String() prints it (IPv6 compressed, lower case). */
+function ipText(raw: string): string {
+  if (!raw.includes(":")) return raw;
+  try {
+    return new URL(`http://[${raw}]/`).hostname.slice(1, -1);
+  } catch {
+    return raw.toLowerCase();
+  }
+}
+
+/** Names a certificate is indexed under: DNS SANs, then IP SANs, then URI SANs (Go's addCert). */
 export function certNames(pem: string): string[] {
   const x = new X509Certificate(pem);
-  const names: string[] = [];
-  for (const part of (x.subjectAltName ?? "").split(",")) {
-    const t = part.trim();
-    if (t.startsWith("DNS:")) names.push(t.slice(4).toLowerCase());
+  const dns: string[] = [];
+  const ips: string[] = [];
+  const uris: string[] = [];
+  for (const m of (x.subjectAltName ?? "").matchAll(SAN_ENTRY)) {
+    let v = m[2]!;
+    if (v.startsWith('"')) {
+      try {
+        v = JSON.parse(v) as string;
+      } catch {
+        continue;
+      }
+    }
+    if (m[1] === "DNS") dns.push(v.toLowerCase());
+    else if (m[1] === "IP Address") ips.push(ipText(v));
+    else if (m[1] === "URI") uris.push(v);
   }
+  const names = [...dns, ...ips, ...uris];
   if (names.length === 0) {
     const cn = /(?:^|\n|,\s*)CN=([^\n,]+)/.exec(x.subject ?? "");
     if (cn) names.push(cn[1]!.trim().toLowerCase());
@@ -39,53 +67,20 @@ export function certNames(pem: string): string[] {
   return names;
 }
 
-function walk(dir: string, depth: number, out: string[]): void {
-  for (const e of Deno.readDirSync(dir)) {
-    const path = `${dir}/${e.name}`;
-    // Kubernetes Secret volumes link files through "..data"; follow links to files.
-    let isDir = e.isDirectory;
-    let isFile = e.isFile;
-    if (e.isSymlink) {
-      try {
-        const st = Deno.statSync(path);
-        isDir = st.isDirectory;
-        isFile = st.isFile;
-      } catch {
-        continue;
-      }
-    }
-    if (isFile) out.push(path);
-    else if (isDir && depth > 0 && !e.name.startsWith("..")) walk(path, depth - 1, out);
-  }
-}
-
-/** Finds cert/key pairs: "<name>.crt|.pem|.cert" next to "<name>.key". */
+/**
+ * Finds cert/key pairs: "<name>.crt|.pem|.cert" next to "<name>.key" or
+ * "<name>-key.pem" (cert_files.ts).
+ */
 export function loadCertStore(paths: string[]): { pairs: CertPair[]; problems: string[] } {
   const pairs: CertPair[] = [];
-  const problems: string[] = [];
-  for (const root of paths) {
-    const files: string[] = [];
+  const { pairs: files, problems } = certStoreFiles(paths);
+  for (const { certFile, keyFile } of files) {
     try {
-      const st = Deno.statSync(root);
-      if (st.isDirectory) walk(root, 3, files);
-      else files.push(root);
+      const cert = Deno.readTextFileSync(certFile);
+      const key = Deno.readTextFileSync(keyFile);
+      pairs.push({ certFile, keyFile, cert, key, names: certNames(cert) });
     } catch (e) {
-      problems.push(`${root}: ${(e as Error).message}`);
-      continue;
-    }
-    const set = new Set(files);
-    for (const f of files) {
-      const ext = CERT_EXT.find((x) => f.endsWith(x));
-      if (!ext) continue;
-      const keyFile = f.slice(0, -ext.length) + ".key";
-      if (!set.has(keyFile)) continue;
-      try {
-        const cert = Deno.readTextFileSync(f);
-        const key = Deno.readTextFileSync(keyFile);
-        pairs.push({ certFile: f, keyFile, cert, key, names: certNames(cert) });
-      } catch (e) {
-        problems.push(`${f}: ${(e as Error).message}`);
-      }
+      problems.push(`${certFile}: ${(e as Error).message}`);
     }
   }
   return { pairs, problems };
@@ -164,7 +159,7 @@ function buildSelector(settings: TlsSettings, log: Logger): Loaded {
 }
 
 /** A node:tls socket as a ByteConn. */
-class TlsSocketConn implements ByteConn {
+export class TlsSocketConn implements ByteConn {
   readonly #chunks: Uint8Array[] = [];
   #queued = 0;
   #ended = false;
@@ -233,6 +228,42 @@ class TlsSocketConn implements ByteConn {
   }
 }
 
+/**
+ * A TLS connection to an app without verifying its certificate
+ * (KEDA_HTTP_PROXY_TLS_SKIP_VERIFY): Deno.startTls always checks the chain,
+ * node:tls can skip it. SNI is still `servername`.
+ */
+export function connectUnverified(opts: {
+  ip: string;
+  port: number;
+  servername: string;
+  alpn: string[];
+  timeoutMs: number;
+}): Promise<ByteConn> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({
+      host: opts.ip,
+      port: opts.port,
+      servername: opts.servername,
+      rejectUnauthorized: false,
+      ALPNProtocols: opts.alpn,
+    });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no TLS handshake within ${opts.timeoutMs}ms`));
+    }, opts.timeoutMs);
+    socket.once("secureConnect", () => {
+      clearTimeout(timer);
+      socket.setNoDelay(true);
+      resolve(new TlsSocketConn(socket));
+    });
+    socket.once("error", (e: Error) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
 export interface TlsServer {
   port: number;
   close(): void;
@@ -246,8 +277,12 @@ export async function startTlsServer(opts: {
   onConnection: (conn: ByteConn, remoteIp: string, h2: boolean) => void;
 }): Promise<TlsServer> {
   let loaded = buildSelector(opts.settings, opts.log);
+  const { minVersion, maxVersion } = opts.settings;
   const server = tls.createServer({
     ...loaded.fallbackPem,
+    // Honoured by Deno (tls_test.ts); ciphers and ecdhCurve are not (shared/tls_options.ts).
+    ...(minVersion ? { minVersion } : {}),
+    ...(maxVersion ? { maxVersion } : {}),
     SNICallback: (name: string, cb: (err: Error | null, ctx?: Ctx) => void) =>
       cb(null, loaded.selector.select(name)),
     // HTTP/2 first, as Go's server offers them.

@@ -44,6 +44,7 @@ import {
 import type { ProxyConfig } from "./proxy_contract.ts";
 import type { Target, Targets } from "./targets.ts";
 import { type Pools, UpstreamConn } from "./upstream_pool.ts";
+import { connectTls, tlsFailureText, UpstreamTlsError } from "./upstream_tls.ts";
 
 type BodyMode = "none" | "length" | "chunked" | "close";
 
@@ -86,6 +87,15 @@ export class Relay {
   bodyBytes = 0;
   parts: Array<[number, number]> | null = null;
   out: Uint8Array = EMPTY;
+}
+
+/**
+ * Whether an exchange's connection to `target` uses TLS: its port says
+ * https, or the client came over TLS (Go HEAD forwards every request from its
+ * TLS listener as https) and the port does not declare cleartext h2c.
+ */
+export function upstreamTlsFor(target: Target, c: ClientConn): boolean {
+  return target.tls || (c.proto === "https" && !target.h2c);
 }
 
 export function sendFailed(target: Target, up: UpstreamConn, e: unknown): string {
@@ -154,8 +164,12 @@ export class UpstreamLeg {
     this.#closing = opts.closing;
   }
 
-  /** A live connection to the exchange's endpoint, retrying until the deadline. */
-  async connect(ex: Exchange, target: Target): Promise<UpstreamConn> {
+  /**
+   * A live connection to the exchange's endpoint, retrying until the
+   * deadline; over TLS when `tls` (upstreamTlsFor). A failed TLS handshake
+   * is not retried: the TCP connection worked, so it would fail again.
+   */
+  async connect(ex: Exchange, target: Target, tls = false): Promise<UpstreamConn> {
     ex.phase = Phase.Connect;
     const deadline = connectDeadline(this.#cfg, ex.route, ex.t0, ex.requestDeadline, Date.now());
     let attempt = 0;
@@ -164,7 +178,7 @@ export class UpstreamLeg {
     const h2 = target.h2c && ex.req.upgrade === null;
     while (true) {
       const ep = ex.ep!;
-      const pooled = h2 ? undefined : this.#pools.take(ep.addr);
+      const pooled = h2 ? undefined : this.#pools.take(ep.addr, tls);
       if (pooled) return pooled;
       try {
         if (h2) {
@@ -178,13 +192,25 @@ export class UpstreamLeg {
           }
           return u;
         }
-        const conn = await Deno.connect({
-          hostname: ep.ip,
-          port: ep.port,
-          signal: AbortSignal.timeout(this.#cfg.connectTimeoutMs),
-        });
-        conn.setNoDelay(true);
-        const u = new UpstreamConn(conn, ep.addr);
+        let u: UpstreamConn;
+        if (tls) {
+          const conn = await connectTls({
+            ip: ep.ip,
+            port: ep.port,
+            serverName: target.serverName,
+            config: this.#cfg.upstreamTls,
+            timeoutMs: this.#cfg.connectTimeoutMs,
+          });
+          u = new UpstreamConn(conn, ep.addr, true);
+        } else {
+          const conn = await Deno.connect({
+            hostname: ep.ip,
+            port: ep.port,
+            signal: AbortSignal.timeout(this.#cfg.connectTimeoutMs),
+          });
+          conn.setNoDelay(true);
+          u = new UpstreamConn(conn, ep.addr);
+        }
         if (ex.gone) {
           this.#pools.release(u, this.#draining());
           throw new Gone();
@@ -192,6 +218,12 @@ export class UpstreamLeg {
         return u;
       } catch (e) {
         if (e instanceof Gone || ex.gone) throw new Gone();
+        if (e instanceof UpstreamTlsError) {
+          throw new ProxyFailure(
+            502,
+            tlsFailureText(`${target.key} at ${ep.addr}`, target.serverName, e),
+          );
+        }
         lastError = (e as Error).name === "TimeoutError"
           ? `no answer within ${formatDuration(this.#cfg.connectTimeoutMs)}`
           : (e as Error).message;

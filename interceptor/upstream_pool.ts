@@ -1,6 +1,8 @@
 /**
  * Connections to app pods: one upstream connection, and the keep-alive pool
  * per pod address, which alone decides when a connection may be reused.
+ * TLS and plain connections to one address are kept apart: a request picks
+ * the kind it needs.
  */
 import { type ByteConn, closeQuietly, ConnReader, type WriteFn, writerFor } from "./conn_io.ts";
 import { POOL_IDLE_MS } from "./deadlines.ts";
@@ -16,7 +18,12 @@ export class UpstreamConn {
   reused = false;
   /** Writes to the app (Deno's op directly when possible; see conn_io). */
   readonly write: WriteFn;
-  constructor(readonly conn: Deno.TcpConn | ByteConn, readonly addr: string) {
+  constructor(
+    readonly conn: Deno.TcpConn | ByteConn,
+    readonly addr: string,
+    /** Over TLS (its pool list is the TLS one). */
+    readonly tls = false,
+  ) {
     this.reader = new ConnReader(conn);
     this.write = writerFor(conn, this.reader.rid);
   }
@@ -25,12 +32,14 @@ export class UpstreamConn {
 /** Idle keep-alive connections to one pod address. */
 class Pool {
   readonly idle: UpstreamConn[] = [];
+  readonly idleTls: UpstreamConn[] = [];
   /** Targets that list this address; the pool closes when none do. */
   refs = 0;
 
-  take(): UpstreamConn | undefined {
-    while (this.idle.length > 0) {
-      const u = this.idle.pop()!;
+  take(tls: boolean): UpstreamConn | undefined {
+    const idle = tls ? this.idleTls : this.idle;
+    while (idle.length > 0) {
+      const u = idle.pop()!;
       u.idle = false;
       u.reader.watch = null;
       if (!u.reader.eof && u.reader.buffered === 0) {
@@ -43,13 +52,14 @@ class Pool {
   }
 
   release(u: UpstreamConn): void {
-    if (this.idle.length >= IDLE_POOL_MAX) {
+    const idle = u.tls ? this.idleTls : this.idle;
+    if (idle.length >= IDLE_POOL_MAX) {
       closeQuietly(u.conn);
       return;
     }
     u.idle = true;
     u.idleSince = Date.now();
-    this.idle.push(u);
+    idle.push(u);
     // The read that will carry the next response also tells us when the app
     // closes an idle connection, so a dead one is never handed out.
     u.poolWatch ??= (n) => {
@@ -60,21 +70,24 @@ class Pool {
   }
 
   #drop(u: UpstreamConn): void {
-    const i = this.idle.indexOf(u);
-    if (i >= 0) this.idle.splice(i, 1);
+    const idle = u.tls ? this.idleTls : this.idle;
+    const i = idle.indexOf(u);
+    if (i >= 0) idle.splice(i, 1);
     u.idle = false;
     closeQuietly(u.conn);
   }
 
   sweep(now: number): void {
-    for (let i = this.idle.length - 1; i >= 0; i--) {
-      const u = this.idle[i]!;
-      if (now - u.idleSince > POOL_IDLE_MS) this.#drop(u);
+    for (const idle of [this.idle, this.idleTls]) {
+      for (let i = idle.length - 1; i >= 0; i--) {
+        const u = idle[i]!;
+        if (now - u.idleSince > POOL_IDLE_MS) this.#drop(u);
+      }
     }
   }
 
   closeAll(): void {
-    for (const u of this.idle.splice(0)) {
+    for (const u of [...this.idle.splice(0), ...this.idleTls.splice(0)]) {
       u.idle = false;
       closeQuietly(u.conn);
     }
@@ -105,9 +118,9 @@ export class Pools {
     }
   }
 
-  /** An idle connection to `addr` that is still open, if any. */
-  take(addr: string): UpstreamConn | undefined {
-    return this.#pools.get(addr)?.take();
+  /** An idle connection to `addr` (over TLS when `tls`) that is still open, if any. */
+  take(addr: string, tls = false): UpstreamConn | undefined {
+    return this.#pools.get(addr)?.take(tls);
   }
 
   /** Keeps a connection for reuse, or closes it (draining, or its pod is gone). */

@@ -11,6 +11,13 @@
  */
 import { z } from "./zod.ts";
 import { parseDuration } from "./duration.ts";
+import {
+  checkCipherSuites,
+  checkCurves,
+  checkVersions,
+  TLS_VERSIONS,
+  type TlsVersion,
+} from "./tls_options.ts";
 
 type Parse<T> = (raw: string) => T;
 
@@ -85,6 +92,74 @@ export const env = {
       return s as T;
     }),
 };
+
+/** "" when unset; otherwise a version Go HEAD accepts. */
+function tlsVersion() {
+  return envVar<TlsVersion | "">("", (s) => {
+    if (!(TLS_VERSIONS as readonly string[]).includes(s)) {
+      throw new Error(`"${s}" is not a TLS version: use ${TLS_VERSIONS.join(" or ")}`);
+    }
+    return s as TlsVersion;
+  });
+}
+
+/** Go HEAD's default certificate, used when the path variables are unset. */
+export const DEFAULT_TLS_CERT_PATH = "/certs/tls.crt";
+export const DEFAULT_TLS_KEY_PATH = "/certs/tls.key";
+
+function fileProblem(path: string): string | null {
+  try {
+    if (!Deno.statSync(path).isFile) return `${path} is not a file`;
+    return null;
+  } catch (e) {
+    return `cannot read ${path}: ${(e as Error).message}`;
+  }
+}
+
+/**
+ * The default certificate's files. Unset variables mean Go's defaults; when
+ * those files are missing the cert store alone serves (Go would fail to
+ * start), and with no store either that is the start error.
+ */
+function resolveCertPaths(certRaw: string, keyRaw: string, storePaths: string[]): {
+  certPath: string;
+  keyPath: string;
+  problems: Array<[string, string]>;
+} {
+  const certPath = certRaw || DEFAULT_TLS_CERT_PATH;
+  const keyPath = keyRaw || DEFAULT_TLS_KEY_PATH;
+  const problems: Array<[string, string]> = [];
+  const certProblem = fileProblem(certPath);
+  const keyProblem = fileProblem(keyPath);
+  if (certRaw !== "" || keyRaw !== "") {
+    if (certProblem) problems.push(["KEDA_HTTP_PROXY_TLS_CERT_PATH", certProblem]);
+    if (keyProblem) problems.push(["KEDA_HTTP_PROXY_TLS_KEY_PATH", keyProblem]);
+    return { certPath, keyPath, problems };
+  }
+  if (!certProblem && !keyProblem) return { certPath, keyPath, problems };
+  if (storePaths.length > 0) return { certPath: "", keyPath: "", problems };
+  problems.push([
+    "KEDA_HTTP_PROXY_TLS_ENABLED",
+    `TLS is enabled but no certificate is configured: the default ${DEFAULT_TLS_CERT_PATH} and ${DEFAULT_TLS_KEY_PATH} are missing (${
+      certProblem ?? keyProblem
+    }); mount them there, set KEDA_HTTP_PROXY_TLS_CERT_PATH and KEDA_HTTP_PROXY_TLS_KEY_PATH, or set KEDA_HTTP_PROXY_TLS_CERT_STORE_PATHS`,
+  ]);
+  return { certPath: "", keyPath: "", problems };
+}
+
+function certPathsOf(enabled: boolean, e: {
+  KEDA_HTTP_PROXY_TLS_CERT_PATH: string;
+  KEDA_HTTP_PROXY_TLS_KEY_PATH: string;
+  KEDA_HTTP_PROXY_TLS_CERT_STORE_PATHS: string[];
+}): { certPath: string; keyPath: string } {
+  if (!enabled) return { certPath: "", keyPath: "" };
+  const { certPath, keyPath } = resolveCertPaths(
+    e.KEDA_HTTP_PROXY_TLS_CERT_PATH,
+    e.KEDA_HTTP_PROXY_TLS_KEY_PATH,
+    e.KEDA_HTTP_PROXY_TLS_CERT_STORE_PATHS,
+  );
+  return { certPath, keyPath };
+}
 
 export class ConfigError extends Error {
   constructor(readonly program: string, readonly problems: string[]) {
@@ -180,6 +255,14 @@ function buildInterceptorEnvSchema() {
       KEDA_HTTP_PROXY_TLS_KEY_PATH: env.string(""),
       KEDA_HTTP_PROXY_TLS_CERT_STORE_PATHS: env.list(),
       KEDA_HTTP_PROXY_TLS_PORT: env.port(8443),
+      /** Don't verify HTTPS apps' certificates. */
+      KEDA_HTTP_PROXY_TLS_SKIP_VERIFY: env.bool(false),
+      KEDA_HTTP_PROXY_TLS_MIN_VERSION: tlsVersion(),
+      KEDA_HTTP_PROXY_TLS_MAX_VERSION: tlsVersion(),
+      KEDA_HTTP_PROXY_TLS_CIPHER_SUITES: env.list(),
+      KEDA_HTTP_PROXY_TLS_CURVE_PREFERENCES: env.list(),
+      /** Ours: directory of PEM CA certificates trusted for HTTPS apps (Go has none). */
+      KEDA_HTTP_UPSTREAM_CA_DIR: env.string(""),
       /** Ours: held (not yet forwarded) requests allowed per route before 503. */
       KEDA_HTTP_MAX_HELD_REQUESTS: env.int(10_000),
       /** Ours: in-flight requests allowed per pod; 0 = no cap. */
@@ -193,17 +276,51 @@ function buildInterceptorEnvSchema() {
       /** Ours: a request head must be complete this long after its first byte. */
       KEDA_HTTP_REQUEST_HEAD_TIMEOUT: env.duration("10s"),
     }).check(z.superRefine((e, ctx) => {
-      if (
-        e.KEDA_HTTP_PROXY_TLS_ENABLED &&
-        (e.KEDA_HTTP_PROXY_TLS_CERT_PATH === "" || e.KEDA_HTTP_PROXY_TLS_KEY_PATH === "") &&
-        e.KEDA_HTTP_PROXY_TLS_CERT_STORE_PATHS.length === 0
-      ) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["KEDA_HTTP_PROXY_TLS_ENABLED"],
-          message:
-            "TLS is enabled but no certificate is configured: set KEDA_HTTP_PROXY_TLS_CERT_PATH and KEDA_HTTP_PROXY_TLS_KEY_PATH, or KEDA_HTTP_PROXY_TLS_CERT_STORE_PATHS",
-        });
+      if (e.KEDA_HTTP_PROXY_TLS_ENABLED) {
+        const { problems } = resolveCertPaths(
+          e.KEDA_HTTP_PROXY_TLS_CERT_PATH,
+          e.KEDA_HTTP_PROXY_TLS_KEY_PATH,
+          e.KEDA_HTTP_PROXY_TLS_CERT_STORE_PATHS,
+        );
+        for (const [name, message] of problems) {
+          ctx.addIssue({ code: "custom", path: [name], message });
+        }
+      }
+      const min = e.KEDA_HTTP_PROXY_TLS_MIN_VERSION;
+      const max = e.KEDA_HTTP_PROXY_TLS_MAX_VERSION;
+      const tlsChecks: Array<[string, () => void]> = [
+        ["KEDA_HTTP_PROXY_TLS_MAX_VERSION", () => checkVersions(min, max)],
+        [
+          "KEDA_HTTP_PROXY_TLS_CIPHER_SUITES",
+          () => checkCipherSuites(e.KEDA_HTTP_PROXY_TLS_CIPHER_SUITES, min, max),
+        ],
+        [
+          "KEDA_HTTP_PROXY_TLS_CURVE_PREFERENCES",
+          () => checkCurves(e.KEDA_HTTP_PROXY_TLS_CURVE_PREFERENCES, min, max),
+        ],
+      ];
+      for (const [name, check] of tlsChecks) {
+        try {
+          check();
+        } catch (err) {
+          ctx.addIssue({ code: "custom", path: [name], message: (err as Error).message });
+        }
+      }
+      const caDir = e.KEDA_HTTP_UPSTREAM_CA_DIR;
+      if (caDir !== "") {
+        let problem: string | null = null;
+        try {
+          if (!Deno.statSync(caDir).isDirectory) problem = "is not a directory";
+        } catch (err) {
+          problem = `cannot be read: ${(err as Error).message}`;
+        }
+        if (problem) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["KEDA_HTTP_UPSTREAM_CA_DIR"],
+            message: `${problem}; set it to a directory of PEM CA certificates, or unset it`,
+          });
+        }
       }
       if (e.KEDA_HTTP_PROXY_PORT === e.KEDA_HTTP_ADMIN_PORT) {
         ctx.addIssue({
@@ -228,10 +345,16 @@ function buildInterceptorEnvSchema() {
       logRequests: e.KEDA_HTTP_LOG_REQUESTS,
       tls: {
         enabled: e.KEDA_HTTP_PROXY_TLS_ENABLED,
-        certPath: e.KEDA_HTTP_PROXY_TLS_CERT_PATH,
-        keyPath: e.KEDA_HTTP_PROXY_TLS_KEY_PATH,
+        ...certPathsOf(e.KEDA_HTTP_PROXY_TLS_ENABLED, e),
         certStorePaths: e.KEDA_HTTP_PROXY_TLS_CERT_STORE_PATHS,
         port: e.KEDA_HTTP_PROXY_TLS_PORT,
+        minVersion: e.KEDA_HTTP_PROXY_TLS_MIN_VERSION,
+        maxVersion: e.KEDA_HTTP_PROXY_TLS_MAX_VERSION,
+      },
+      /** For HTTPS apps (appProtocol https, or requests that came over TLS). */
+      upstreamTls: {
+        skipVerify: e.KEDA_HTTP_PROXY_TLS_SKIP_VERIFY,
+        caDir: e.KEDA_HTTP_UPSTREAM_CA_DIR,
       },
       maxHeldRequests: e.KEDA_HTTP_MAX_HELD_REQUESTS,
       podConcurrencyLimit: e.KEDA_HTTP_POD_CONCURRENCY_LIMIT,
