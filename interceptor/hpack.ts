@@ -98,7 +98,7 @@ const STATIC_TABLE: ReadonlyArray<readonly [string, string]> = [
 ];
 const STATIC_COUNT = STATIC_TABLE.length;
 
-/** The encoder's view of the static table: name → first index, and exact (name, value) → index. */
+/** The encoder's view of the static table: name -> first index, and exact (name, value) -> index. */
 const STATIC_BY_NAME = new Map<string, { index: number; values: Map<string, number> }>();
 for (let i = 0; i < STATIC_COUNT; i++) {
   const [name, value] = STATIC_TABLE[i]!;
@@ -665,9 +665,9 @@ const NOT_INDEXED = new Set([
 
 export class HpackEncoder {
   readonly #table = new DynamicTable(DEFAULT_TABLE_SIZE);
-  /** name → value → sequence number of the newest entry with both. */
+  /** name -> value -> sequence number of the newest entry with both. */
   readonly #exact = new Map<string, Map<string, number>>();
-  /** name → sequence number of the newest entry with that name. */
+  /** name -> sequence number of the newest entry with that name. */
   readonly #byName = new Map<string, number>();
   readonly #w = new Writer(512);
   /** The table size the peer's decoder last heard from us. */

@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
 import { rawRequest, startApp, startHarness } from "./proxy_testing.ts";
 import { makeCa, makeLeaf, startHttpsApp } from "./tls_testing.ts";
-import { serverNameOf } from "./targets.ts";
-import { upstreamTlsOf } from "./upstream_tls.ts";
+import { serverNameOf, Target } from "./targets.ts";
+import { connectTls, upstreamTlsOf } from "./upstream_tls.ts";
+import { upstreamTlsFor } from "./upstream_leg.ts";
+import { UpstreamConn } from "./upstream_pool.ts";
+import { readsDirectly, writesDirectly } from "./conn_io.ts";
+import type { ClientConn } from "./exchange.ts";
 import { interceptorEnvSchema, parseConfig } from "../shared/config.ts";
 
 const ROUTE = "ns/app";
@@ -188,6 +192,38 @@ Deno.test({
     h.setEndpoints(ROUTE, [app.port], { tls: true });
     const r = await fetch(`http://127.0.0.1:${h.port}/`, { headers: { host: "app.test" } });
     assert.equal(await r.text(), "trusted");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("which exchanges use TLS: appProtocol https, or a TLS client unless the port is h2c", () => {
+  const t = (tls: boolean, h2c: boolean) => Object.assign(new Target("ns/app:80"), { tls, h2c });
+  const from = (proto: "http" | "https") => ({ proto }) as ClientConn;
+  assert.equal(upstreamTlsFor(t(false, false), from("http")), false);
+  assert.equal(upstreamTlsFor(t(true, false), from("http")), true);
+  assert.equal(upstreamTlsFor(t(false, false), from("https")), true, "as Go's TLS listener");
+  assert.equal(upstreamTlsFor(t(false, true), from("https")), false, "h2c declares cleartext");
+});
+
+Deno.test({
+  name: "a TLS upstream connection keeps the direct read/write ops (Deno.TlsConn has a rid)",
+  ...opts,
+}, async () => {
+  const { dir, ca, leaf } = await certs();
+  try {
+    await using app = await startHttpsApp(leaf, () => "x");
+    const conn = await connectTls({
+      ip: "127.0.0.1",
+      port: app.port,
+      serverName: HOST,
+      config: { caCerts: [ca.certPem], skipVerify: false, notes: [] },
+      timeoutMs: 2_000,
+    });
+    const u = new UpstreamConn(conn, `127.0.0.1:${app.port}`, true);
+    assert.ok(readsDirectly(u.reader));
+    assert.ok(writesDirectly(conn));
+    conn.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

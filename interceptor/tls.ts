@@ -117,6 +117,18 @@ export class CertSelector<T> {
 
 type Ctx = ReturnType<typeof tls.createSecureContext>;
 
+/** The versions go in every context: the one SNICallback picks replaces the server's (tls_test.ts). */
+function contextOf(settings: TlsSettings, cert: string, key: string): Ctx {
+  return tls.createSecureContext({ cert, key, ...versionsOf(settings) });
+}
+
+function versionsOf(s: TlsSettings): Pick<tls.SecureContextOptions, "minVersion" | "maxVersion"> {
+  return {
+    ...(s.minVersion ? { minVersion: s.minVersion } : {}),
+    ...(s.maxVersion ? { maxVersion: s.maxVersion } : {}),
+  };
+}
+
 interface Loaded {
   selector: CertSelector<Ctx>;
   /** The default certificate, for clients that send no SNI. */
@@ -130,7 +142,7 @@ function buildSelector(settings: TlsSettings, log: Logger): Loaded {
   if (settings.certPath && settings.keyPath) {
     const cert = Deno.readTextFileSync(settings.certPath);
     const key = Deno.readTextFileSync(settings.keyPath);
-    fallback = tls.createSecureContext({ cert, key });
+    fallback = contextOf(settings, cert, key);
     fallbackPem = { cert, key };
     fallbackPair.push({
       certFile: settings.certPath,
@@ -143,7 +155,7 @@ function buildSelector(settings: TlsSettings, log: Logger): Loaded {
   const { pairs, problems } = loadCertStore(settings.certStorePaths);
   for (const p of problems) log.warn("TLS certificate not loaded", { problem: p });
   if (!fallback && pairs[0]) {
-    fallback = tls.createSecureContext({ cert: pairs[0].cert, key: pairs[0].key });
+    fallback = contextOf(settings, pairs[0].cert, pairs[0].key);
     fallbackPem = { cert: pairs[0].cert, key: pairs[0].key };
   }
   if (!fallback || !fallbackPem) {
@@ -153,7 +165,7 @@ function buildSelector(settings: TlsSettings, log: Logger): Loaded {
   }
   const sel = new CertSelector<Ctx>(fallback);
   for (const p of [...fallbackPair, ...pairs]) {
-    sel.add(p.names, tls.createSecureContext({ cert: p.cert, key: p.key }));
+    sel.add(p.names, contextOf(settings, p.cert, p.key));
   }
   return { selector: sel, fallbackPem };
 }
@@ -277,12 +289,10 @@ export async function startTlsServer(opts: {
   onConnection: (conn: ByteConn, remoteIp: string, h2: boolean) => void;
 }): Promise<TlsServer> {
   let loaded = buildSelector(opts.settings, opts.log);
-  const { minVersion, maxVersion } = opts.settings;
   const server = tls.createServer({
     ...loaded.fallbackPem,
     // Honoured by Deno (tls_test.ts); ciphers and ecdhCurve are not (shared/tls_options.ts).
-    ...(minVersion ? { minVersion } : {}),
-    ...(maxVersion ? { maxVersion } : {}),
+    ...versionsOf(opts.settings),
     SNICallback: (name: string, cb: (err: Error | null, ctx?: Ctx) => void) =>
       cb(null, loaded.selector.select(name)),
     // HTTP/2 first, as Go's server offers them.
@@ -299,7 +309,7 @@ export async function startTlsServer(opts: {
   const reload = setInterval(() => {
     try {
       loaded = buildSelector(opts.settings, opts.log);
-      server.setSecureContext(loaded.fallbackPem);
+      server.setSecureContext({ ...loaded.fallbackPem, ...versionsOf(opts.settings) });
     } catch (e) {
       opts.log.warn("TLS certificates not reloaded; keeping the previous ones", { error: e });
     }

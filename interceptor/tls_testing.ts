@@ -186,6 +186,6 @@ export async function probe(port: number, args: string[]): Promise<{
   return {
     protocol: get(/Protocol version: (\S+)/),
     cipher: get(/Ciphersuite: (\S+)/),
-    group: get(/(?:Server Temp Key|Negotiated TLS1\.3 group): ([^,\n]+)/),
+    group: get(/(?:Server Temp Key|Negotiated TLS1\.3 group): ([^\n]+)/),
   };
 }
