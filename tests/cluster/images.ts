@@ -12,6 +12,7 @@
  * | `scaler`                                   | `deno run <perms> scaler/main.ts`           |
  * | `operator`                                 | `deno run <perms> operator/main.ts`         |
  * | `demo-app`, `demo_app`, `keda-http-deno/demo` | `deno run -A tests/fixtures/demo_app.ts` |
+ * | `grpc-app`, `grpc_app`                     | `deno run -A tests/fixtures/grpc_app.ts`    |
  * | anything else, with `command:` set         | that command, as a host binary              |
  *
  * `<perms>` are the permissions of the program's run task in deno.json (the
@@ -169,10 +170,18 @@ export const IMAGE_TABLE: ImageMapping[] = [
     matches: (i) => /demo[-_]app|keda-http-deno\/demo/.test(imageName(i)),
     resolve: denoProgram("demo app", "tests/fixtures/demo_app.ts"),
   },
+  {
+    description: "gRPC app",
+    matches: (i) => /grpc[-_]app/.test(imageName(i)),
+    resolve: denoProgram("gRPC app", "tests/fixtures/grpc_app.ts"),
+  },
 ];
 
 /** The image name the demo app answers to, for test manifests. */
 export const DEMO_APP_IMAGE = "keda-http-deno/demo-app:dev";
+
+/** The image name the gRPC test app (echo.Echo, h2c) answers to. */
+export const GRPC_APP_IMAGE = "keda-http-deno/grpc-app:dev";
 
 export interface ContainerCommand {
   argv: string[];
