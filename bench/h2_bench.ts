@@ -16,7 +16,7 @@ import type { KubeObject } from "../tests/cluster/mod.ts";
 import { appObjects, endpointSlice, freePort, type Netns } from "../interceptor/cluster_testing.ts";
 import { sleep } from "../shared/lifetime.ts";
 import { h2load, type LoadResult } from "./load_tools.ts";
-import { startNginx } from "./nginx.ts";
+import { nginxMain, startNginx } from "./nginx.ts";
 
 const ORIGIN_DIR = new URL("./h2_origin/", import.meta.url).pathname;
 const ORIGIN_PORT = 8081;
@@ -155,11 +155,7 @@ async function startOrigin(net: Netns, bin: string) {
 function nginxConf(dir: string, port: number, upstream: string, workers: number): string {
   // keepalive_requests: h2load does not reopen a connection nginx closes
   // after its default 1000 requests, so the load would fade away.
-  return `worker_processes ${workers};
-daemon off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 8192; }
+  return `${nginxMain(dir, workers)}
 http {
   access_log off;
   upstream origin { server ${upstream}; keepalive 256; keepalive_requests 1000000; }

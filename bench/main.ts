@@ -45,7 +45,7 @@ import { sleep } from "../shared/lifetime.ts";
 import { parse as parseYaml } from "yaml";
 import { hey, heySpread, type LoadResult, missingTools, wrk } from "./load_tools.ts";
 import { H2_TOOLS, h2RatioLine, runH2Bench } from "./h2_bench.ts";
-import { startNginx } from "./nginx.ts";
+import { nginxMain, startNginx } from "./nginx.ts";
 import { measureWorkerApply, type RoutingResult, runRoutingBenchFresh } from "./routing_bench.ts";
 
 const enc = new TextEncoder();
@@ -126,11 +126,7 @@ function fmt(n: number, digits = 2): string {
 }
 
 function nginxConf(dir: string, port: number, upstream: string, workers: number): string {
-  return `worker_processes ${workers};
-daemon off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 8192; }
+  return `${nginxMain(dir, workers)}
 http {
   access_log off;
   upstream origin { server ${upstream}; keepalive 256; }

@@ -55,3 +55,12 @@ export async function startNginx(dir: string, conf: string, port: number): Promi
     },
   };
 }
+
+/** The part of a bench nginx.conf outside `http {}`: foreground, files under `dir`. */
+export function nginxMain(dir: string, workers: number): string {
+  return `worker_processes ${workers};
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 8192; }`;
+}
