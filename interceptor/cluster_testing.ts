@@ -44,7 +44,15 @@ export class Netns implements AsyncDisposable {
    * "listening <port>") inside; resolves once it listens.
    */
   async startApp(
-    opts: { name: string; port?: number; h2c?: boolean; script?: string; denoFlags?: string[] },
+    opts: {
+      name: string;
+      port?: number;
+      h2c?: boolean;
+      script?: string;
+      denoFlags?: string[];
+      /** More environment for the app (e.g. TLS_CERT and TLS_KEY). */
+      env?: Record<string, string>;
+    },
   ): Promise<AppProcess> {
     const port = opts.port ?? 8080;
     const child = new Deno.Command("ip", {
@@ -61,7 +69,12 @@ export class Netns implements AsyncDisposable {
         `--config=${REPO}/deno.json`,
         opts.script ?? `${REPO}/interceptor/testdata/upstream_app.ts`,
       ],
-      env: { PORT: String(port), NAME: opts.name, ...(opts.h2c ? { H2C: "1" } : {}) },
+      env: {
+        PORT: String(port),
+        NAME: opts.name,
+        ...(opts.h2c ? { H2C: "1" } : {}),
+        ...opts.env,
+      },
       stdin: "null",
       stdout: "piped",
       stderr: "inherit",

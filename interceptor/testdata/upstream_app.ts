@@ -1,9 +1,10 @@
 /**
  * The app behind the interceptor in its tests. Env: PORT, NAME, HOST (bind
- * address, default 0.0.0.0), H2C=1 to speak HTTP/2 without TLS only.
+ * address, default 0.0.0.0), H2C=1 to speak HTTP/2 without TLS only, TLS_CERT
+ * and TLS_KEY (PEM files) to serve HTTPS only.
  *
  *   GET  /hello          → "hello from NAME"
- *   GET  /json           → {name, method, path, headers, httpVersion}
+ *   GET  /json           → {name, method, path, headers, httpVersion, scheme}
  *   POST|PUT anything    → the request body streamed back as it arrives
  *   GET  /bytes?n=N      → N bytes ("x"), streamed, no Content-Length
  *   GET  /slow?ms=N      → answers after N ms
@@ -40,6 +41,7 @@ async function handle(req: Request): Promise<Response> {
       path: path + url.search,
       headers: Object.fromEntries(req.headers),
       httpVersion: "1.1",
+      scheme: url.protocol.slice(0, -1),
     });
   }
   if (path === "/ws") {
@@ -104,9 +106,16 @@ if (Deno.env.get("H2C") === "1") {
     announce(typeof a === "object" && a ? a.port : port);
   });
 } else {
+  // TLS_CERT/TLS_KEY (PEM file paths): HTTPS only, as an app that serves TLS itself.
+  const certFile = Deno.env.get("TLS_CERT");
+  const keyFile = Deno.env.get("TLS_KEY");
+  const tls = certFile && keyFile
+    ? { cert: Deno.readTextFileSync(certFile), key: Deno.readTextFileSync(keyFile) }
+    : {};
   Deno.serve({
     port,
     hostname,
+    ...tls,
     onListen: (a) => announce(a.port),
   }, async (req) => {
     stats.total++;
