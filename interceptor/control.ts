@@ -7,7 +7,7 @@
  * dirty; one flush per burst (a microtask later) recomputes and sends only
  * what changed. It also answers the admin API's questions (/queue, ...).
  */
-import type { V1ConfigMap, V1EndpointSlice, V1Service } from "@kubernetes/client-node";
+import type { V1ConfigMap, V1EndpointSlice, V1Pod, V1Service } from "@kubernetes/client-node";
 import { expectHTTPScaledObjects, parseHTTPScaledObject } from "../shared/httpso.ts";
 import {
   IR_API_VERSION,
@@ -15,10 +15,16 @@ import {
   parseInterceptorRoute,
   RESPONSE_BODY_LABEL,
 } from "../shared/interceptor_route.ts";
-import { Informer, type KubeApiClient, type KubeObject } from "../shared/kube_api.ts";
+import {
+  Informer,
+  type KubeApiClient,
+  KubeApiError,
+  type KubeObject,
+} from "../shared/kube_api.ts";
 import type { Logger } from "../shared/log.ts";
 import type { QueueCounts } from "../shared/queue_counts.ts";
 import {
+  PROBE_STARTING_PODS_ANNOTATION,
   type RouteEntry,
   routeEntryOf,
   routeEntryOfRoute,
@@ -38,6 +44,7 @@ import {
 } from "./endpoints.ts";
 import { type LiveRoute, liveRouteOf, type TargetUpdate } from "./proxy_contract.ts";
 import { resolveResponse } from "./static_response.ts";
+import { type PodRead, StartingPods } from "./starting_pods.ts";
 
 /** What Control needs from the data plane (the workers, or an isolate in tests). */
 export interface RouteSink {
@@ -63,6 +70,11 @@ export interface ControlOptions {
    * false to the Service's cluster IP once it has a ready endpoint.
    */
   directPodRouting?: boolean;
+  /**
+   * KEDA_HTTP_PROBE_STARTING_PODS: check starting pods with their own
+   * readiness probe while requests are held (starting_pods.ts; default true).
+   */
+  probeStartingPods?: boolean;
 }
 
 interface Parsed {
@@ -91,6 +103,8 @@ export interface DeploymentInfo {
   port: number | string;
   /** Ready endpoint addresses ("ip:port"). */
   ready: string[];
+  /** `ready` are starting pods that passed their own readiness check (not yet the kubelet's). */
+  early?: true;
   notReady: number;
   /** Distinct pods behind the port, ready or not. */
   replicas: number;
@@ -110,7 +124,10 @@ function trimCached(obj: KubeObject): void {
   const meta = obj.metadata as Record<string, unknown> | undefined;
   if (!meta) return;
   delete meta.managedFields;
-  delete meta.annotations;
+  const a = meta.annotations as Record<string, string> | undefined;
+  const optOut = a?.[PROBE_STARTING_PODS_ANNOTATION];
+  if (optOut === undefined) delete meta.annotations;
+  else meta.annotations = { [PROBE_STARTING_PODS_ANNOTATION]: optOut };
 }
 
 function paths(ns: string) {
@@ -134,6 +151,8 @@ export class Control {
   readonly view = new EndpointView();
   readonly routeSlots: SlotTable;
   readonly podSlots: SlotTable;
+  /** Starting pods checked with their own readiness probe; null when turned off. */
+  readonly startingPods: StartingPods | null;
   readonly #opts: ControlOptions;
   readonly #log: Logger;
   /** Parse caches by key, one per kind; an InterceptorRoute wins over an HTTPScaledObject. */
@@ -149,7 +168,7 @@ export class Control {
   #targetRoutes = new Map<string, string[]>();
   /** "namespace/service" -> target keys on that Service. */
   #serviceTargets = new Map<string, Set<string>>();
-  readonly #resolved = new Map<string, TargetEndpoints>();
+  readonly #resolved = new Map<string, TargetEndpoints & { early?: true }>();
   readonly #sent = new Map<string, string>();
   readonly #requests = new Map<string, { slot: number; last: number; total: number }>();
   readonly #keyOfSlot = new Map<number, string>();
@@ -184,6 +203,14 @@ export class Control {
     this.slices = new Informer(opts.client, { path: p.slices, log: opts.log });
     this.routeSlots = new SlotTable(opts.counters.layout.routeCapacity);
     this.podSlots = new SlotTable(opts.counters.layout.podCapacity);
+    this.startingPods = opts.probeStartingPods === false ? null : new StartingPods({
+      log: opts.log,
+      getPod: (ns, name, o) => readPod(opts.client, ns, name, o.signal),
+      wanted: (key) => this.#heldFor(key),
+      onChange: (key) => {
+        if (this.#endpointsSynced) this.#publishTargets(new Set([key]), []);
+      },
+    });
     const routeEvents = (e: { type: string; object?: KubeObject }) => {
       if (e.type !== "SYNC") trimCached(e.object!);
       if (e.type !== "SYNC") this.#markRoutes();
@@ -240,6 +267,7 @@ export class Control {
       clearInterval(reclaim);
       clearInterval(sample);
       clearInterval(coalesce);
+      this.startingPods?.close();
     }
   }
 
@@ -495,9 +523,11 @@ export class Control {
     for (const key of keys) {
       const ref = this.#targetRefs.get(key);
       if (!ref) continue;
-      const res = this.#routed(this.view.resolve(ref));
+      const res = this.#withStarting(key, this.#routed(this.view.resolve(ref)));
       this.#resolved.set(key, res);
-      const sig = `${res.ready.map(addressOf).join(",")}|${res.appProtocol ?? ""}`;
+      const sig = `${res.ready.map(addressOf).join(",")}|${res.appProtocol ?? ""}|${
+        res.early ? "early" : ""
+      }`;
       if (this.#sent.get(key) !== sig) {
         this.#sent.set(key, sig);
         changed.push(key);
@@ -524,6 +554,7 @@ export class Control {
           ip: ep.ip,
           port: ep.port,
           slot: this.podSlots.slotOf(addressOf(ep)) ?? OVERFLOW_SLOT,
+          ...(res?.early ? { early: true } : {}),
         })),
       };
     });
@@ -546,6 +577,37 @@ export class Control {
       return res;
     }
     return { ...res, ready: [res.clusterAddress] };
+  }
+
+  /**
+   * With no ready endpoint, the starting pods that passed their own readiness
+   * check (always pod addresses: a Service IP reaches only ready pods).
+   */
+  #withStarting(key: string, res: TargetEndpoints): TargetEndpoints & { early?: true } {
+    const sp = this.startingPods;
+    if (sp === null) return res;
+    const probe = res.ready.length === 0 && res.starting.length > 0 && this.#mayProbe(key);
+    sp.update(key, probe ? res.starting : []);
+    const early = probe ? sp.passed(key) : [];
+    return early.length > 0 ? { ...res, ready: early, early: true } : res;
+  }
+
+  /** No route forwarding to the target opted out (opting out wins on a shared Service port). */
+  #mayProbe(key: string): boolean {
+    for (const route of this.#targetRoutes.get(key) ?? []) {
+      if (this.table.entries.get(route)?.probeStartingPods === false) return false;
+    }
+    return true;
+  }
+
+  /** A request is held for a route forwarding to the target. */
+  #heldFor(key: string): boolean {
+    const c = this.#opts.counters;
+    for (const route of this.#targetRoutes.get(key) ?? []) {
+      const slot = this.routeSlots.slotOf(route);
+      if (slot !== undefined && slot !== OVERFLOW_SLOT && c.held(slot) > 0) return true;
+    }
+    return false;
   }
 
   #reclaim(): void {
@@ -621,12 +683,14 @@ export class Control {
     const out: Record<string, DeploymentInfo> = {};
     for (const key of [...this.#targetRefs.keys()].sort()) {
       const ref = this.#targetRefs.get(key)!;
-      const res = this.#resolved.get(key) ?? this.view.resolve(ref);
+      const res: TargetEndpoints & { early?: true } = this.#resolved.get(key) ??
+        this.view.resolve(ref);
       out[key] = {
         namespace: ref.namespace,
         service: ref.service,
         port: ref.port ?? ref.portName ?? "",
         ready: res.ready.map(addressOf),
+        ...(res.early ? { early: true } : {}),
         notReady: res.notReady,
         replicas: res.replicas,
         ...(res.appProtocol ? { appProtocol: res.appProtocol } : {}),
@@ -648,5 +712,24 @@ export class Control {
     await Promise.all([this.httpso.relist(), this.routes.relist(), this.configMaps.relist()]);
     this.rebuildRoutes();
     return this.table;
+  }
+}
+
+/** A pod, null when it is gone, "forbidden" when the interceptor may not read pods. */
+async function readPod(
+  client: KubeApiClient,
+  namespace: string,
+  name: string,
+  signal: AbortSignal,
+): Promise<PodRead> {
+  try {
+    return await client.get<V1Pod>(
+      `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`,
+      { signal },
+    );
+  } catch (e) {
+    if (e instanceof KubeApiError && e.status === 404) return null;
+    if (e instanceof KubeApiError && e.status === 403) return "forbidden";
+    throw e;
   }
 }

@@ -24,12 +24,20 @@ export interface ReadyEndpoint {
   port: number;
 }
 
+/** A not-ready endpoint that is not terminating: perhaps a pod still starting. */
+export interface StartingEndpoint extends ReadyEndpoint {
+  /** The pod behind it (the EndpointSlice's targetRef); without one it cannot be checked. */
+  pod?: { namespace: string; name: string };
+}
+
 export interface TargetEndpoints {
   key: string;
   /** Sorted by address, deduplicated. */
   ready: ReadyEndpoint[];
   /** Endpoints known but not ready (starting, failing probes, terminating). */
   notReady: number;
+  /** Not ready and not terminating: pods that may be starting (starting_pods.ts checks them). */
+  starting: StartingEndpoint[];
   /** Distinct pods (or addresses) behind the port, ready or not. */
   replicas: number;
   appProtocol?: string;
@@ -124,6 +132,7 @@ export class EndpointView {
     const ready = new Map<string, ReadyEndpoint>();
     const all = new Set<string>();
     let notReady = 0;
+    const starting: StartingEndpoint[] = [];
     // A known Service without the port: nothing can be forwarded there.
     const slices = problem ? [] : this.#slicesOf.get(svcKey) ?? [];
     for (const sliceKey of slices) {
@@ -143,6 +152,18 @@ export class EndpointView {
         const c = ep.conditions ?? {};
         if (c.ready === false || c.terminating === true) {
           notReady++;
+          if (c.terminating !== true) {
+            const ref = ep.targetRef;
+            starting.push(
+              ref?.kind === "Pod" && ref.name
+                ? {
+                  ip,
+                  port: port.port,
+                  pod: { namespace: ref.namespace ?? slice.metadata?.namespace ?? "", name: ref.name },
+                }
+                : { ip, port: port.port },
+            );
+          }
           continue;
         }
         ready.set(`${ip}:${port.port}`, { ip, port: port.port });
@@ -151,7 +172,7 @@ export class EndpointView {
     const sorted = [...ready.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map((
       [, v],
     ) => v);
-    const out: TargetEndpoints = { key, ready: sorted, notReady, replicas: all.size };
+    const out: TargetEndpoints = { key, ready: sorted, notReady, starting, replicas: all.size };
     if (appProtocol) out.appProtocol = appProtocol;
     if (problem && sorted.length === 0) out.problem = problem;
     const clusterIP = svc?.spec?.clusterIP;

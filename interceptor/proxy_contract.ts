@@ -123,6 +123,8 @@ export interface EndpointUpdate {
   port: number;
   /** Pod counter slot (shared in-flight count). */
   slot: number;
+  /** A starting pod that passed its own readiness check, not yet ready by the kubelet. */
+  early?: true;
 }
 
 export interface TargetUpdate {

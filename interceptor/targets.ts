@@ -13,6 +13,11 @@ export interface Endpoint {
   port: number;
   addr: string;
   slot: number;
+  /**
+   * A starting pod that passed its own readiness check (starting_pods.ts): a
+   * failed connection to it puts the request back on hold (dropEarly).
+   */
+  early: boolean;
 }
 
 export interface Waiter {
@@ -69,6 +74,7 @@ export class Targets {
         port: e.port,
         slot: e.slot,
         addr: e.ip.includes(":") ? `[${e.ip}]:${e.port}` : `${e.ip}:${e.port}`,
+        early: e.early === true,
       }));
       for (const e of next) this.#pools.ref(e.addr);
       for (const e of t.endpoints) this.#pools.unref(e.addr);
@@ -77,6 +83,17 @@ export class Targets {
       t.tls = u.tls;
       if (next.length > 0) { for (const w of [...t.waiters]) w.wake(); }
     }
+  }
+
+  /**
+   * An early endpoint refused a connection: it was never ready, so this
+   * isolate stops using it until the control side publishes the target again.
+   */
+  dropEarly(t: Target, ep: Endpoint): void {
+    const i = t.endpoints.indexOf(ep);
+    if (!ep.early || i < 0) return;
+    t.endpoints = t.endpoints.filter((e) => e !== ep);
+    this.#pools.unref(ep.addr);
   }
 
   /** Least in-flight ready endpoint under the per-pod cap; `avoid` loses ties. */

@@ -93,6 +93,23 @@ export interface RouteEntry {
   generation?: number;
   /** metadata.creationTimestamp: older routes win ties, as in the Go add-on. */
   createdAt?: string;
+  /** Annotation PROBE_STARTING_PODS_ANNOTATION "false": held requests wait for the kubelet. */
+  probeStartingPods?: false;
+}
+
+/**
+ * On an HTTPScaledObject or InterceptorRoute, "false" opts its target out of
+ * probe-driven forwarding (the interceptor checking starting pods itself).
+ */
+export const PROBE_STARTING_PODS_ANNOTATION = "http.keda.sh/probe-starting-pods";
+
+function applyAnnotations(
+  entry: RouteEntry,
+  annotations: Record<string, string> | undefined,
+): void {
+  if (annotations?.[PROBE_STARTING_PODS_ANNOTATION]?.trim().toLowerCase() === "false") {
+    entry.probeStartingPods = false;
+  }
 }
 
 export interface RoutingTable {
@@ -171,6 +188,7 @@ export function routeEntryOf(obj: HTTPScaledObject): RouteEntry {
   if (metadata.creationTimestamp !== undefined) entry.createdAt = metadata.creationTimestamp;
   const fb = spec.coldStartTimeoutFailoverRef;
   if (fb) entry.fallback = { ...serviceRefOf(ns, fb), timeoutMs: fb.timeoutSeconds * 1000 };
+  applyAnnotations(entry, metadata.annotations);
   return entry;
 }
 
@@ -230,6 +248,7 @@ export function routeEntryOfRoute(obj: InterceptorRoute): RouteEntry {
   }
   const ph = spec.coldStart?.placeholder?.response;
   if (ph) entry.placeholder = responseOf(ph);
+  applyAnnotations(entry, metadata.annotations);
   return entry;
 }
 

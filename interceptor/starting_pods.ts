@@ -1,0 +1,239 @@
+/**
+ * Probe-driven forwarding: while a target has held requests and no ready
+ * endpoint, the starting pods its EndpointSlices list (ready: false) are
+ * checked with their own readiness probe (pod_probe.ts), every 25 ms growing
+ * to 200 ms, and a pod that passes becomes an early endpoint of the target
+ * until the kubelet's verdict takes over. This module alone decides which
+ * pods are probed, how often, for how long, and when one counts as passed.
+ *
+ * Bounds: one attempt in flight per pod; at most MAX_PROBED pods probed at
+ * once over all targets; a pod is given up after PROBE_FOR_MS; a target
+ * without held requests is not probed (its loops sleep).
+ */
+import type { V1Pod } from "@kubernetes/client-node";
+import type { Logger } from "../shared/log.ts";
+import { addressOf, type ReadyEndpoint, type StartingEndpoint } from "./endpoints.ts";
+import { attempt, type ProbeCheck, type ProbePlan, probePlanOf } from "./pod_probe.ts";
+
+/** What reading a pod can give: the pod, none (gone), or no permission. */
+export type PodRead = V1Pod | null | "forbidden";
+
+export interface StartingPodsOptions {
+  getPod(namespace: string, name: string, opts: { signal: AbortSignal }): Promise<PodRead>;
+  /** True while the target has requests held for it. */
+  wanted(key: string): boolean;
+  /** An endpoint of `key` passed or stopped passing: publish the target again. */
+  onChange(key: string): void;
+  log: Logger;
+  /** Overrides for tests; the defaults are the documented figures. */
+  firstIntervalMs?: number;
+  maxIntervalMs?: number;
+}
+
+export const MAX_PROBED = 64;
+export const PROBE_FOR_MS = 10 * 60_000;
+/** After passing, the check is repeated this often: a pod that stops passing is dropped. */
+const RECHECK_MS = 1_000;
+/** How often a loop looks again at a pod it cannot check yet, or a target nobody waits for. */
+const IDLE_MS = 100;
+
+interface Probed {
+  ep: StartingEndpoint;
+  abort: AbortController;
+  passed: boolean;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+export class StartingPods {
+  readonly #opts: StartingPodsOptions;
+  /** Target key -> address -> its probe loop. */
+  readonly #targets = new Map<string, Map<string, Probed>>();
+  #active = 0;
+  /** Set once the API refused to show pods: probing is off (logged once). */
+  #forbidden = false;
+  #warnedFull = false;
+  readonly #first: number;
+  readonly #max: number;
+
+  constructor(opts: StartingPodsOptions) {
+    this.#opts = opts;
+    this.#first = opts.firstIntervalMs ?? 25;
+    this.#max = opts.maxIntervalMs ?? 200;
+  }
+
+  /** Probes running now (for /deployments and tests). */
+  get active(): number {
+    return this.#active;
+  }
+
+  /**
+   * The target's starting endpoints now; [] stops its probing (it has a ready
+   * endpoint, no starting pod, or routes that opted out).
+   */
+  update(key: string, starting: StartingEndpoint[]): void {
+    let probed = this.#targets.get(key);
+    const want = new Map(starting.filter((e) => e.pod).map((e) => [addressOf(e), e]));
+    if (!probed) {
+      if (want.size === 0 || this.#forbidden) return;
+      this.#targets.set(key, probed = new Map());
+    }
+    let changed = false;
+    for (const [addr, p] of probed) {
+      const next = want.get(addr);
+      if (next && next.pod?.name === p.ep.pod?.name) continue;
+      p.abort.abort();
+      probed.delete(addr);
+      if (p.passed) changed = true;
+    }
+    for (const [addr, ep] of want) {
+      if (probed.has(addr) || this.#forbidden) continue;
+      if (this.#active >= MAX_PROBED) {
+        if (!this.#warnedFull) {
+          this.#warnedFull = true;
+          this.#opts.log.warn("too many starting pods to probe; the rest wait for the kubelet", {
+            max: MAX_PROBED,
+          });
+        }
+        break;
+      }
+      const p: Probed = { ep, abort: new AbortController(), passed: false };
+      probed.set(addr, p);
+      this.#active++;
+      void this.#run(key, p).finally(() => {
+        this.#active--;
+        if (this.#active < MAX_PROBED / 2) this.#warnedFull = false;
+      });
+    }
+    if (probed.size === 0) this.#targets.delete(key);
+    if (changed) this.#opts.onChange(key);
+  }
+
+  /** Starting endpoints of `key` that passed their checks, in address order. */
+  passed(key: string): ReadyEndpoint[] {
+    const probed = this.#targets.get(key);
+    if (!probed) return [];
+    const out: ReadyEndpoint[] = [];
+    for (const p of probed.values()) if (p.passed) out.push({ ip: p.ep.ip, port: p.ep.port });
+    return out.sort((a, b) => (addressOf(a) < addressOf(b) ? -1 : 1));
+  }
+
+  /** Stops every loop (the control side is shutting down). */
+  close(): void {
+    for (const probed of this.#targets.values()) for (const p of probed.values()) p.abort.abort();
+    this.#targets.clear();
+  }
+
+  #set(key: string, p: Probed, passed: boolean): void {
+    if (p.passed === passed || p.abort.signal.aborted) return;
+    p.passed = passed;
+    this.#opts.log.info(passed ? "a starting pod passed its readiness check" : "an early pod stopped passing its readiness check", {
+      target: key,
+      pod: p.ep.pod?.name,
+      address: addressOf(p.ep),
+    });
+    this.#opts.onChange(key);
+  }
+
+  async #plan(key: string, p: Probed): Promise<ProbePlan | null> {
+    const signal = p.abort.signal;
+    const { namespace, name } = p.ep.pod!;
+    let said = "";
+    while (!signal.aborted) {
+      if (!this.#opts.wanted(key)) {
+        await sleep(IDLE_MS, signal);
+        continue;
+      }
+      let pod: PodRead;
+      try {
+        pod = await this.#opts.getPod(namespace, name, { signal });
+      } catch (e) {
+        if (signal.aborted) return null;
+        this.#opts.log.debug("could not read a starting pod", { pod: name, error: e });
+        await sleep(IDLE_MS * 5, signal);
+        continue;
+      }
+      if (pod === "forbidden") {
+        if (!this.#forbidden) {
+          this.#forbidden = true;
+          this.#opts.log.warn(
+            "cannot read pods, so starting pods are not probed and held requests wait for the kubelet; grant the interceptor get on pods (see k8s/rbac)",
+            { pod: `${namespace}/${name}` },
+          );
+        }
+        return null;
+      }
+      if (pod === null) {
+        await sleep(IDLE_MS, signal);
+        continue;
+      }
+      const plan = probePlanOf(pod, p.ep.port);
+      if (!("reason" in plan)) return plan;
+      if (said !== plan.reason) {
+        said = plan.reason;
+        this.#opts.log.debug("a starting pod waits for the kubelet", {
+          pod: `${namespace}/${name}`,
+          reason: plan.reason,
+        });
+      }
+      // Only a container not yet started can change its answer soon.
+      if (!plan.reason.startsWith("waiting")) return null;
+      await sleep(IDLE_MS * 2, signal);
+    }
+    return null;
+  }
+
+  async #run(key: string, p: Probed): Promise<void> {
+    const signal = p.abort.signal;
+    const until = Date.now() + PROBE_FOR_MS;
+    const plan = await this.#plan(key, p);
+    if (!plan) return;
+    const wait = plan.notBefore - Date.now();
+    if (wait > 0) await sleep(wait, signal);
+    const checks: ProbeCheck[] = plan.startup ? [plan.startup, plan.readiness] : [plan.readiness];
+    let stage = 0;
+    let passes = 0;
+    let interval = this.#first;
+    while (!signal.aborted && Date.now() < until) {
+      if (!p.passed && !this.#opts.wanted(key)) {
+        await sleep(IDLE_MS, signal);
+        continue;
+      }
+      const check = checks[stage]!;
+      const ok = await attempt(p.ep.ip, check, { signal });
+      if (signal.aborted) break;
+      if (ok && ++passes >= check.successes) {
+        if (stage < checks.length - 1) {
+          stage++;
+          passes = 0;
+          continue;
+        }
+        this.#set(key, p, true);
+      } else if (!ok) {
+        passes = 0;
+        // One failure is enough to stop sending early: the kubelet will say when it is ready.
+        this.#set(key, p, false);
+      }
+      await sleep(p.passed ? RECHECK_MS : interval, signal);
+      interval = Math.min(this.#max, Math.round(interval * 1.25));
+    }
+    if (!signal.aborted && Date.now() >= until) {
+      this.#opts.log.info("gave up probing a starting pod; it waits for the kubelet", {
+        target: key,
+        pod: p.ep.pod?.name,
+      });
+      this.#set(key, p, false);
+    }
+  }
+}
