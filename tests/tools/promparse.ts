@@ -6,8 +6,9 @@
  * read, or throws with the parser's error.
  */
 
+import { buildGoTool } from "./go_tool.ts";
+
 const SRC_DIR = new URL("./promparse/", import.meta.url).pathname;
-const CACHE_DIR = `${Deno.env.get("HOME") ?? "/root"}/.cache/keda-http-deno`;
 
 /** One metric family as the parser read it. */
 export interface ParsedFamily {
@@ -21,13 +22,6 @@ export interface ParsedFamily {
   series: number;
 }
 
-async function goBinary(): Promise<string> {
-  const out = await new Deno.Command("sh", { args: ["-c", "command -v go"], stdout: "piped" })
-    .output();
-  const p = new TextDecoder().decode(out.stdout).trim();
-  return out.success && p ? p : "/usr/local/go/bin/go";
-}
-
 let built: Promise<string> | undefined;
 
 /** The helper binary, built (once per process, and only when its sources changed). */
@@ -35,45 +29,13 @@ export function buildPromparse(): Promise<string> {
   return built ??= build();
 }
 
-async function build(): Promise<string> {
-  const bin = `${CACHE_DIR}/promparse`;
-  const stamp = `${bin}.sha256`;
-  const parts: Uint8Array[] = [];
-  for (const f of ["go.mod", "go.sum", "main.go"]) {
-    parts.push(new TextEncoder().encode(`${f}\n`), await Deno.readFile(SRC_DIR + f));
-  }
-  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) all.set(p, (at += p.length) - p.length);
-  const hash = [...new Uint8Array(await crypto.subtle.digest("SHA-256", all))]
-    .map((b) => b.toString(16).padStart(2, "0")).join("");
-  const have = await Deno.readTextFile(stamp).catch(() => "");
-  const exists = await Deno.stat(bin).then(() => true, () => false);
-  if (have.trim() === hash && exists) return bin;
-  await Deno.mkdir(CACHE_DIR, { recursive: true });
-  const go = await goBinary();
-  const tmp = `${bin}.${Deno.pid}.tmp`;
-  const r = await new Deno.Command(go, {
-    args: ["build", "-o", tmp, "."],
-    cwd: SRC_DIR,
-    env: { CGO_ENABLED: "0", GOFLAGS: "-mod=mod" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output().catch((e) => {
-    throw new Error(
-      `cannot run ${go} to build tests/tools/promparse (${e}): install Go >= 1.24 or put go on PATH`,
-    );
+function build(): Promise<string> {
+  return buildGoTool({
+    name: "promparse",
+    srcDir: SRC_DIR,
+    what: "tests/tools/promparse",
+    needs: "github.com/prometheus/common",
   });
-  if (!r.success) {
-    throw new Error(
-      `building tests/tools/promparse with ${go} failed (it needs github.com/prometheus/common from the module proxy):\n${
-        new TextDecoder().decode(r.stderr)
-      }`,
-    );
-  }
-  await Deno.rename(tmp, bin);
-  await Deno.writeTextFile(stamp, hash + "\n");
-  return bin;
 }
 
 /** Parses a text exposition with expfmt; throws with the parser's message when it is invalid. */
