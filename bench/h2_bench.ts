@@ -17,10 +17,10 @@ import { appObjects, endpointSlice, freePort, type Netns } from "../interceptor/
 import { sleep } from "../shared/lifetime.ts";
 import { h2load, type LoadResult } from "./load_tools.ts";
 import { nginxMain, startNginx } from "./nginx.ts";
+import { buildGoTool } from "../tests/tools/go_tool.ts";
 
 const ORIGIN_DIR = new URL("./h2_origin/", import.meta.url).pathname;
 const ORIGIN_PORT = 8081;
-const CACHE_DIR = `${Deno.env.get("HOME") ?? "/root"}/.cache/keda-http-deno`;
 const PLAIN_HOST = "h2.local";
 const GRPC_HOST = "grpc.local";
 const GRPC_PATH = "/echo.Echo/Unary";
@@ -65,56 +65,14 @@ export function h2RatioLine(r: H2BenchResult): string {
 /** The tools this section needs beyond bench/main.ts's. */
 export const H2_TOOLS = ["h2load", "nghttp"];
 
-/** The Go toolchain: on PATH, else where its tarball installs. */
-async function goBinary(): Promise<string> {
-  const out = await new Deno.Command("sh", { args: ["-c", "command -v go"], stdout: "piped" })
-    .output();
-  const p = new TextDecoder().decode(out.stdout).trim();
-  return out.success && p ? p : "/usr/local/go/bin/go";
-}
-
-/**
- * The origin binary, built into the cache when its sources changed (their
- * hash is kept beside it). Never in the checkout: it is a build product.
- */
-export async function buildOrigin(): Promise<string> {
-  const bin = `${CACHE_DIR}/h2_origin`;
-  const stamp = `${bin}.sha256`;
-  const parts: Uint8Array[] = [];
-  for (const f of ["go.mod", "go.sum", "main.go"]) {
-    parts.push(new TextEncoder().encode(`${f}\n`), await Deno.readFile(ORIGIN_DIR + f));
-  }
-  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) all.set(p, (at += p.length) - p.length);
-  const hash = [...new Uint8Array(await crypto.subtle.digest("SHA-256", all))]
-    .map((b) => b.toString(16).padStart(2, "0")).join("");
-  const have = await Deno.readTextFile(stamp).catch(() => "");
-  const exists = await Deno.stat(bin).then(() => true, () => false);
-  if (have.trim() === hash && exists) return bin;
-  await Deno.mkdir(CACHE_DIR, { recursive: true });
-  const go = await goBinary();
-  const r = await new Deno.Command(go, {
-    args: ["build", "-o", `${bin}.tmp`, "."],
-    cwd: ORIGIN_DIR,
-    env: { CGO_ENABLED: "0" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output().catch((e) => {
-    throw new Error(
-      `cannot run ${go} to build bench/h2_origin (${e}): install Go 1.26 (go.dev/dl) or put go on PATH`,
-    );
+/** The origin binary (bench/h2_origin), built into the cache when its sources changed. */
+export function buildOrigin(): Promise<string> {
+  return buildGoTool({
+    name: "h2_origin",
+    srcDir: ORIGIN_DIR,
+    what: "bench/h2_origin",
+    needs: "golang.org/x/net",
   });
-  if (!r.success) {
-    throw new Error(
-      `building bench/h2_origin with ${go} failed (it needs golang.org/x/net from the module proxy):\n${
-        new TextDecoder().decode(r.stderr)
-      }`,
-    );
-  }
-  await Deno.rename(`${bin}.tmp`, bin);
-  await Deno.writeTextFile(stamp, hash + "\n");
-  return bin;
 }
 
 /** The origin inside the namespace, as Netns.startApp runs a Deno app; resolves once it listens. */

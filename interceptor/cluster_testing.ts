@@ -171,6 +171,8 @@ export async function startInterceptor(opts: {
       KEDA_HTTP_BIND_ADDRESS: "127.0.0.1",
       KEDA_HTTP_SHUTDOWN_DELAY: "0s",
       KEDA_HTTP_PROXY_WORKERS: "2",
+      // Interceptors of concurrent tests share this host: not the default 2223.
+      OTEL_PROM_EXPORTER_PORT: String(freePort()),
       ...opts.env,
     },
     stdin: "null",

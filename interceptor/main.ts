@@ -19,6 +19,7 @@ import { Control } from "./control.ts";
 import { SharedCounters } from "./counters.ts";
 import { DataPlane } from "./dataplane.ts";
 import { renderMetrics } from "./metrics.ts";
+import { servePrometheus } from "../shared/prometheus_server.ts";
 import { DEFAULT_POLICY, scaleIsolates } from "./isolate_scaling.ts";
 import { reduceMemoryWhenQuiet } from "./memory.ts";
 import { cpuBudget, MAX_DEFAULT_ISOLATES, proxyConfigOf } from "./proxy_config.ts";
@@ -136,6 +137,31 @@ async function main(): Promise<number> {
     await aborted(signal);
     dataPlane.stop();
   });
+  /** Every isolate's counts merged: the same text on the admin /metrics and the Prometheus port. */
+  const metrics = async () => {
+    const { snapshots, connections } = await dataPlane.metrics();
+    const routes: Array<[string, number, number]> = [];
+    for (const [key, slot] of c.routeSlots.entries()) {
+      routes.push([key, counters.concurrency(slot), counters.held(slot)]);
+    }
+    return renderMetrics(snapshots, {
+      routes,
+      connections,
+      rssBytes: Deno.memoryUsage().rss,
+      isolates: dataPlane.isolates,
+    });
+  };
+  if (config.prometheus.enabled) {
+    group.add(
+      "prometheus",
+      servePrometheus({
+        hostname: config.bindAddress,
+        port: config.prometheus.port,
+        render: metrics,
+        log,
+      }),
+    );
+  }
   group.add("admin", async (signal) => {
     const handler = adminHandler({
       queueCounts: () => c.queueCounts(),
@@ -145,19 +171,7 @@ async function main(): Promise<number> {
       deployments: () => c.deployments(),
       ready: () => c.ready,
       draining: () => draining,
-      metrics: async () => {
-        const { snapshots, connections } = await dataPlane.metrics();
-        const routes: Array<[string, number, number]> = [];
-        for (const [key, slot] of c.routeSlots.entries()) {
-          routes.push([key, counters.concurrency(slot), counters.held(slot)]);
-        }
-        return renderMetrics(snapshots, {
-          routes,
-          connections,
-          rssBytes: Deno.memoryUsage().rss,
-          isolates: dataPlane.isolates,
-        });
-      },
+      metrics,
       log,
       signal,
     });

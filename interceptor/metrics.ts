@@ -9,25 +9,29 @@ import {
   histogramLines,
   labelPairs,
   type Labels,
+  roundSum,
+  targetInfoLines,
 } from "../shared/prometheus.ts";
 
-/** Histogram bucket upper bounds, in seconds. */
+/**
+ * Histogram bucket upper bounds, in seconds: Go HEAD's (OTel HTTP semantic
+ * conventions; interceptor/metrics/instruments.go).
+ */
 export const DURATION_BUCKETS = [
-  0.001,
-  0.0025,
   0.005,
   0.01,
   0.025,
   0.05,
+  0.075,
   0.1,
   0.25,
   0.5,
+  0.75,
   1,
   2.5,
   5,
+  7.5,
   10,
-  30,
-  60,
 ];
 
 const METHODS = new Set([
@@ -42,58 +46,62 @@ const METHODS = new Set([
   "PATCH",
 ]);
 
+/** Go's label for every non-standard method (the OTel convention for synthetic values). */
+export const METHOD_OTHER = "_OTHER";
+
 /** Unknown methods share one label value so a client cannot blow up cardinality. */
 export function methodLabel(method: string): string {
-  return METHODS.has(method) ? method : "OTHER";
+  return METHODS.has(method) ? method : METHOD_OTHER;
 }
 
 export interface MetricsSnapshot {
   /** [routeKey, method, code, count] */
   counts: Array<[string, string, number, number]>;
-  /** [routeKey, bucket counts (cumulative is computed on render)..., sum, count] */
-  durations: Array<[string, number[]]>;
+  /** [routeKey, method, code, [bucket counts (not cumulative)..., sum, count]] */
+  durations: Array<[string, string, number, number[]]>;
 }
 
-const METHOD_LIST = [...METHODS, "OTHER"];
+const METHOD_LIST = [...METHODS, METHOD_OTHER];
 const METHOD_INDEX = new Map(METHOD_LIST.map((m, i) => [m, i]));
+/** Per series: a count per bucket and above the last, then the sum, then the count. */
+const WIDTH = DURATION_BUCKETS.length + 3;
 
 export class RequestMetrics {
-  /** routeKey -> (method index x 1000 + status code) -> count; numbers, so no string per request. */
-  readonly #counts = new Map<string, Map<number, number>>();
-  readonly #durations = new Map<string, Float64Array>();
+  /**
+   * routeKey -> (method index x 1000 + status code) -> histogram; numbers,
+   * so no string per request. The count of a series is its histogram's.
+   */
+  readonly #series = new Map<string, Map<number, Float64Array>>();
 
   /** `routeKey` is "namespace/name", or "" for requests that matched no route. */
   record(routeKey: string, method: string, code: number, seconds: number): void {
-    let byRoute = this.#counts.get(routeKey);
-    if (!byRoute) this.#counts.set(routeKey, byRoute = new Map());
+    let byRoute = this.#series.get(routeKey);
+    if (!byRoute) this.#series.set(routeKey, byRoute = new Map());
     const k = (METHOD_INDEX.get(method) ?? METHOD_LIST.length - 1) * 1000 + code;
-    byRoute.set(k, (byRoute.get(k) ?? 0) + 1);
-    let h = this.#durations.get(routeKey);
-    if (!h) {
-      this.#durations.set(routeKey, h = new Float64Array(DURATION_BUCKETS.length + 3));
-    }
+    let h = byRoute.get(k);
+    if (!h) byRoute.set(k, h = new Float64Array(WIDTH));
     let b = 0;
     while (b < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[b]!) b++;
     h[b]!++;
-    h[DURATION_BUCKETS.length + 1]! += seconds;
-    h[DURATION_BUCKETS.length + 2]!++;
+    h[WIDTH - 2]! += seconds;
+    h[WIDTH - 1]!++;
   }
 
   /** Forgets routes that no longer exist (their series disappear). */
   retain(keys: Set<string>): void {
-    for (const k of this.#counts.keys()) if (k !== "" && !keys.has(k)) this.#counts.delete(k);
-    for (const k of this.#durations.keys()) if (k !== "" && !keys.has(k)) this.#durations.delete(k);
+    for (const k of this.#series.keys()) if (k !== "" && !keys.has(k)) this.#series.delete(k);
   }
 
   snapshot(): MetricsSnapshot {
     const counts: MetricsSnapshot["counts"] = [];
-    for (const [route, m] of this.#counts) {
-      for (const [k, n] of m) {
-        counts.push([route, METHOD_LIST[Math.floor(k / 1000)]!, k % 1000, n]);
+    const durations: MetricsSnapshot["durations"] = [];
+    for (const [route, m] of this.#series) {
+      for (const [k, h] of m) {
+        const method = METHOD_LIST[Math.floor(k / 1000)]!;
+        counts.push([route, method, k % 1000, h[WIDTH - 1]!]);
+        durations.push([route, method, k % 1000, [...h]]);
       }
     }
-    const durations: MetricsSnapshot["durations"] = [];
-    for (const [route, h] of this.#durations) durations.push([route, [...h]]);
     return { counts, durations };
   }
 }
@@ -110,11 +118,6 @@ function routePairs(key: string): string {
   return labelPairs(routeLabels(key));
 }
 
-/** Float sums pick up noise (0.1 + 0.2); twelve digits are plenty for seconds. */
-function roundSum(v: number): number {
-  return Number.isInteger(v) ? v : +v.toPrecision(12);
-}
-
 export interface Gauges {
   /** routeKey -> [concurrency, held] */
   routes: Array<[string, number, number]>;
@@ -126,6 +129,9 @@ export interface Gauges {
   isolates?: number;
 }
 
+/** Go's service.name of the interceptor (interceptor/metrics/instruments.go), in target_info. */
+export const INTERCEPTOR_SERVICE_NAME = "keda-http-interceptor";
+
 /** Merges isolate snapshots and renders the Prometheus text exposition format. */
 export function renderMetrics(snapshots: MetricsSnapshot[], gauges: Gauges): string {
   const counts = new Map<string, number>();
@@ -135,42 +141,42 @@ export function renderMetrics(snapshots: MetricsSnapshot[], gauges: Gauges): str
       counts.set(k, (counts.get(k) ?? 0) + n);
     }
   }
-  const width = DURATION_BUCKETS.length + 3;
   const durations = new Map<string, number[]>();
   for (const s of snapshots) {
-    for (const [route, h] of s.durations) {
-      let acc = durations.get(route);
-      if (!acc) durations.set(route, acc = new Array(width).fill(0));
-      for (let i = 0; i < width; i++) acc[i]! += h[i] ?? 0;
+    for (const [route, method, code, h] of s.durations) {
+      const k = labelPairs({ code: String(code), method, ...routeLabels(route) });
+      let acc = durations.get(k);
+      if (!acc) durations.set(k, acc = new Array(WIDTH).fill(0));
+      for (let i = 0; i < WIDTH; i++) acc[i]! += h[i] ?? 0;
     }
   }
   const sorted = [...gauges.routes].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   const parts = [
     familyLines(
       "interceptor_request_count_total",
-      "Requests answered by the interceptor, by status code, method and route.",
+      "Total requests processed by the interceptor proxy",
       "counter",
       [...counts.keys()].sort().map((k) => [k, counts.get(k)!]),
     ),
     familyHeader(
       "interceptor_request_duration_seconds",
-      "Time from the request head to the end of the response, held time included.",
+      "Time from request received to response written",
       "histogram",
     ),
-    ...[...durations.keys()].sort().map((route) => {
-      const h = durations.get(route)!;
+    ...[...durations.keys()].sort().map((pairs) => {
+      const h = durations.get(pairs)!;
       return histogramLines(
         "interceptor_request_duration_seconds",
-        routePairs(route),
+        pairs,
         DURATION_BUCKETS,
         h,
-        roundSum(h[DURATION_BUCKETS.length + 1]!),
-        h[width - 1]!,
+        roundSum(h[WIDTH - 2]!),
+        h[WIDTH - 1]!,
       );
     }),
     familyLines(
       "interceptor_request_concurrency",
-      "Requests in flight per route, held ones included.",
+      "Concurrent requests at the interceptor proxy",
       "gauge",
       sorted.map(([route, concurrency]) => [routePairs(route), concurrency]),
     ),
@@ -203,5 +209,6 @@ export function renderMetrics(snapshots: MetricsSnapshot[], gauges: Gauges): str
       [["", gauges.rssBytes]],
     ));
   }
+  parts.push(targetInfoLines(INTERCEPTOR_SERVICE_NAME));
   return parts.map((lines) => lines.join("\n")).join("\n") + "\n";
 }

@@ -19,27 +19,30 @@ Deno.test("metrics: snapshots from several isolates merge into one exposition", 
   );
   assert.match(
     text,
-    /interceptor_request_count_total\{code="499",method="OTHER",route_name="app",route_namespace="ns"\} 1/,
+    /interceptor_request_count_total\{code="499",method="_OTHER",route_name="app",route_namespace="ns"\} 1/,
   );
   assert.match(
     text,
     /interceptor_request_count_total\{code="404",method="GET",route_name="",route_namespace=""\} 1/,
   );
+  // Go's labels and buckets (interceptor/metrics/instruments.go): one series per code and method.
+  const get200 = 'code="200",method="GET",route_name="app",route_namespace="ns"';
+  const bucket = (pairs: string, le: string) =>
+    `interceptor_request_duration_seconds_bucket{${pairs},le="${le}"}`;
+  assert.ok(text.includes(`${bucket(get200, "0.005")} 1\n`), text);
+  assert.ok(text.includes(`${bucket(get200, "0.25")} 1\n`));
+  assert.ok(text.includes(`${bucket(get200, "0.5")} 2\n`));
+  assert.ok(text.includes(`${bucket(get200, "10")} 2\n`));
+  assert.ok(text.includes(`${bucket(get200, "+Inf")} 3\n`));
+  assert.ok(text.includes(`interceptor_request_duration_seconds_count{${get200}} 3\n`));
+  assert.ok(text.includes(`interceptor_request_duration_seconds_sum{${get200}} 70.302\n`));
+  const brew = 'code="499",method="_OTHER",route_name="app",route_namespace="ns"';
+  assert.ok(text.includes(`${bucket(brew, "0.01")} 1\n`));
+  assert.ok(text.includes(`${bucket(brew, "0.005")} 0\n`));
+  assert.ok(!text.includes('le="60"'), "Go's buckets stop at 10 s");
   assert.match(
     text,
-    /interceptor_request_duration_seconds_bucket\{route_name="app",route_namespace="ns",le="0.0025"\} 1/,
-  );
-  assert.match(
-    text,
-    /interceptor_request_duration_seconds_bucket\{route_name="app",route_namespace="ns",le="60"\} 3/,
-  );
-  assert.match(
-    text,
-    /interceptor_request_duration_seconds_bucket\{route_name="app",route_namespace="ns",le="\+Inf"\} 4/,
-  );
-  assert.match(
-    text,
-    /interceptor_request_duration_seconds_count\{route_name="app",route_namespace="ns"\} 4/,
+    /target_info\{service_name="keda-http-interceptor",service_version="HEAD"\} 1/,
   );
   assert.match(text, /interceptor_request_concurrency\{route_name="app",route_namespace="ns"\} 3/);
   assert.match(
@@ -62,6 +65,9 @@ Deno.test("metrics: routes that disappear lose their series", () => {
 
 Deno.test("metrics: unknown methods share one label", () => {
   assert.equal(methodLabel("PATCH"), "PATCH");
-  assert.equal(methodLabel("get"), "OTHER");
-  assert.equal(methodLabel("X".repeat(100)), "OTHER");
+  assert.equal(methodLabel("get"), "_OTHER");
+  assert.equal(methodLabel("X".repeat(100)), "_OTHER");
+  const m = new RequestMetrics();
+  m.record("ns/a", "BREW", 200, 0.1);
+  assert.deepEqual(m.snapshot().counts, [["ns/a", "_OTHER", 200, 1]]);
 });

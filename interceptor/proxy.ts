@@ -255,7 +255,7 @@ export class HttpProxy {
           problem: e.message,
         });
       } else this.#log.error("HTTP/2 stream failed", { client: parent.remoteIp, error: e });
-      this.#metrics.record("", "OTHER", malformed ? 400 : 500, 0);
+      this.#metrics.record("", "_OTHER", malformed ? 400 : 500, 0);
       s.reset(malformed ? ErrorCode.Protocol : ErrorCode.Internal);
       s.release();
       return;
@@ -568,7 +568,7 @@ export class HttpProxy {
             started = true;
             c.idle = false;
             c.deadline(this.#cfg.headTimeoutMs, () => {
-              this.#metrics.record("", "OTHER", 408, this.#cfg.headTimeoutMs / 1000);
+              this.#metrics.record("", "_OTHER", 408, this.#cfg.headTimeoutMs / 1000);
               // Best effort: the client is too slow to send a head, tell it why.
               c.write(plainResponse(408, "request head not received in time\n", {
                 close: true,
@@ -598,7 +598,7 @@ export class HttpProxy {
     message: string,
     headers?: Array<[string, string]>,
   ): Promise<void> {
-    this.#metrics.record("", "OTHER", status, 0);
+    this.#metrics.record("", "_OTHER", status, 0);
     this.#log.debug("bad request", { status, problem: message, client: c.remoteIp });
     // A client that does not read its answer must not keep the connection forever.
     c.deadline(this.#cfg.idleTimeoutMs, c.closeNow);

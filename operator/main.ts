@@ -18,6 +18,7 @@ import { Controller } from "./controller.ts";
 import { EventRecorder } from "./events.ts";
 import { LeaderElector } from "./leader_election.ts";
 import { OperatorMetrics } from "./metrics.ts";
+import { servePrometheus } from "../shared/prometheus_server.ts";
 import { FIELD_MANAGER, scalerAddressOf } from "./reconcile.ts";
 import { RouteController } from "./route_controller.ts";
 import { runTogether } from "./worker.ts";
@@ -152,6 +153,12 @@ async function main(): Promise<number> {
       info: () => ({ identity, leader: elector?.isLeader ?? true }),
     }),
   );
+  if (config.prometheus.enabled) {
+    add(
+      "prometheus",
+      servePrometheus({ port: config.prometheus.port, render: () => metrics.render(), log }),
+    );
+  }
   // Both workers run while this process leads, and stop together.
   const work = (term: AbortSignal) =>
     runTogether(term, [(s) => controller.runWorker(s), (s) => routes.runWorker(s)]);

@@ -2,7 +2,14 @@
  * The operator's Prometheus metrics, rendered in the text exposition format
  * (version 0.0.4) on /metrics by the shared registry.
  */
-import { type Counter, Registry, type Summary } from "../shared/prometheus.ts";
+import { type Counter, Registry, type Summary, targetInfoLines } from "../shared/prometheus.ts";
+
+/**
+ * The operator's service.name in target_info. Ours: the Go operator has no
+ * OpenTelemetry metrics (it serves controller-runtime's on
+ * --metrics-bind-address).
+ */
+export const OPERATOR_SERVICE_NAME = "keda-http-operator";
 
 export interface GaugeSources {
   queueDepth: () => number;
@@ -69,7 +76,8 @@ export class OperatorMetrics {
     this.#reconcileSeconds.observe(seconds);
   }
 
+  /** The text exposition: the same on the Prometheus port and on the admin port's /metrics. */
   render(): string {
-    return this.#registry.render();
+    return this.#registry.render() + targetInfoLines(OPERATOR_SERVICE_NAME).join("\n") + "\n";
   }
 }

@@ -155,6 +155,8 @@ export function spawnOperator(options: {
       KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_SERVICE: "keda-http-scaler",
       KEDA_HTTP_OPERATOR_NAMESPACE: options.namespace,
       KEDA_HTTP_OPERATOR_ADMIN_PORT: String(adminPort),
+      // Its own Prometheus port: replicas share this host (the default 2223 would clash).
+      OTEL_PROM_EXPORTER_PORT: String(freePort()),
       ...options.env,
     },
     stdin: "null",

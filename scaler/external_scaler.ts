@@ -16,6 +16,11 @@
  * also retries an activation KEDA failed to act on). Each heartbeat re-reads
  * the HTTPScaledObject or InterceptorRoute, so a deleted one ends the stream
  * with NOT_FOUND.
+ *
+ * Wakes (scaler/wake.ts, POST /wake on the HTTP port) reach the streams the
+ * same way: the wake book's change event re-evaluates that route's streams
+ * synchronously, so `true` goes out the moment a wake is recorded and `false`
+ * when it ends or runs out (unless traffic keeps the route active).
  */
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
@@ -121,6 +126,7 @@ export class ExternalScalerServer {
   readonly #healthWatchers = new Set<() => void>();
   #serving = false;
   #unsubscribe?: () => void;
+  #unsubscribeWakes?: () => void;
   /** The bound port, once listening. */
   port?: number;
 
@@ -178,6 +184,11 @@ export class ExternalScalerServer {
         call.on("finish", done);
       },
     });
+  }
+
+  /** The answers behind every call (and their wake book, for POST /wake). */
+  get answers(): ScalingAnswers {
+    return this.#opts.answers;
   }
 
   /** Number of StreamIsActive streams open right now. */
@@ -344,6 +355,11 @@ export class ExternalScalerServer {
         if (set) { for (const s of [...set]) s.update(false); }
       }
     });
+    // A wake recorded, ended or run out: the same push, for that route's streams.
+    this.#unsubscribeWakes ??= this.#opts.answers.wakes.subscribe((change) => {
+      const set = this.#byKey.get(change.key);
+      if (set) { for (const s of [...set]) s.update(false); }
+    });
     return new Promise((resolve, reject) => {
       this.#server.bindAsync(
         `${host.includes(":") ? `[${host}]` : host}:${port}`,
@@ -374,6 +390,10 @@ export class ExternalScalerServer {
     this.setServing(false);
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
+    this.#unsubscribeWakes?.();
+    this.#unsubscribeWakes = undefined;
+    // Its timers only drive these pushes; the wakes keep answering by the clock.
+    this.#opts.answers.wakes.close();
     const ends = [...this.#streams].map((s) => s.end());
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([

@@ -27,16 +27,29 @@ export interface InterceptorFleetOptions {
   metrics?: ScalerMetrics;
 }
 
+/** What a worker asks of its fleet. */
+interface FleetView extends InterceptorFleetOptions {
+  /** True when some pod's last poll succeeded. */
+  anyAnswering(): boolean;
+}
+
 class PodWorker {
   pod: InterceptorPod;
   readonly #controller = new AbortController();
-  readonly #fleet: InterceptorFleetOptions;
+  readonly #fleet: FleetView;
   readonly #log: Logger;
   #failing = false;
+  /** The last poll succeeded (false until one has). */
+  answering = false;
   #watchFailing = false;
   #loops: Promise<unknown> = Promise.resolve();
 
-  constructor(pod: InterceptorPod, fleet: InterceptorFleetOptions) {
+  /** The last poll failed (Go's unreachable pod). */
+  get failing(): boolean {
+    return this.#failing;
+  }
+
+  constructor(pod: InterceptorPod, fleet: FleetView) {
     this.pod = pod;
     this.#fleet = fleet;
     this.#log = fleet.log.with({ pod: pod.name, url: pod.url });
@@ -67,7 +80,9 @@ class PodWorker {
           : this.#controller.signal,
       });
       aggregator.applyPoll(this.pod.id, startedAt, counts);
+      this.answering = true;
       metrics?.polls.inc({ result: "ok" });
+      metrics?.pingerFetchDuration.observe((performance.now() - startedAt) / 1000);
       if (this.#failing) {
         this.#failing = false;
         this.#log.info("interceptor answers /queue again");
@@ -75,7 +90,11 @@ class PodWorker {
     } catch (e) {
       if (this.#controller.signal.aborted || signal?.aborted) return;
       aggregator.applyPollError(this.pod.id, e);
+      this.answering = false;
       metrics?.polls.inc({ result: "error" });
+      metrics?.pingerFetchDuration.observe((performance.now() - startedAt) / 1000);
+      // Go counts a fetch cycle as failed when no interceptor pod answered it.
+      if (!this.#fleet.anyAnswering()) metrics?.pingerFetchErrors.inc();
       const message = describe(e, fetchTimeoutMs);
       if (!this.#failing) {
         this.#failing = true;
@@ -148,16 +167,30 @@ function describe(e: unknown, timeoutMs: number): string {
 }
 
 export class InterceptorFleet {
-  readonly #opts: InterceptorFleetOptions;
+  readonly #opts: FleetView;
   readonly #workers = new Map<string, PodWorker>();
   #signal?: AbortSignal;
 
   constructor(options: InterceptorFleetOptions) {
-    this.#opts = options;
+    this.#opts = {
+      ...options,
+      anyAnswering: () => [...this.#workers.values()].some((w) => w.answering),
+    };
+    options.metrics?.setPinger({
+      endpoints: () => this.size,
+      unreachable: () => this.unreachable,
+    });
   }
 
   get size(): number {
     return this.#workers.size;
+  }
+
+  /** Pods whose last poll failed. */
+  get unreachable(): number {
+    let n = 0;
+    for (const w of this.#workers.values()) if (w.failing) n++;
+    return n;
   }
 
   /** Replaces the set of pods: new ones get a worker, gone ones are stopped and drop out. */

@@ -92,6 +92,7 @@ log.info("starting", {
   queueTickMs: config.queueTickMs,
   streamIntervalMs: config.streamIntervalMs,
   watchNamespace: config.watchNamespace || "(all)",
+  wakeToken: config.wakeToken ? "set" : "none (POST and DELETE /wake are open on the HTTP port)",
 });
 
 let code = 0;

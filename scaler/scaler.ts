@@ -16,6 +16,7 @@ import { Readiness } from "./readiness.ts";
 import { InterceptorRouteIndex, rateConfigOf } from "./route_index.ts";
 import { ScalerMetrics } from "./scaler_metrics.ts";
 import { ScalingAnswers } from "./scaling_answers.ts";
+import { servePrometheus } from "../shared/prometheus_server.ts";
 
 export const HTTPSOS_LISTED = "HTTPScaledObjects listed";
 export const ROUTES_LISTED = "InterceptorRoutes listed";
@@ -30,7 +31,10 @@ export interface ScalerParts {
   metrics: ScalerMetrics;
   fleet: InterceptorFleet;
   grpc: ExternalScalerServer;
-  /** Lifetime members: the interceptor fleet, the gRPC server, the HTTP server. */
+  /**
+   * Lifetime members: the interceptor fleet, the gRPC server, the HTTP
+   * server, and the Prometheus port unless OTEL_PROM_EXPORTER_ENABLED=false.
+   */
   members: Array<[string, (signal: AbortSignal) => Promise<void>]>;
   /** Call once the interceptor endpoints are known: polls them all, then marks readiness. */
   endpointsListed(): Promise<void>;
@@ -104,10 +108,13 @@ export function buildScaler(config: ScalerConfig, deps: ScalerDeps): ScalerParts
           readiness,
           metrics,
           log,
+          grpc,
+          wakeToken: config.wakeToken,
           port: config.httpPort,
           hostname: deps.hostname,
         }),
       ],
+      ...prometheusMember(config, metrics, deps),
     ],
     async endpointsListed() {
       if (readiness.started) return;
@@ -116,4 +123,22 @@ export function buildScaler(config: ScalerConfig, deps: ScalerDeps): ScalerParts
       readiness.done(POLLED_ONCE);
     },
   };
+}
+
+/** Go's Prometheus port (OTEL_PROM_EXPORTER_*): the same text as the HTTP port's /metrics. */
+function prometheusMember(
+  config: ScalerConfig,
+  metrics: ScalerMetrics,
+  deps: ScalerDeps,
+): Array<[string, (signal: AbortSignal) => Promise<void>]> {
+  if (!config.prometheus.enabled) return [];
+  return [[
+    "prometheus",
+    servePrometheus({
+      port: config.prometheus.port,
+      hostname: deps.hostname,
+      render: () => metrics.render(),
+      log: deps.log,
+    }),
+  ]];
 }

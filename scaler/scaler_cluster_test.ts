@@ -141,6 +141,7 @@ Deno.test({
           KUBECONFIG: cluster.kubeconfigPath,
           KEDA_HTTP_SCALER_PORT: String(grpcPort),
           KEDA_HTTP_SCALER_HTTP_PORT: String(httpPort),
+          OTEL_PROM_EXPORTER_PORT: String(freePort()),
           KEDA_HTTP_SCALER_TARGET_ADMIN_NAMESPACE: ns,
           KEDA_HTTP_SCALER_TARGET_ADMIN_SERVICE: SERVICE,
           KEDA_HTTP_SCALER_TARGET_ADMIN_PORT: String(ADMIN_PORT),

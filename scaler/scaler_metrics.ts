@@ -2,7 +2,13 @@
  * The scaler's /metrics: instruments updated by the gRPC server and the
  * interceptor fleet, and gauges read from live state at scrape time.
  */
-import { type Counter, type Gauge, Registry } from "../shared/prometheus.ts";
+import {
+  type Counter,
+  type Gauge,
+  type Histogram,
+  Registry,
+  targetInfoLines,
+} from "../shared/prometheus.ts";
 import type { PodHealth, QueueAggregator } from "./queue_aggregator.ts";
 
 /** What /metrics counts of a kind of object. */
@@ -11,8 +17,50 @@ export interface ObjectCounts {
   invalidCount(): number;
 }
 
+/** Go's service.name of the scaler (scaler/metrics/instruments.go), in target_info. */
+export const SCALER_SERVICE_NAME = "keda-http-external-scaler";
+
+/** Go HEAD's buckets of scaler_pinger_fetch_duration_seconds (scaler/metrics/instruments.go). */
+export const FETCH_DURATION_BUCKETS = [
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.075,
+  0.1,
+  0.25,
+  0.5,
+  0.75,
+  1,
+  2.5,
+  5,
+];
+
+/** What the Go-named pinger gauges read at scrape time. */
+export interface PingerSources {
+  /** Interceptor endpoints being polled. */
+  endpoints(): number;
+  /** Of those, the ones whose last poll failed. */
+  unreachable(): number;
+}
+
 export class ScalerMetrics {
   readonly registry = new Registry();
+  /**
+   * Go's scaler_pinger_fetch_duration_seconds. Go fetches every pod in one
+   * cycle; here each pod is polled on its own tick, so one observation is
+   * one pod's /queue poll.
+   */
+  readonly pingerFetchDuration: Histogram = this.registry.histogram(
+    "scaler_pinger_fetch_duration_seconds",
+    "Duration of a queue pinger fetch cycle across all interceptor pods",
+    FETCH_DURATION_BUCKETS,
+  );
+  /** Go's: failed fetch cycles, i.e. polls that failed while no interceptor pod answered. */
+  readonly pingerFetchErrors: Counter = this.registry.counter(
+    "scaler_pinger_fetch_errors_total",
+    "Total failed queue pinger fetch cycles",
+  );
   readonly grpcRequests: Counter = this.registry.counter(
     "keda_http_scaler_grpc_requests_total",
     "gRPC calls answered, by method and status code.",
@@ -38,11 +86,41 @@ export class ScalerMetrics {
    * Gauges computed at scrape time from the aggregator and the
    * HTTPScaledObject and InterceptorRoute counts.
    */
+  #pinger?: PingerSources;
+
+  constructor() {
+    // Rendered at 0 from the start, so rate() over it never sees a gap.
+    this.pingerFetchErrors.inc({}, 0);
+  }
+
+  /**
+   * Go's scaler_pinger_endpoints and scaler_pinger_unreachable_pods, read
+   * from the interceptor fleet at scrape time (0 until this is called).
+   */
+  setPinger(sources: PingerSources): void {
+    this.#pinger = sources;
+  }
+
+  /** The text exposition: the same on the Prometheus port and on the HTTP port's /metrics. */
+  render(): string {
+    return this.registry.render();
+  }
+
   attach(
     aggregator: QueueAggregator,
     httpsos?: ObjectCounts,
     routes?: ObjectCounts,
   ): void {
+    this.registry.collect(
+      "scaler_pinger_unreachable_pods",
+      "Number of interceptor pods that were unreachable in the last fetch cycle",
+      () => [[{}, this.#pinger?.unreachable() ?? 0]],
+    );
+    this.registry.collect(
+      "scaler_pinger_endpoints",
+      "Number of interceptor endpoints the scaler is polling",
+      () => [[{}, this.#pinger?.endpoints() ?? 0]],
+    );
     this.registry.collect(
       "keda_http_scaler_interceptor_pods",
       "Interceptor pods known from the EndpointSlices, by health (pending, ok, stale, down).",
@@ -94,5 +172,6 @@ export class ScalerMetrics {
         routes,
       );
     }
+    this.registry.lines(() => targetInfoLines(SCALER_SERVICE_NAME));
   }
 }

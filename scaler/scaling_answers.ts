@@ -27,12 +27,18 @@
  *    before a poll measured them): the placeholder answers at once, so
  *    Concurrency is back at 0 before KEDA asks, yet the request must wake
  *    the app.
+ *  - A route woken through the scaler's POST /wake (scaler/wake.ts) is
+ *    active until the wake ends, whatever its counts: a wake of kind
+ *    InterceptorRoute for interceptorRoute refs, HTTPScaledObject for
+ *    httpScaledObject refs. Metric values are unchanged (KEDA scales 0 → 1,
+ *    or to minReplicaCount, and no further because of a wake).
  */
 import type { ScalingMetric } from "../shared/httpso.ts";
 import type { HTTPScaledObjectLookup } from "./httpso_index.ts";
 import { concurrencyMetricName, metricNameFor, rateMetricName } from "./metric_name.ts";
 import type { QueueAggregator } from "./queue_aggregator.ts";
 import type { InterceptorRouteLookup } from "./route_index.ts";
+import { WakeBook, type WakeKind } from "./wake.ts";
 
 export const METADATA_INTERCEPTOR_ROUTE = "interceptorRoute";
 export const METADATA_HTTPSO = "httpScaledObject";
@@ -100,6 +106,22 @@ export interface ScalingAnswersOptions {
   aggregator: QueueAggregator;
   /** KEDA_HTTP_WATCH_NAMESPACE, named in "not found" messages when set. */
   watchNamespace?: string;
+  /** Wakes from POST /wake; a book of its own (system clock) when not given. */
+  wakes?: WakeBook;
+}
+
+/** What the indexes know about the object a wake names. */
+export type WakeTargetCheck =
+  | { found: true; invalid?: string }
+  | { found: false; message: string };
+
+/** The kind of wake that activates a target; undefined for the interceptor. */
+export function wakeKindOf(target: Target): WakeKind | undefined {
+  return target.kind === "interceptorRoute"
+    ? "InterceptorRoute"
+    : target.kind === "route"
+    ? "HTTPScaledObject"
+    : undefined;
 }
 
 export class ScalingAnswers {
@@ -107,16 +129,58 @@ export class ScalingAnswers {
   readonly #lookupRoute: NonNullable<ScalingAnswersOptions["lookupRoute"]>;
   readonly #aggregator: QueueAggregator;
   readonly #watchNamespace: string;
+  readonly #wakes: WakeBook;
 
   constructor(options: ScalingAnswersOptions) {
     this.#lookup = options.lookup;
     this.#lookupRoute = options.lookupRoute ?? (() => ({ found: false }));
     this.#aggregator = options.aggregator;
     this.#watchNamespace = options.watchNamespace ?? "";
+    this.#wakes = options.wakes ?? new WakeBook();
   }
 
   get aggregator(): QueueAggregator {
     return this.#aggregator;
+  }
+
+  /** The wake book isActive reads (POST /wake writes it). */
+  get wakes(): WakeBook {
+    return this.#wakes;
+  }
+
+  /**
+   * Whether the object a wake names exists in the indexes; when it does not,
+   * a message that says what to fix (the other kind exists, the namespace is
+   * not read). Only meaningful once the objects are listed.
+   */
+  checkWakeTarget(kind: WakeKind, namespace: string, name: string): WakeTargetCheck {
+    const key = `${namespace}/${name}`;
+    const httpso = this.#lookup(namespace, name);
+    const route = this.#lookupRoute(namespace, name);
+    const [mine, other, otherKind] = kind === "InterceptorRoute"
+      ? [route, httpso, "HTTPScaledObject"]
+      : [httpso, route, "InterceptorRoute"];
+    if (mine.found) {
+      return "invalid" in mine
+        ? {
+          found: true,
+          invalid:
+            `${mine.invalid}; the wake is recorded, but KEDA's calls for it fail until its spec is fixed`,
+        }
+        : { found: true };
+    }
+    return {
+      found: false,
+      message: `${kind} ${key} not found: check the namespace and name${
+        this.#watchNamespace !== "" && this.#watchNamespace !== namespace
+          ? `; note this scaler only reads namespace "${this.#watchNamespace}" (KEDA_HTTP_WATCH_NAMESPACE)`
+          : ""
+      }${
+        other.found
+          ? `; an ${otherKind} ${key} exists: to wake the ScaledObject that names it, send kind=${otherKind}`
+          : ""
+      }`,
+    };
   }
 
   /** Resolves a ref; throws ScalerError saying which field is wrong and why. */
@@ -299,6 +363,7 @@ export class ScalingAnswers {
 
   isActive(target: Target): boolean {
     if (target.kind === "interceptor") return true;
+    if (this.#wakes.isAwake(wakeKindOf(target)!, target.key)) return true;
     if (this.#aggregator.concurrency(target.key) > 0) return true;
     if (target.kind === "route") {
       return target.metric.type === "requestRate" &&

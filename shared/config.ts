@@ -161,6 +161,45 @@ function certPathsOf(enabled: boolean, e: {
   return { certPath, keyPath };
 }
 
+/**
+ * Go's Prometheus exporter settings (pkg/observability/config.go), the same
+ * in all three programs: enabled by default, on its own port 2223, path
+ * /metrics.
+ */
+function promExporterEnv() {
+  return {
+    OTEL_PROM_EXPORTER_ENABLED: env.bool(true),
+    OTEL_PROM_EXPORTER_PORT: env.port(2223),
+  };
+}
+
+interface PromExporterEnv {
+  OTEL_PROM_EXPORTER_ENABLED: boolean;
+  OTEL_PROM_EXPORTER_PORT: number;
+}
+
+/** The Prometheus port, when enabled, must differ from the program's other ports. */
+function checkPromPort(
+  e: PromExporterEnv,
+  others: Record<string, number | undefined>,
+  ctx: { addIssue(issue: { code: "custom"; path: string[]; message: string }): void },
+): void {
+  if (!e.OTEL_PROM_EXPORTER_ENABLED) return;
+  for (const [name, port] of Object.entries(others)) {
+    if (port !== e.OTEL_PROM_EXPORTER_PORT) continue;
+    ctx.addIssue({
+      code: "custom",
+      path: ["OTEL_PROM_EXPORTER_PORT"],
+      message:
+        `must differ from ${name} (${port}): both would listen on it; set another port, or OTEL_PROM_EXPORTER_ENABLED=false`,
+    });
+  }
+}
+
+function promExporterOf(e: PromExporterEnv): { enabled: boolean; port: number } {
+  return { enabled: e.OTEL_PROM_EXPORTER_ENABLED, port: e.OTEL_PROM_EXPORTER_PORT };
+}
+
 export class ConfigError extends Error {
   constructor(readonly program: string, readonly problems: string[]) {
     super(
@@ -275,7 +314,15 @@ function buildInterceptorEnvSchema() {
       KEDA_HTTP_IDLE_TIMEOUT: env.duration("90s"),
       /** Ours: a request head must be complete this long after its first byte. */
       KEDA_HTTP_REQUEST_HEAD_TIMEOUT: env.duration("10s"),
+      ...promExporterEnv(),
     }).check(z.superRefine((e, ctx) => {
+      checkPromPort(e, {
+        KEDA_HTTP_PROXY_PORT: e.KEDA_HTTP_PROXY_PORT,
+        KEDA_HTTP_ADMIN_PORT: e.KEDA_HTTP_ADMIN_PORT,
+        KEDA_HTTP_PROXY_TLS_PORT: e.KEDA_HTTP_PROXY_TLS_ENABLED
+          ? e.KEDA_HTTP_PROXY_TLS_PORT
+          : undefined,
+      }, ctx);
       if (e.KEDA_HTTP_PROXY_TLS_ENABLED) {
         const { problems } = resolveCertPaths(
           e.KEDA_HTTP_PROXY_TLS_CERT_PATH,
@@ -362,6 +409,7 @@ function buildInterceptorEnvSchema() {
       bindAddress: e.KEDA_HTTP_BIND_ADDRESS,
       idleTimeoutMs: e.KEDA_HTTP_IDLE_TIMEOUT,
       requestHeadTimeoutMs: e.KEDA_HTTP_REQUEST_HEAD_TIMEOUT,
+      prometheus: promExporterOf(e),
     })),
   );
 }
@@ -392,7 +440,23 @@ function buildScalerEnvSchema() {
       KEDA_HTTP_SCALER_STALE_COUNTS_TTL: env.duration("30s"),
       /** Ours: namespace whose HTTPScaledObjects the scaler reads; "" = all. */
       KEDA_HTTP_WATCH_NAMESPACE: env.string(""),
+      /** Ours: bearer token POST and DELETE /wake need; "" = none, like the port's other endpoints. */
+      KEDA_HTTP_SCALER_WAKE_TOKEN: env.string(""),
+      ...promExporterEnv(),
     }).check(z.superRefine((e, ctx) => {
+      if (!/^[!-~]*$/.test(e.KEDA_HTTP_SCALER_WAKE_TOKEN)) {
+        ctx.addIssue({
+          code: "custom",
+          // Not the variable's name as the path: the message must not echo the secret.
+          path: ["KEDA_HTTP_SCALER_WAKE_TOKEN (value not shown)"],
+          message:
+            "must be printable ASCII without spaces: it is sent as Authorization: Bearer <token>",
+        });
+      }
+      checkPromPort(e, {
+        KEDA_HTTP_SCALER_PORT: e.KEDA_HTTP_SCALER_PORT,
+        KEDA_HTTP_SCALER_HTTP_PORT: e.KEDA_HTTP_SCALER_HTTP_PORT,
+      }, ctx);
       if (e.KEDA_HTTP_SCALER_PORT === e.KEDA_HTTP_SCALER_HTTP_PORT) {
         ctx.addIssue({
           code: "custom",
@@ -421,6 +485,8 @@ function buildScalerEnvSchema() {
       fetchTimeoutMs: e.KEDA_HTTP_SCALER_FETCH_TIMEOUT,
       staleCountsTtlMs: e.KEDA_HTTP_SCALER_STALE_COUNTS_TTL,
       watchNamespace: e.KEDA_HTTP_WATCH_NAMESPACE,
+      wakeToken: e.KEDA_HTTP_SCALER_WAKE_TOKEN,
+      prometheus: promExporterOf(e),
     })),
   );
 }
@@ -474,7 +540,9 @@ function buildOperatorEnvSchema() {
       KEDA_HTTP_OPERATOR_RESYNC_PERIOD: env.duration("5m"),
       /** Identity in the Lease; the Downward API sets it to the pod name. */
       POD_NAME: env.string(""),
+      ...promExporterEnv(),
     }).check(z.superRefine((e, ctx) => {
+      checkPromPort(e, { KEDA_HTTP_OPERATOR_ADMIN_PORT: e.KEDA_HTTP_OPERATOR_ADMIN_PORT }, ctx);
       if (e.KEDA_HTTP_OPERATOR_RENEW_DEADLINE >= e.KEDA_HTTP_OPERATOR_LEASE_DURATION) {
         ctx.addIssue({
           code: "custom",
@@ -500,6 +568,7 @@ function buildOperatorEnvSchema() {
       },
       resyncPeriodMs: e.KEDA_HTTP_OPERATOR_RESYNC_PERIOD,
       podName: e.POD_NAME,
+      prometheus: promExporterOf(e),
     })),
   );
 }

@@ -132,3 +132,128 @@ Deno.test("required variables and cross-field rules", () => {
   assert.equal(o.watchNamespace, "apps");
   assert.equal(o.leaderElection.leaseDurationMs, 15_000);
 });
+
+Deno.test("OTEL_PROM_EXPORTER_*: Go's defaults (enabled, port 2223) in all three programs", () => {
+  const scalerRequired = {
+    KEDA_HTTP_SCALER_TARGET_ADMIN_NAMESPACE: "keda",
+    KEDA_HTTP_SCALER_TARGET_ADMIN_SERVICE: "interceptor-admin",
+  };
+  const operatorRequired = {
+    KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_SERVICE: "scaler",
+    KEDA_HTTP_OPERATOR_NAMESPACE: "keda",
+  };
+  const all = (env: Record<string, string>) => [
+    parseConfig("interceptor", interceptorEnvSchema(), env).prometheus,
+    parseConfig("scaler", scalerEnvSchema(), { ...scalerRequired, ...env }).prometheus,
+    parseConfig("operator", operatorEnvSchema(), { ...operatorRequired, ...env }).prometheus,
+  ];
+  for (const p of all({})) assert.deepEqual(p, { enabled: true, port: 2223 });
+  for (const p of all({ OTEL_PROM_EXPORTER_ENABLED: "false", OTEL_PROM_EXPORTER_PORT: "9100" })) {
+    assert.deepEqual(p, { enabled: false, port: 9100 });
+  }
+  assert.throws(
+    () => parseConfig("interceptor", interceptorEnvSchema(), { OTEL_PROM_EXPORTER_ENABLED: "yes" }),
+    (e: ConfigError) => e.problems.some((p) => p.startsWith('OTEL_PROM_EXPORTER_ENABLED="yes"')),
+  );
+  assert.throws(
+    () => parseConfig("interceptor", interceptorEnvSchema(), { OTEL_PROM_EXPORTER_PORT: "70000" }),
+    (e: ConfigError) => e.problems.some((p) => p.startsWith('OTEL_PROM_EXPORTER_PORT="70000"')),
+  );
+});
+
+Deno.test("OTEL_PROM_EXPORTER_PORT: a clash with another port of the program is a clear error", () => {
+  const clash = (program: string, fn: () => unknown, other: string, port: number) =>
+    assert.throws(fn, (e: ConfigError) => {
+      assert.ok(e instanceof ConfigError, String(e));
+      assert.ok(
+        e.problems.some((p) =>
+          p.startsWith(`OTEL_PROM_EXPORTER_PORT="${port}": must differ from ${other} (${port})`)
+        ),
+        `${program}: ${e.problems.join("; ")}`,
+      );
+      return true;
+    });
+  clash(
+    "interceptor",
+    () => parseConfig("interceptor", interceptorEnvSchema(), { OTEL_PROM_EXPORTER_PORT: "9090" }),
+    "KEDA_HTTP_ADMIN_PORT",
+    9090,
+  );
+  clash(
+    "interceptor",
+    () => parseConfig("interceptor", interceptorEnvSchema(), { OTEL_PROM_EXPORTER_PORT: "8080" }),
+    "KEDA_HTTP_PROXY_PORT",
+    8080,
+  );
+  // The TLS port counts only when TLS is on.
+  assert.equal(
+    parseConfig("interceptor", interceptorEnvSchema(), { OTEL_PROM_EXPORTER_PORT: "8443" })
+      .prometheus.port,
+    8443,
+  );
+  const scaler = (env: Record<string, string>) =>
+    parseConfig("scaler", scalerEnvSchema(), {
+      KEDA_HTTP_SCALER_TARGET_ADMIN_NAMESPACE: "keda",
+      KEDA_HTTP_SCALER_TARGET_ADMIN_SERVICE: "interceptor-admin",
+      ...env,
+    });
+  clash("scaler", () => scaler({ OTEL_PROM_EXPORTER_PORT: "9090" }), "KEDA_HTTP_SCALER_PORT", 9090);
+  clash(
+    "scaler",
+    () => scaler({ OTEL_PROM_EXPORTER_PORT: "9091" }),
+    "KEDA_HTTP_SCALER_HTTP_PORT",
+    9091,
+  );
+  clash(
+    "operator",
+    () =>
+      parseConfig("operator", operatorEnvSchema(), {
+        KEDA_HTTP_OPERATOR_EXTERNAL_SCALER_SERVICE: "scaler",
+        KEDA_HTTP_OPERATOR_NAMESPACE: "keda",
+        OTEL_PROM_EXPORTER_PORT: "8081",
+      }),
+    "KEDA_HTTP_OPERATOR_ADMIN_PORT",
+    8081,
+  );
+  // Disabled, the port is not listened on, so it may equal another.
+  assert.equal(
+    scaler({ OTEL_PROM_EXPORTER_ENABLED: "false", OTEL_PROM_EXPORTER_PORT: "9090" }).prometheus
+      .enabled,
+    false,
+  );
+});
+
+Deno.test("scaler: KEDA_HTTP_SCALER_WAKE_TOKEN is optional and never echoed in errors", () => {
+  const base = {
+    KEDA_HTTP_SCALER_TARGET_ADMIN_NAMESPACE: "keda",
+    KEDA_HTTP_SCALER_TARGET_ADMIN_SERVICE: "interceptor-admin",
+  };
+  assert.equal(parseConfig("scaler", scalerEnvSchema(), base).wakeToken, "");
+  assert.equal(
+    parseConfig("scaler", scalerEnvSchema(), { ...base, KEDA_HTTP_SCALER_WAKE_TOKEN: "  " })
+      .wakeToken,
+    "",
+    "blank = unset",
+  );
+  assert.equal(
+    parseConfig("scaler", scalerEnvSchema(), {
+      ...base,
+      KEDA_HTTP_SCALER_WAKE_TOKEN: " abc.DEF-123_~+/= ",
+    }).wakeToken,
+    "abc.DEF-123_~+/=",
+  );
+  try {
+    parseConfig("scaler", scalerEnvSchema(), {
+      ...base,
+      KEDA_HTTP_SCALER_WAKE_TOKEN: "top secret",
+    });
+    assert.fail("expected ConfigError");
+  } catch (e) {
+    assert.ok(e instanceof ConfigError);
+    assert.match(
+      e.message,
+      /KEDA_HTTP_SCALER_WAKE_TOKEN \(value not shown\): must be printable ASCII without spaces/,
+    );
+    assert.doesNotMatch(e.message, /top secret/);
+  }
+});

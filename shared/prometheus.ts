@@ -79,6 +79,11 @@ export function histogramLines(
   return lines;
 }
 
+/** Float sums pick up noise (0.1 + 0.2); twelve digits are plenty for seconds. */
+export function roundSum(v: number): number {
+  return Number.isInteger(v) ? v : +v.toPrecision(12);
+}
+
 /** Values by label set; what a counter and a gauge have in common. */
 class LabelledValues {
   readonly #values = new Map<string, [Labels, number]>();
@@ -149,6 +154,54 @@ export class Summary {
   }
 }
 
+/** A histogram without labels; `bounds` are the bucket upper bounds, ascending. */
+export class Histogram {
+  readonly bounds: readonly number[];
+  /** Per bucket (not cumulative), then above the last bound. */
+  readonly counts: number[];
+  #sum = 0;
+  #count = 0;
+
+  constructor(bounds: readonly number[]) {
+    this.bounds = bounds;
+    this.counts = new Array(bounds.length + 1).fill(0);
+  }
+
+  observe(value: number): void {
+    let b = 0;
+    while (b < this.bounds.length && value > this.bounds[b]!) b++;
+    this.counts[b]!++;
+    this.#sum += value;
+    this.#count++;
+  }
+
+  get sum(): number {
+    return this.#sum;
+  }
+
+  get count(): number {
+    return this.#count;
+  }
+}
+
+/**
+ * Go's default service.version (pkg/build/version.go, unless its build sets
+ * one); this project has no release versioning of its own.
+ */
+export const SERVICE_VERSION = "HEAD";
+
+/**
+ * `target_info`, the gauge Go's OpenTelemetry Prometheus exporter writes
+ * from the resource (service.name, service.version) so dashboards can join
+ * on it; its value is always 1.
+ */
+export function targetInfoLines(serviceName: string): string[] {
+  return familyLines("target_info", "Target metadata", "gauge", [[
+    labelPairs({ service_name: serviceName, service_version: SERVICE_VERSION }),
+    1,
+  ]]);
+}
+
 interface Family {
   name: string;
   help: string;
@@ -164,6 +217,8 @@ function labelledLines(name: string, samples: Array<[Labels, number]>): string[]
 /** Metric families, rendered in the order they were registered. */
 export class Registry {
   readonly #families: Family[] = [];
+  /** Indexes of families registered with lines(): rendered without a header. */
+  readonly #raw: number[] = [];
 
   counter(name: string, help: string): Counter {
     const c = new Counter();
@@ -187,6 +242,23 @@ export class Registry {
     return s;
   }
 
+  histogram(name: string, help: string, bounds: readonly number[]): Histogram {
+    const h = new Histogram(bounds);
+    this.#add(
+      name,
+      help,
+      "histogram",
+      () => histogramLines(name, "", h.bounds, h.counts, roundSum(h.sum), h.count),
+    );
+    return h;
+  }
+
+  /** Raw lines (no header) rendered at each scrape, e.g. targetInfoLines(). */
+  lines(lines: () => string[]): void {
+    this.#raw.push(this.#families.length);
+    this.#families.push({ name: "", help: "", type: "gauge", lines });
+  }
+
   /** A gauge whose samples are computed at each scrape. */
   collect(name: string, help: string, samples: () => Array<[Labels, number]>): void {
     this.#add(name, help, "gauge", () => labelledLines(name, samples()));
@@ -195,14 +267,14 @@ export class Registry {
   /** The text exposition of every family. */
   render(): string {
     const out: string[] = [];
-    for (const f of this.#families) {
+    for (const [i, f] of this.#families.entries()) {
       let lines: string[];
       try {
         lines = f.lines();
       } catch {
         continue; // a broken collector must not break the whole scrape
       }
-      out.push(...familyHeader(f.name, f.help, f.type));
+      if (!this.#raw.includes(i)) out.push(...familyHeader(f.name, f.help, f.type));
       for (const line of lines) out.push(line);
     }
     return out.join("\n") + "\n";
