@@ -15,12 +15,7 @@ import {
   parseInterceptorRoute,
   RESPONSE_BODY_LABEL,
 } from "../shared/interceptor_route.ts";
-import {
-  Informer,
-  type KubeApiClient,
-  KubeApiError,
-  type KubeObject,
-} from "../shared/kube_api.ts";
+import { Informer, type KubeApiClient, KubeApiError, type KubeObject } from "../shared/kube_api.ts";
 import type { Logger } from "../shared/log.ts";
 import type { QueueCounts } from "../shared/queue_counts.ts";
 import {

@@ -159,7 +159,10 @@ export class EndpointView {
                 ? {
                   ip,
                   port: port.port,
-                  pod: { namespace: ref.namespace ?? slice.metadata?.namespace ?? "", name: ref.name },
+                  pod: {
+                    namespace: ref.namespace ?? slice.metadata?.namespace ?? "",
+                    name: ref.name,
+                  },
                 }
                 : { ip, port: port.port },
             );

@@ -53,7 +53,13 @@ function portOf(c: V1Container, port: number | string | undefined): number | str
 function checkOf(c: V1Container, p: V1Probe, what: string): ProbeCheck | NoPlan {
   const timeoutMs = Math.min(1000, Math.max(1, p.timeoutSeconds ?? 1) * 1000);
   const successes = Math.max(1, p.successThreshold ?? 1);
-  const base = { path: "/", headers: [] as Array<[string, string]>, service: "", timeoutMs, successes };
+  const base = {
+    path: "/",
+    headers: [] as Array<[string, string]>,
+    service: "",
+    timeoutMs,
+    successes,
+  };
   const port = (raw: number | string | undefined): number | NoPlan => {
     const n = portOf(c, raw);
     return typeof n === "number" ? n : { reason: `the ${what} probe has ${n}` };

@@ -113,6 +113,7 @@ export class HttpProxy {
       draining: () => this.#draining,
       closing: (c) => this.#closing(c),
       h2: this.#h2up,
+      rehold: (ex, target) => this.#rehold(ex, target),
     });
   }
 
@@ -841,6 +842,35 @@ export class HttpProxy {
     }
   }
 
+  /** An early endpoint refused: hold again until the deadline (no fallback: the first hold chose). */
+  async #rehold(ex: Exchange, target: Target): Promise<void> {
+    const route = ex.route;
+    if (ex.req.raw !== null) ex.req.raw = ex.req.raw.slice();
+    const deadline = holdDeadline(this.#cfg, route, ex.t0, ex.requestDeadline);
+    const r = await this.#holding.hold(ex, target, deadline);
+    if (r === "ready") return;
+    if (r === "aborted") throw new Gone();
+    throw this.#holdFailure(ex, r);
+  }
+
+  /** What a hold that ended without an endpoint answers: full (503) or timed out (504). */
+  #holdFailure(ex: Exchange, r: "full" | "timeout"): ProxyFailure {
+    const route = ex.route;
+    if (r === "full") {
+      return new ProxyFailure(
+        503,
+        `too many requests are waiting for ${route.key} to become ready; retry later`,
+        [["Retry-After", String(this.#cfg.retryAfterSeconds)]],
+      );
+    }
+    return new ProxyFailure(
+      504,
+      `${route.key} did not become ready within ${
+        formatDuration(Math.min(holdMs(this.#cfg, route), ex.requestDeadline - ex.t0))
+      }; the app may still be starting, retry later`,
+    );
+  }
+
   /**
    * The slow path to an endpoint: hold until one is ready, or fail over. Returns
    * the target to forward to over HTTP/1.1, or null when the exchange is over
@@ -861,13 +891,7 @@ export class HttpProxy {
       const deadline = holdDeadline(this.#cfg, route, ex.t0, ex.requestDeadline);
       const r = await this.#holding.hold(ex, target, deadline);
       if (r === "aborted") return null;
-      if (r === "full") {
-        throw new ProxyFailure(
-          503,
-          `too many requests are waiting for ${route.key} to become ready; retry later`,
-          [["Retry-After", String(this.#cfg.retryAfterSeconds)]],
-        );
-      }
+      if (r === "full") throw this.#holdFailure(ex, r);
       if (r === "timeout") {
         if (fb && route.fallbackKey !== undefined && Date.now() < ex.requestDeadline) {
           target = this.#targets.get(route.fallbackKey);
@@ -882,12 +906,7 @@ export class HttpProxy {
           }
           useEndpoint(ex, this.#counters, ep);
         } else {
-          throw new ProxyFailure(
-            504,
-            `${route.key} did not become ready within ${
-              formatDuration(Math.min(waitMs, ex.requestDeadline - ex.t0))
-            }; the app may still be starting, retry later`,
-          );
+          throw this.#holdFailure(ex, r);
         }
       }
     }

@@ -138,11 +138,16 @@ export class StartingPods {
   #set(key: string, p: Probed, passed: boolean): void {
     if (p.passed === passed || p.abort.signal.aborted) return;
     p.passed = passed;
-    this.#opts.log.info(passed ? "a starting pod passed its readiness check" : "an early pod stopped passing its readiness check", {
-      target: key,
-      pod: p.ep.pod?.name,
-      address: addressOf(p.ep),
-    });
+    this.#opts.log.info(
+      passed
+        ? "a starting pod passed its readiness check"
+        : "an early pod stopped passing its readiness check",
+      {
+        target: key,
+        pod: p.ep.pod?.name,
+        address: addressOf(p.ep),
+      },
+    );
     this.#opts.onChange(key);
   }
 

@@ -141,6 +141,11 @@ export interface UpstreamLegOptions {
   closing: (c: ClientConn) => boolean;
   /** Streams to h2c apps. */
   h2: H2Upstreams;
+  /**
+   * Holds the exchange again until the target has a usable endpoint (then
+   * ex.ep is set); throws as a first hold's end would (504, 503, Gone).
+   */
+  rehold: (ex: Exchange, target: Target) => Promise<void>;
 }
 
 export class UpstreamLeg {
@@ -152,9 +157,11 @@ export class UpstreamLeg {
   readonly #draining: () => boolean;
   readonly #closing: (c: ClientConn) => boolean;
   readonly #h2: H2Upstreams;
+  readonly #rehold: (ex: Exchange, target: Target) => Promise<void>;
 
   constructor(opts: UpstreamLegOptions) {
     this.#h2 = opts.h2;
+    this.#rehold = opts.rehold;
     this.#cfg = opts.config;
     this.#counters = opts.counters;
     this.#log = opts.log;
@@ -227,6 +234,15 @@ export class UpstreamLeg {
         lastError = (e as Error).name === "TimeoutError"
           ? `no answer within ${formatDuration(this.#cfg.connectTimeoutMs)}`
           : (e as Error).message;
+        if (ep.early) {
+          // It passed our probe but was never ready by the kubelet: not a 502, wait again.
+          this.#targets.dropEarly(target, ep);
+          const next = this.#targets.pick(target);
+          if (next) useEndpoint(ex, this.#counters, next);
+          else await this.#rehold(ex, target);
+          attempt = 0;
+          continue;
+        }
       }
       const wait = connectBackoffMs(attempt++);
       if (Date.now() + wait >= deadline) {

@@ -1,0 +1,149 @@
+import assert from "node:assert/strict";
+import type { V1Pod } from "@kubernetes/client-node";
+import { attempt, type ProbeCheck, probePlanOf } from "./pod_probe.ts";
+
+function pod(container: Record<string, unknown>, status?: Record<string, unknown>): V1Pod {
+  return {
+    metadata: { name: "p", namespace: "n" },
+    spec: { containers: [{ name: "app", image: "x", ...container }] },
+    ...(status ? { status } : {}),
+  } as V1Pod;
+}
+
+Deno.test("probePlanOf: httpGet with a named port, headers and path", () => {
+  const plan = probePlanOf(
+    pod({
+      ports: [{ name: "http", containerPort: 8080 }],
+      readinessProbe: {
+        httpGet: { path: "ready", port: "http", httpHeaders: [{ name: "X-A", value: "1" }] },
+        successThreshold: 2,
+        timeoutSeconds: 5,
+      },
+    }),
+    8080,
+  );
+  assert.ok(!("reason" in plan));
+  assert.equal(plan.readiness.kind, "http");
+  assert.equal(plan.readiness.port, 8080);
+  assert.equal(plan.readiness.path, "/ready");
+  assert.deepEqual(plan.readiness.headers, [["X-A", "1"]]);
+  assert.equal(plan.readiness.successes, 2);
+  assert.equal(plan.readiness.timeoutMs, 1000, "one attempt is bounded by 1 s");
+  assert.equal(plan.startup, null);
+  assert.equal(plan.notBefore, 0);
+});
+
+Deno.test("probePlanOf: what waits for the kubelet, and why", () => {
+  const reason = (c: Record<string, unknown>, s?: Record<string, unknown>) => {
+    const p = probePlanOf(pod(c, s), 8080);
+    return "reason" in p ? p.reason : "";
+  };
+  assert.match(reason({ readinessProbe: { exec: { command: ["true"] } } }), /exec/);
+  assert.match(reason({}), /no readiness probe/);
+  assert.match(
+    reason({ readinessProbe: { httpGet: { port: 8080, scheme: "HTTPS" } } }),
+    /HTTPS/,
+  );
+  assert.match(reason({ readinessProbe: { httpGet: { port: "web" } } }), /no container port named/);
+  assert.match(
+    reason({ readinessProbe: { tcpSocket: { port: 8080 }, initialDelaySeconds: 3 } }),
+    /waiting for the container to start/,
+  );
+  assert.match(
+    reason({
+      readinessProbe: { tcpSocket: { port: 8080 } },
+      startupProbe: { exec: { command: ["true"] } },
+    }),
+    /startup probe is exec/,
+  );
+});
+
+Deno.test("probePlanOf: initialDelaySeconds counts from the container's start; startup first", () => {
+  const started = "2026-12-03T10:00:00Z";
+  const plan = probePlanOf(
+    pod(
+      {
+        readinessProbe: { tcpSocket: { port: 8080 }, initialDelaySeconds: 2 },
+        startupProbe: { grpc: { port: 9000, service: "s" } },
+      },
+      { containerStatuses: [{ name: "app", state: { running: { startedAt: started } } }] },
+    ),
+    8080,
+  );
+  assert.ok(!("reason" in plan));
+  assert.equal(plan.notBefore, new Date(started).getTime() + 2000);
+  assert.equal(plan.startup?.kind, "grpc");
+  assert.equal(plan.startup?.service, "s");
+});
+
+function check(kind: ProbeCheck["kind"], port: number, path = "/"): ProbeCheck {
+  return { kind, port, path, headers: [], service: "", timeoutMs: 1000, successes: 1 };
+}
+
+Deno.test("attempt: HTTP status 200-399 passes (redirects not followed), others fail", async () => {
+  const seen: Array<{ path: string; ua: string | null }> = [];
+  await using server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, (req) => {
+    const path = new URL(req.url).pathname;
+    seen.push({ path, ua: req.headers.get("user-agent") });
+    if (path === "/ok") return new Response("ok");
+    if (path === "/moved") return new Response(null, { status: 302, headers: { location: "/x" } });
+    return new Response("starting", { status: 503 });
+  });
+  const port = server.addr.port;
+  const signal = new AbortController().signal;
+  assert.equal(await attempt("127.0.0.1", check("http", port, "/ok"), { signal }), true);
+  assert.equal(await attempt("127.0.0.1", check("http", port, "/moved"), { signal }), true);
+  assert.equal(await attempt("127.0.0.1", check("http", port, "/no"), { signal }), false);
+  assert.deepEqual(seen.map((s) => s.path), ["/ok", "/moved", "/no"]);
+  assert.match(seen[0]!.ua ?? "", /^kube-probe\//);
+});
+
+Deno.test("attempt: TCP passes on connect, fails on a closed port; never throws", async () => {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const open = (l.addr as Deno.NetAddr).port;
+  const signal = new AbortController().signal;
+  assert.equal(await attempt("127.0.0.1", check("tcp", open), { signal }), true);
+  l.close();
+  assert.equal(await attempt("127.0.0.1", check("tcp", open), { signal }), false);
+  assert.equal(await attempt("127.0.0.1", check("http", open), { signal }), false);
+});
+
+Deno.test("attempt: gRPC passes on SERVING for the service asked", async () => {
+  const grpc = await import("@grpc/grpc-js");
+  const { Buffer } = await import("node:buffer");
+  const asked: string[] = [];
+  const server = new grpc.Server();
+  server.addService({
+    Check: {
+      path: "/grpc.health.v1.Health/Check",
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: (b: Uint8Array) => Buffer.from(b),
+      requestDeserialize: (b: Uint8Array) => new Uint8Array(b),
+      responseSerialize: (b: Uint8Array) => Buffer.from(b),
+      responseDeserialize: (b: Uint8Array) => new Uint8Array(b),
+    },
+  }, {
+    Check: (call: { request: Uint8Array }, cb: (e: null, r: Uint8Array) => void) => {
+      const name = new TextDecoder().decode(call.request.subarray(2));
+      asked.push(name);
+      cb(null, Uint8Array.from([8, name === "up" ? 1 : 2]));
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(
+      "127.0.0.1:0",
+      grpc.ServerCredentials.createInsecure(),
+      (e, p) => (e ? reject(e) : resolve(p)),
+    )
+  );
+  try {
+    const signal = new AbortController().signal;
+    const c = (service: string) => ({ ...check("grpc", port), service });
+    assert.equal(await attempt("127.0.0.1", c("up"), { signal }), true);
+    assert.equal(await attempt("127.0.0.1", c("down"), { signal }), false);
+    assert.deepEqual(asked, ["up", "down"]);
+  } finally {
+    server.forceShutdown();
+  }
+});
