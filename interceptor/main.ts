@@ -86,6 +86,7 @@ async function main(): Promise<number> {
     counters,
     sink: dataPlane,
     directPodRouting: config.directPodRouting,
+    probeStartingPods: config.probeStartingPods,
   });
   activity.control = control;
   try {

@@ -287,6 +287,7 @@ function buildInterceptorEnvSchema() {
        * topology routing.
        */
       KEDA_HTTP_DIRECT_POD_ROUTING: env.bool(true),
+      KEDA_HTTP_PROBE_STARTING_PODS: env.bool(true),
       /** One access-log line per request. */
       KEDA_HTTP_LOG_REQUESTS: env.bool(false),
       KEDA_HTTP_PROXY_TLS_ENABLED: env.bool(false),
@@ -389,6 +390,7 @@ function buildInterceptorEnvSchema() {
       shutdownDelayMs: e.KEDA_HTTP_SHUTDOWN_DELAY,
       coldStartHeader: e.KEDA_HTTP_ENABLE_COLD_START_HEADER,
       directPodRouting: e.KEDA_HTTP_DIRECT_POD_ROUTING,
+      probeStartingPods: e.KEDA_HTTP_PROBE_STARTING_PODS,
       logRequests: e.KEDA_HTTP_LOG_REQUESTS,
       tls: {
         enabled: e.KEDA_HTTP_PROXY_TLS_ENABLED,

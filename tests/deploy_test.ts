@@ -195,6 +195,8 @@ Deno.test({
             false,
           ],
           ["keda-add-ons-http-interceptor", "get", "secrets", "default", false],
+          ["keda-add-ons-http-interceptor", "get", "pods", "default", true],
+          ["keda-add-ons-http-interceptor", "list", "pods", "default", false],
           [
             "keda-add-ons-http-external-scaler",
             "watch",

@@ -10,7 +10,8 @@
  *   GET  /slow?ms=N      → answers after N ms
  *   GET  /hang           → never answers (until the client goes away)
  *   GET  /ws             → WebSocket echo
- *   GET  /stats          → {total, inflight, aborted}
+ *   GET  /stats          → {total, inflight, aborted, proxied}
+ *   GET  /ready          → 503 until READY_AFTER_MS after start (-1: never), then 200
  * Prints "listening <port>" on stdout when ready.
  */
 import http2 from "node:http2";
@@ -18,7 +19,10 @@ import http2 from "node:http2";
 const port = Number(Deno.env.get("PORT") ?? "0");
 const name = Deno.env.get("NAME") ?? "app";
 const hostname = Deno.env.get("HOST") ?? "0.0.0.0";
-const stats = { total: 0, inflight: 0, aborted: 0 };
+const stats = { total: 0, inflight: 0, aborted: 0, proxied: 0 };
+// GET /ready answers 503 until this long after start (READY_AFTER_MS; -1 = never).
+const readyAfterMs = Number(Deno.env.get("READY_AFTER_MS") ?? "0");
+const startedAt = Date.now();
 // The test harness waits for this line on stdout (not a log line, so no logger).
 const announce = (p: number) => Deno.stdout.writeSync(new TextEncoder().encode(`listening ${p}\n`));
 
@@ -33,6 +37,12 @@ async function handle(req: Request): Promise<Response> {
   const url = new URL(req.url);
   const path = url.pathname;
   if (path === "/stats") return json(stats);
+  if (path === "/ready") {
+    const ready = readyAfterMs >= 0 && Date.now() - startedAt >= readyAfterMs;
+    return new Response(ready ? "ready\n" : "starting\n", { status: ready ? 200 : 503 });
+  }
+  // Requests that came through a proxy (probes come straight from it, without X-Forwarded-For).
+  if (req.headers.has("x-forwarded-for")) stats.proxied++;
   if (path === "/hello") return new Response(`hello from ${name}`, { headers: { "x-app": name } });
   if (path === "/json") {
     return json({
