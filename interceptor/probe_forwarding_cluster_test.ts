@@ -35,7 +35,7 @@ function startingSlice(
       labels: { "kubernetes.io/service-name": service },
     },
     addressType: "IPv4",
-    ports: [{ name: "", port, protocol: "TCP" }],
+    ports: [{ name: "http", port, protocol: "TCP" }],
     endpoints: eps.map((e) => ({
       addresses: [e.ip],
       conditions: { ready: e.ready, serving: e.ready, terminating: false },
@@ -58,9 +58,12 @@ Deno.test({
   const ns = await cluster.createNamespace("probe");
   await using netLate = await Netns.create();
   await using netOk = await Netns.create();
-  const [late, ok] = await Promise.all([
+  await using netNever = await Netns.create();
+  const [late, ok, never] = await Promise.all([
     netLate.startApp({ name: "late", env: { READY_AFTER_MS: "1500" } }),
     netOk.startApp({ name: "ok" }),
+    // Its port is open and serves, but its readiness path never passes.
+    netNever.startApp({ name: "never", env: { READY_AFTER_MS: "-1" } }),
   ]);
   const apply = (objs: KubeObject[]) => cluster.applyYaml(objs, { namespace: ns });
   const route = (name: string, extra: Record<string, unknown> = {}) => {
@@ -72,6 +75,8 @@ Deno.test({
     Object.assign((o.httpso as { metadata: Record<string, unknown> }).metadata, extra);
     return [o.service, o.httpso] as KubeObject[];
   };
+  // No controllers here: the ServiceAccount admission needs the namespace's default one.
+  await apply([{ apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "default" } }]);
   await apply([
     ...route("late"),
     ...route("never"),
@@ -79,7 +84,7 @@ Deno.test({
     ...route("optout", { annotations: { [PROBE_STARTING_PODS_ANNOTATION]: "false" } }),
     ...route("refused"),
     podObject(ns, "late-1", HTTP_PROBE("/ready")),
-    podObject(ns, "never-1", HTTP_PROBE("/never-ready")),
+    podObject(ns, "never-1", HTTP_PROBE("/ready")),
     podObject(ns, "exec-1", {
       readinessProbe: { exec: { command: ["true"] }, periodSeconds: 10 },
     }),
@@ -90,7 +95,7 @@ Deno.test({
       readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 10 },
     }),
     startingSlice(ns, "late", 8080, [{ ip: late.ip, pod: "late-1", ready: false }]),
-    startingSlice(ns, "never", 8080, [{ ip: ok.ip, pod: "never-1", ready: false }]),
+    startingSlice(ns, "never", 8080, [{ ip: never.ip, pod: "never-1", ready: false }]),
     startingSlice(ns, "exec", 8080, [{ ip: ok.ip, pod: "exec-1", ready: false }]),
     startingSlice(ns, "optout", 8080, [{ ip: ok.ip, pod: "optout-1", ready: false }]),
     startingSlice(ns, "refused", 8090, [{ ip: ok.ip, pod: "refused-1", ready: false }]),
@@ -120,6 +125,7 @@ Deno.test({
     "a failing probe path, an exec probe, an opt-out: held until the slice says ready",
     async () => {
       const before = await proxied(ok.ip, 8080);
+      const neverBefore = await proxied(never.ip, 8080);
       const results = await Promise.all(
         ["never", "exec", "optout"].map(async (n) => {
           const r = await ic.request(`${n}.test`, "/hello");
@@ -129,6 +135,7 @@ Deno.test({
       );
       assert.deepEqual(results, [504, 504, 504]);
       assert.equal(await proxied(ok.ip, 8080), before, "no request reached the app early");
+      assert.equal(await proxied(never.ip, 8080), neverBefore, "nor the one failing its probe");
       // Once the slice says ready, the opted-out route is served as always.
       await apply([
         startingSlice(ns, "optout", 8080, [{ ip: ok.ip, pod: "optout-1", ready: true }]),
