@@ -155,32 +155,22 @@ export class Summary {
 }
 
 /** A histogram without labels; `bounds` are the bucket upper bounds, ascending. */
-export class Histogram {
+export class Histogram extends Summary {
   readonly bounds: readonly number[];
   /** Per bucket (not cumulative), then above the last bound. */
   readonly counts: number[];
-  #sum = 0;
-  #count = 0;
 
   constructor(bounds: readonly number[]) {
+    super();
     this.bounds = bounds;
     this.counts = new Array(bounds.length + 1).fill(0);
   }
 
-  observe(value: number): void {
+  override observe(value: number): void {
     let b = 0;
     while (b < this.bounds.length && value > this.bounds[b]!) b++;
     this.counts[b]!++;
-    this.#sum += value;
-    this.#count++;
-  }
-
-  get sum(): number {
-    return this.#sum;
-  }
-
-  get count(): number {
-    return this.#count;
+    super.observe(value);
   }
 }
 
