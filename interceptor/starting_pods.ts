@@ -2,7 +2,9 @@
  * Probe-driven forwarding: while a target has held requests and no ready
  * endpoint, the starting pods its EndpointSlices list (ready: false) are
  * checked with their own readiness probe (pod_probe.ts), every 25 ms growing
- * to 200 ms, and a pod that passes becomes an early endpoint of the target
+ * to 50 ms (a held request waits at most that long after the app listens),
+ * and after SLOW_AFTER_MS without passing, growing to 500 ms (a slow starter
+ * is not hammered for minutes); a pod that passes becomes an early endpoint of the target
  * until the kubelet's verdict takes over. This module alone decides which
  * pods are probed, how often, for how long, and when one counts as passed.
  *
@@ -29,6 +31,10 @@ export interface StartingPodsOptions {
   firstIntervalMs?: number;
   maxIntervalMs?: number;
 }
+
+/** Probing a pod this long without a pass slows it to SLOW_INTERVAL_MS. */
+export const SLOW_AFTER_MS = 30_000;
+const SLOW_INTERVAL_MS = 500;
 
 export const MAX_PROBED = 64;
 export const PROBE_FOR_MS = 10 * 60_000;
@@ -70,7 +76,7 @@ export class StartingPods {
   constructor(opts: StartingPodsOptions) {
     this.#opts = opts;
     this.#first = opts.firstIntervalMs ?? 25;
-    this.#max = opts.maxIntervalMs ?? 200;
+    this.#max = opts.maxIntervalMs ?? 50;
   }
 
   /** Probes running now (for /deployments and tests). */
@@ -210,9 +216,13 @@ export class StartingPods {
     let stage = 0;
     let passes = 0;
     let interval = this.#first;
+    // Only time spent probing for held requests counts toward slowing down.
+    let probingSince = Date.now();
     while (!signal.aborted && Date.now() < until) {
       if (!p.passed && !this.#opts.wanted(key)) {
         await sleep(IDLE_MS, signal);
+        probingSince = Date.now();
+        interval = this.#first;
         continue;
       }
       const check = checks[stage]!;
@@ -231,7 +241,10 @@ export class StartingPods {
         this.#set(key, p, false);
       }
       await sleep(p.passed ? RECHECK_MS : interval, signal);
-      interval = Math.min(this.#max, Math.round(interval * 1.25));
+      const cap = Date.now() - probingSince < SLOW_AFTER_MS
+        ? this.#max
+        : Math.max(this.#max, SLOW_INTERVAL_MS);
+      interval = Math.min(cap, Math.round(interval * 1.25));
     }
     if (!signal.aborted && Date.now() >= until) {
       this.#opts.log.info("gave up probing a starting pod; it waits for the kubelet", {

@@ -89,6 +89,8 @@ export function buildScaler(config: ScalerConfig, deps: ScalerDeps): ScalerParts
     log: log.with({ part: "grpc" }),
     metrics,
   });
+  const wakes = grpc.answers.wakes;
+  metrics.setWakes(() => wakes.list());
   return {
     readiness,
     httpsos,

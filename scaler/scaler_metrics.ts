@@ -87,6 +87,7 @@ export class ScalerMetrics {
    * HTTPScaledObject and InterceptorRoute counts.
    */
   #pinger?: PingerSources;
+  #wakes?: () => Array<{ kind: string }>;
 
   constructor() {
     // Rendered at 0 from the start, so rate() over it never sees a gap.
@@ -99,6 +100,11 @@ export class ScalerMetrics {
    */
   setPinger(sources: PingerSources): void {
     this.#pinger = sources;
+  }
+
+  /** keda_http_scaler_wakes reads the wakes in force from here (0 until this is called). */
+  setWakes(list: () => Array<{ kind: string }>): void {
+    this.#wakes = list;
   }
 
   /** The text exposition: the same on the Prometheus port and on the HTTP port's /metrics. */
@@ -152,6 +158,15 @@ export class ScalerMetrics {
       "keda_http_scaler_route_request_rate",
       "Requests per second per route over the route's window.",
       () => Object.entries(aggregator.snapshot()).map(([route, t]) => [{ route }, t.RPS]),
+    );
+    this.registry.collect(
+      "keda_http_scaler_wakes",
+      "Apps woken through POST /wake whose time has not run out, by kind (this scaler replica's).",
+      () => {
+        const counts: Record<string, number> = { HTTPScaledObject: 0, InterceptorRoute: 0 };
+        for (const w of this.#wakes?.() ?? []) counts[w.kind] = (counts[w.kind] ?? 0) + 1;
+        return Object.entries(counts).map(([kind, n]) => [{ kind }, n]);
+      },
     );
     const byValidity = (name: string, help: string, objects: ObjectCounts) =>
       this.registry.collect(name, help, () => {

@@ -122,6 +122,9 @@ Deno.test("POST /wake: JSON body or query, 201 then 200, listed by GET /wake and
     (list.body.wakes as Array<{ route: string; kind: string }>).map((w) => `${w.kind} ${w.route}`),
     ["HTTPScaledObject apps/legacy", "InterceptorRoute apps/shop"],
   );
+  const metrics = await (await fetch(`${base}/metrics`)).text();
+  assert.match(metrics, /^keda_http_scaler_wakes\{kind="HTTPScaledObject"\} 1$/m);
+  assert.match(metrics, /^keda_http_scaler_wakes\{kind="InterceptorRoute"\} 1$/m);
 
   // /queue: the woken route without traffic appears, with zero counts; the
   // route with traffic keeps its fields and gains WakeUntil.

@@ -79,6 +79,7 @@ export const OURS: Record<"interceptor" | "scaler" | "operator", Array<[string, 
     ["keda_http_scaler_route_request_rate", "gauge"],
     ["keda_http_scaler_httpscaledobjects", "gauge"],
     ["keda_http_scaler_interceptorroutes", "gauge"],
+    ["keda_http_scaler_wakes", "gauge"],
   ],
   operator: [
     ["keda_http_operator_reconcile_total", "counter"],

@@ -361,8 +361,13 @@ Deno.test({
       return /^keda_http_operator_informers_synced 1$/m.test(t) ? t : undefined;
     }, operator);
     assertGoCompatible("operator", await parseExposition(oText));
+    // Families only: the operator keeps writing (status, events) between the
+    // two scrapes, so a series may appear in the second one.
     const oAdmin = await scrape(`http://127.0.0.1:${opAdmin}/metrics`);
-    assert.deepEqual(shape(oAdmin), shape(oText));
+    assert.deepEqual(
+      shape(oAdmin).filter((l) => l.startsWith("#")),
+      shape(oText).filter((l) => l.startsWith("#")),
+    );
   } finally {
     for (const p of programs.reverse()) await p.stop();
     await api.close();

@@ -29,6 +29,15 @@ export interface AppSpec {
   createService?: boolean;
   /** RESPONSE_TEXT of the demo app: tells apps apart in answers. */
   text?: string;
+  /** More env of the demo app (e.g. LISTEN_DELAY_MS). */
+  env?: Record<string, string>;
+  /**
+   * The readiness probe as most apps write it, Kubernetes' defaults (period
+   * 10 s, failureThreshold 3); unset: period 1 s, the suite's fast probe.
+   */
+  defaultProbes?: boolean;
+  /** Annotations of the HTTPScaledObject (e.g. http.keda.sh/probe-starting-pods). */
+  annotations?: Record<string, string>;
 }
 
 function yamlList(items: string[] | undefined, indent: string): string {
@@ -43,8 +52,14 @@ export function httpScaledObjectYaml(namespace: string, app: AppSpec): string {
     "metadata:",
     `  name: ${app.name}`,
     `  namespace: ${namespace}`,
-    "spec:",
   ];
+  if (app.annotations && Object.keys(app.annotations).length) {
+    lines.push("  annotations:");
+    for (const [k, v] of Object.entries(app.annotations)) {
+      lines.push(`    ${JSON.stringify(k)}: ${JSON.stringify(v)}`);
+    }
+  }
+  lines.push("spec:");
   if (app.hosts?.length) lines.push("  hosts:", yamlList(app.hosts, "    "));
   if (app.pathPrefixes?.length) lines.push("  pathPrefixes:", yamlList(app.pathPrefixes, "    "));
   if (app.headers?.length) {
@@ -223,13 +238,15 @@ spec:
               valueFrom:
                 fieldRef:
                   fieldPath: metadata.name
-          readinessProbe:
+${
+      Object.entries(app.env ?? {}).map(([k, v]) =>
+        `            - name: ${JSON.stringify(k)}\n              value: ${JSON.stringify(v)}\n`
+      ).join("")
+    }          readinessProbe:
             httpGet:
               path: /healthz
               port: 8080
-            periodSeconds: 1
-            failureThreshold: 1
-`,
+${app.defaultProbes ? "" : "            periodSeconds: 1\n            failureThreshold: 1\n"}`,
   ];
   if (app.createService ?? true) {
     docs.push(`apiVersion: v1

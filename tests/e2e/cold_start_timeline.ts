@@ -5,16 +5,17 @@
  */
 import { percentile } from "./load.ts";
 
-/** The steps of a cold start, in the order they happen. */
+/** The steps of a cold start. Not one chain: with probe-driven forwarding the response comes before the kubelet's Ready. */
 export const MARKS = [
   "sent",
   "held",
   "active",
   "scaled",
   "podStarted",
+  "listening",
+  "response",
   "podReady",
   "endpointReady",
-  "response",
 ] as const;
 export type Mark = typeof MARKS[number];
 
@@ -25,20 +26,27 @@ export const MARK_MEANING: Record<Mark, string> = {
   active: "scaler pushed true on StreamIsActive (seen on a second stream of our own)",
   scaled: "Deployment spec.replicas >= 1 (watch)",
   podStarted: "a pod of the app has a running container (watch)",
-  podReady: "a pod of the app is Ready (watch)",
-  endpointReady: "the app's EndpointSlice lists a ready endpoint (watch)",
+  listening: "the app listens (the demo app's own clock, in its answer)",
   response: "client read the response head",
+  podReady: "a pod of the app is Ready: the kubelet's probe passed (watch)",
+  endpointReady: "the app's EndpointSlice lists a ready endpoint (watch)",
 };
 
-/** Stage names: the step that ends it. */
+/**
+ * Stages, each between two marks where the first causes the second (so a
+ * negative one is a lagging watch). The response stage runs from the app
+ * listening: it is our probing and forwarding when we probe, and the wait
+ * for the kubelet and the EndpointSlice when we do not.
+ */
 export const STAGES: Array<{ name: string; from: Mark; to: Mark }> = [
   { name: "request received", from: "sent", to: "held" },
   { name: "KEDA told", from: "held", to: "active" },
   { name: "Deployment scaled", from: "active", to: "scaled" },
   { name: "pod started", from: "scaled", to: "podStarted" },
-  { name: "pod ready", from: "podStarted", to: "podReady" },
-  { name: "EndpointSlice seen", from: "podReady", to: "endpointReady" },
-  { name: "response", from: "endpointReady", to: "response" },
+  { name: "app start (pod started to listening)", from: "podStarted", to: "listening" },
+  { name: "response (app listening to answered)", from: "listening", to: "response" },
+  { name: "kubelet Ready (app listening to Ready)", from: "listening", to: "podReady" },
+  { name: "EndpointSlice seen (Ready to listed)", from: "podReady", to: "endpointReady" },
 ];
 
 export type Marks = Partial<Record<Mark, number>>;
@@ -48,29 +56,31 @@ export interface Decomposition {
   stages: Record<string, number | undefined>;
   /** sent → response. */
   totalMs: number | undefined;
-  /** Marks seen out of order (watch delivery can lag a little), for the report. */
+  /** sent → listening: the soonest any cold start could answer. */
+  untilListeningMs: number | undefined;
+  /** Stages that came out negative (watch delivery can lag a little), for the report. */
   outOfOrder: string[];
 }
 
+const span = (marks: Marks, from: Mark, to: Mark) => {
+  const a = marks[from];
+  const b = marks[to];
+  return a === undefined || b === undefined ? undefined : b - a;
+};
+
 export function decompose(marks: Marks): Decomposition {
   const stages: Record<string, number | undefined> = {};
-  for (const s of STAGES) {
-    const a = marks[s.from];
-    const b = marks[s.to];
-    stages[s.name] = a === undefined || b === undefined ? undefined : b - a;
-  }
   const outOfOrder: string[] = [];
-  let last: { mark: Mark; at: number } | undefined;
-  for (const m of MARKS) {
-    const at = marks[m];
-    if (at === undefined) continue;
-    if (last && at < last.at) outOfOrder.push(`${m} before ${last.mark}`);
-    if (!last || at >= last.at) last = { mark: m, at };
+  for (const s of STAGES) {
+    const v = stages[s.name] = span(marks, s.from, s.to);
+    if (v !== undefined && v < 0) outOfOrder.push(`${s.to} before ${s.from}`);
   }
-  const totalMs = marks.sent !== undefined && marks.response !== undefined
-    ? marks.response - marks.sent
-    : undefined;
-  return { stages, totalMs, outOfOrder };
+  return {
+    stages,
+    totalMs: span(marks, "sent", "response"),
+    untilListeningMs: span(marks, "sent", "listening"),
+    outOfOrder,
+  };
 }
 
 export interface StageSummary {
@@ -98,8 +108,20 @@ export function summarize(trials: Decomposition[]): StageSummary[] {
   for (const s of STAGES) {
     one(s.name, trials.map((t) => t.stages[s.name]).filter((v): v is number => v !== undefined));
   }
+  one(
+    "until the app listens (sent to listening)",
+    trials.map((t) => t.untilListeningMs).filter((v): v is number => v !== undefined),
+  );
   one("total", trials.map((t) => t.totalMs).filter((v): v is number => v !== undefined));
   return rows;
+}
+
+/** The p50 of one figure over trials (NaN when no trial has it). */
+export function p50Of(
+  trials: Decomposition[],
+  pick: (d: Decomposition) => number | undefined,
+): number {
+  return percentile(trials.map(pick).filter((v): v is number => v !== undefined), 50);
 }
 
 const fmt = (v: number) => (Number.isNaN(v) ? "-" : String(Math.round(v)));
