@@ -582,7 +582,7 @@ export class Control {
     const sp = this.startingPods;
     if (sp === null) return res;
     const probe = res.ready.length === 0 && res.starting.length > 0 && this.#mayProbe(key);
-    sp.update(key, probe ? res.starting : []);
+    sp.update(key, probe ? res.starting : [], probe && this.#busyFor(key));
     const early = probe ? sp.passed(key) : [];
     return early.length > 0 ? { ...res, ready: early, early: true } : res;
   }
@@ -593,6 +593,32 @@ export class Control {
       if (this.table.entries.get(route)?.probeStartingPods === false) return false;
     }
     return true;
+  }
+
+  /**
+   * A route forwarding to the target has requests in flight (held ones count):
+   * with no ready endpoint, that means requests wait, so its starting pods are worth probing.
+   */
+  #busyFor(key: string): boolean {
+    const c = this.#opts.counters;
+    for (const route of this.#targetRoutes.get(key) ?? []) {
+      const slot = this.routeSlots.slotOf(route);
+      if (slot !== undefined && slot !== OVERFLOW_SLOT && c.concurrency(slot) > 0) return true;
+    }
+    return false;
+  }
+
+  /** A route became busy: its targets with starting pods and no ready one start probing now. */
+  #probeFor(route: string): void {
+    if (this.startingPods === null) return;
+    const keys = new Set<string>();
+    for (const [key, routes] of this.#targetRoutes) {
+      const res = this.#resolved.get(key);
+      if (res && !res.early && res.ready.length === 0 && res.starting.length > 0) {
+        if (routes.includes(route)) keys.add(key);
+      }
+    }
+    if (keys.size > 0) this.#publishTargets(keys, []);
   }
 
   /** A request is held for a route forwarding to the target. */
@@ -640,9 +666,10 @@ export class Control {
     return () => this.#watchers.delete(send);
   }
 
-  /** A route went idle <-> busy in some worker: tell watchers at once. */
+  /** A route went idle <-> busy in some worker: probe its starting pods, tell watchers at once. */
   onActivity(slot: number): void {
     const key = this.#keyOfSlot.get(slot);
+    if (key !== undefined) this.#probeFor(key);
     if (key === undefined || this.#watchers.size === 0) return;
     this.#sampleRequests();
     const count = {

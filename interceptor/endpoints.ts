@@ -27,7 +27,7 @@ export interface ReadyEndpoint {
 /** A not-ready endpoint that is not terminating: perhaps a pod still starting. */
 export interface StartingEndpoint extends ReadyEndpoint {
   /** The pod behind it (the EndpointSlice's targetRef); without one it cannot be checked. */
-  pod?: { namespace: string; name: string };
+  pod?: { namespace: string; name: string; uid?: string };
 }
 
 export interface TargetEndpoints {
@@ -154,15 +154,16 @@ export class EndpointView {
           notReady++;
           if (c.terminating !== true) {
             const ref = ep.targetRef;
+            const ns = slice.metadata?.namespace ?? "";
+            // Only a pod of the slice's own namespace: whoever writes the slice
+            // must not make us read (and replay the probe of) another tenant's pod.
+            const own = ref?.kind === "Pod" && ref.name && (ref.namespace ?? ns) === ns;
             starting.push(
-              ref?.kind === "Pod" && ref.name
+              own
                 ? {
                   ip,
                   port: port.port,
-                  pod: {
-                    namespace: ref.namespace ?? slice.metadata?.namespace ?? "",
-                    name: ref.name,
-                  },
+                  pod: { namespace: ns, name: ref.name!, ...(ref.uid ? { uid: ref.uid } : {}) },
                 }
                 : { ip, port: port.port },
             );

@@ -97,3 +97,25 @@ Deno.test("targetKeyOf names the Service port", () => {
   assert.equal(targetKeyOf({ namespace: "n", service: "s", port: 80 }), "n/s:80");
   assert.equal(targetKeyOf({ namespace: "n", service: "s", portName: "http" }), "n/s:http");
 });
+
+Deno.test("endpoints: a starting endpoint names only a pod of the slice's own namespace", () => {
+  const v = new EndpointView();
+  v.upsertService(svc("app", [{ name: "http", port: 80 }]));
+  const s = slice("app-1", "app", [{ name: "http", port: 8080 }], [
+    { ip: "10.0.0.1", ready: false, pod: "mine" },
+    { ip: "10.0.0.2", ready: false, pod: "victim" },
+    { ip: "10.0.0.3", ready: false, pod: "same" },
+  ]);
+  // Whoever writes the slice writes its targetRefs: one points into another namespace.
+  const refs = (s.endpoints ?? []).map((e) => e.targetRef!);
+  refs[0]!.uid = "u1";
+  refs[1]!.namespace = "tenant-b";
+  refs[2]!.namespace = "ns";
+  v.upsertSlice(s);
+  const r = v.resolve({ namespace: "ns", service: "app", port: 80 });
+  assert.deepEqual(r.starting, [
+    { ip: "10.0.0.1", port: 8080, pod: { namespace: "ns", name: "mine", uid: "u1" } },
+    { ip: "10.0.0.2", port: 8080 },
+    { ip: "10.0.0.3", port: 8080, pod: { namespace: "ns", name: "same" } },
+  ]);
+});

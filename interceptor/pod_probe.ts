@@ -72,10 +72,20 @@ function checkOf(c: V1Container, p: V1Probe, what: string): ProbeCheck | NoPlan 
     if (typeof n !== "number") return n;
     let path = p.httpGet.path ?? "/";
     if (!path.startsWith("/")) path = `/${path}`;
+    // Whoever writes the pod writes these bytes: on our request line only as
+    // visible ASCII (the rest percent-encoded, as a URL would carry them).
+    try {
+      path = path.replace(/[^\x21-\x7e]/gu, (ch) => encodeURIComponent(ch));
+    } catch {
+      return { reason: `the ${what} probe's path is not valid text` };
+    }
     const headers: Array<[string, string]> = (p.httpGet.httpHeaders ?? []).map((h) => [
       h.name,
       h.value,
     ]);
+    if (headers.some(([k, v]) => !HEADER_NAME.test(k) || !HEADER_VALUE.test(v))) {
+      return { reason: `the ${what} probe has a header that is not valid HTTP` };
+    }
     if (p.httpGet.host) return { reason: `the ${what} probe sends to another host` };
     return { ...base, kind: "http", port: n, path, headers };
   }
@@ -124,6 +134,9 @@ export function probePlanOf(pod: V1Pod, port: number): ProbePlan | NoPlan {
 }
 
 const KUBE_PROBE_UA = "kube-probe/1.34";
+/** RFC 9110 token; a field value without control characters (tab allowed). */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 async function httpCheck(ip: string, c: ProbeCheck, signal: AbortSignal): Promise<boolean> {
   const conn = await Deno.connect({ hostname: ip, port: c.port, signal });
@@ -132,7 +145,6 @@ async function httpCheck(ip: string, c: ProbeCheck, signal: AbortSignal): Promis
     let hasHost = false;
     let head = `GET ${c.path} HTTP/1.1\r\n`;
     for (const [k, v] of c.headers) {
-      if (/[\r\n]/.test(k + v)) continue;
       if (k.toLowerCase() === "host") hasHost = true;
       head += `${k}: ${v}\r\n`;
     }

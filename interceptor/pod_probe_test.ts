@@ -58,6 +58,48 @@ Deno.test("probePlanOf: what waits for the kubelet, and why", () => {
   );
 });
 
+Deno.test("probePlanOf: a path's control bytes are percent-encoded; a header that is not HTTP waits", async () => {
+  const plan = probePlanOf(
+    pod({
+      readinessProbe: {
+        httpGet: { port: 8080, path: "/ok HTTP/1.1\r\nHost: x\r\n\r\nPOST /routing_ping é" },
+      },
+    }),
+    8080,
+  );
+  assert.ok(!("reason" in plan));
+  assert.equal(
+    plan.readiness.path,
+    "/ok%20HTTP/1.1%0D%0AHost:%20x%0D%0A%0D%0APOST%20/routing_ping%20%C3%A9",
+  );
+  // On the wire: one request line, nothing smuggled after it.
+  const seen: string[] = [];
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const served = (async () => {
+    const conn = await l.accept();
+    const buf = new Uint8Array(4096);
+    const n = await conn.read(buf);
+    seen.push(new TextDecoder().decode(buf.subarray(0, n ?? 0)));
+    await conn.write(new TextEncoder().encode("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+    conn.close();
+  })();
+  const ok = await attempt("127.0.0.1", { ...plan.readiness, port: l.addr.port }, {
+    signal: new AbortController().signal,
+  });
+  await served;
+  l.close();
+  assert.equal(ok, true);
+  assert.equal(seen[0]!.split("\r\n\r\n").length, 2, JSON.stringify(seen[0]));
+  assert.ok(!seen[0]!.includes("POST /routing_ping"), JSON.stringify(seen[0]));
+  for (const h of [{ name: "X-A", value: "1\r\nX-B: 2" }, { name: "Bad Name", value: "1" }]) {
+    const p = probePlanOf(
+      pod({ readinessProbe: { httpGet: { port: 8080, httpHeaders: [h] } } }),
+      8080,
+    );
+    assert.match("reason" in p ? p.reason : "", /header that is not valid HTTP/, JSON.stringify(h));
+  }
+});
+
 Deno.test("probePlanOf: initialDelaySeconds counts from the container's start; startup first", () => {
   const started = "2026-12-03T10:00:00Z";
   const plan = probePlanOf(

@@ -24,7 +24,7 @@ function startingSlice(
   ns: string,
   service: string,
   port: number,
-  eps: Array<{ ip: string; pod: string; ready: boolean }>,
+  eps: Array<{ ip: string; pod: string; ready: boolean; podNamespace?: string }>,
 ): KubeObject {
   return {
     apiVersion: "discovery.k8s.io/v1",
@@ -39,7 +39,7 @@ function startingSlice(
     endpoints: eps.map((e) => ({
       addresses: [e.ip],
       conditions: { ready: e.ready, serving: e.ready, terminating: false },
-      targetRef: { kind: "Pod", namespace: ns, name: e.pod },
+      targetRef: { kind: "Pod", namespace: e.podNamespace ?? ns, name: e.pod },
     })),
   } as KubeObject;
 }
@@ -59,12 +59,16 @@ Deno.test({
   await using netLate = await Netns.create();
   await using netOk = await Netns.create();
   await using netNever = await Netns.create();
-  const [late, ok, never] = await Promise.all([
+  await using netVictim = await Netns.create();
+  const [late, ok, never, victim] = await Promise.all([
     netLate.startApp({ name: "late", env: { READY_AFTER_MS: "1500" } }),
     netOk.startApp({ name: "ok" }),
     // Its port is open and serves, but its readiness path never passes.
     netNever.startApp({ name: "never", env: { READY_AFTER_MS: "-1" } }),
+    // Another tenant's pod, whose probe would pass.
+    netVictim.startApp({ name: "victim" }),
   ]);
+  const other = await cluster.createNamespace("probe-other");
   const apply = (objs: KubeObject[]) => cluster.applyYaml(objs, { namespace: ns });
   const route = (name: string, extra: Record<string, unknown> = {}) => {
     const o = appObjects({
@@ -77,12 +81,17 @@ Deno.test({
   };
   // No controllers here: the ServiceAccount admission needs the namespace's default one.
   await apply([{ apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "default" } }]);
+  await cluster.applyYaml([
+    { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "default" } },
+    podObject(other, "victim-1", HTTP_PROBE("/hello")),
+  ], { namespace: other });
   await apply([
     ...route("late"),
     ...route("never"),
     ...route("exec"),
     ...route("optout", { annotations: { [PROBE_STARTING_PODS_ANNOTATION]: "false" } }),
     ...route("refused"),
+    ...route("cross"),
     podObject(ns, "late-1", HTTP_PROBE("/ready")),
     podObject(ns, "never-1", HTTP_PROBE("/ready")),
     podObject(ns, "exec-1", {
@@ -99,11 +108,32 @@ Deno.test({
     startingSlice(ns, "exec", 8080, [{ ip: ok.ip, pod: "exec-1", ready: false }]),
     startingSlice(ns, "optout", 8080, [{ ip: ok.ip, pod: "optout-1", ready: false }]),
     startingSlice(ns, "refused", 8090, [{ ip: ok.ip, pod: "refused-1", ready: false }]),
+    // This namespace's slice names the other namespace's pod, at its address.
+    startingSlice(ns, "cross", 8080, [
+      { ip: victim.ip, pod: "victim-1", podNamespace: other, ready: false },
+    ]),
   ]);
+  // No kubelet here: give each pod the address its slice lists, as a kubelet
+  // would (the interceptor probes only a pod that owns the slice's address).
+  const podIPs: Record<string, string> = {
+    "late-1": late.ip,
+    "never-1": never.ip,
+    "exec-1": ok.ip,
+    "optout-1": ok.ip,
+    "refused-1": ok.ip,
+  };
+  for (const [name, ip] of Object.entries(podIPs)) {
+    await cluster.client.patch(`/api/v1/namespaces/${ns}/pods/${name}/status`, {
+      status: { podIP: ip, podIPs: [{ ip }] },
+    });
+  }
+  await cluster.client.patch(`/api/v1/namespaces/${other}/pods/victim-1/status`, {
+    status: { podIP: victim.ip, podIPs: [{ ip: victim.ip }] },
+  });
   await using ic = await startInterceptor({ kubeconfigPath: cluster.kubeconfigPath });
   await cluster.waitFor(async () => {
     const d = await ic.adminJson<Record<string, { notReady: number }>>("/deployments");
-    return ["late", "never", "exec", "optout", "refused"].every((n) =>
+    return ["late", "never", "exec", "optout", "refused", "cross"].every((n) =>
       d[`${ns}/${n}:80`]?.notReady === 1
     );
   }, { what: "the starting pods in the interceptor's view" });
@@ -167,6 +197,21 @@ Deno.test({
         const r = await ic.request("refused.test", "/hello");
         return r.status === 200 && (await r.text()) === "hello from ok2";
       }, { what: "the route served once the pod is ready" });
+    },
+  );
+
+  await t.step(
+    "a slice naming another namespace's pod: that pod is never probed or used",
+    async () => {
+      const before = (await (await fetch(`http://${victim.ip}:8080/stats`)).json()).total as number;
+      const res = await ic.request("cross.test", "/hello");
+      await res.body?.cancel();
+      assert.equal(res.status, 504);
+      const after = (await (await fetch(`http://${victim.ip}:8080/stats`)).json()).total as number;
+      // Only the second /stats itself was counted in between.
+    assert.equal(after, before + 1, "no probe and no request reached the other tenant's pod");
+      const d = await ic.adminJson<Record<string, { early?: true }>>("/deployments");
+      assert.equal(d[`${ns}/cross:80`]?.early, undefined);
     },
   );
 });

@@ -842,15 +842,46 @@ export class HttpProxy {
     }
   }
 
-  /** An early endpoint refused: hold again until the deadline (no fallback: the first hold chose). */
-  async #rehold(ex: Exchange, target: Target): Promise<void> {
+  /**
+   * An early endpoint refused: hold again until the deadline, then fall back
+   * as a first hold would (over the same protocol: the connection is being set up for it).
+   */
+  async #rehold(ex: Exchange, target: Target): Promise<Target> {
     const route = ex.route;
+    ex.cold = true;
     if (ex.req.raw !== null) ex.req.raw = ex.req.raw.slice();
     const deadline = holdDeadline(this.#cfg, route, ex.t0, ex.requestDeadline);
     const r = await this.#holding.hold(ex, target, deadline);
-    if (r === "ready") return;
+    if (r === "ready") return target;
     if (r === "aborted") throw new Gone();
+    if (r === "timeout") {
+      const fb = this.#fallback(ex);
+      if (fb && fb.h2c === target.h2c && fb.tls === target.tls) return fb;
+    }
     throw this.#holdFailure(ex, r);
+  }
+
+  /**
+   * After a hold timed out: the route's fallback Service with an endpoint in
+   * use, or undefined when it has none configured or the request's time is up.
+   * Throws 503 when the fallback has no ready endpoint.
+   */
+  #fallback(ex: Exchange): Target | undefined {
+    const route = ex.route;
+    const fb = route.fallbackKey !== undefined ? route.fallback : undefined;
+    if (!fb || route.fallbackKey === undefined || Date.now() >= ex.requestDeadline) return undefined;
+    const target = this.#targets.get(route.fallbackKey);
+    const ep = this.#targets.pick(target);
+    if (!ep) {
+      throw new ProxyFailure(
+        503,
+        `${route.key} did not become ready within ${
+          formatDuration(holdMs(this.#cfg, route))
+        } and its fallback Service ${fb.service} has no ready endpoint`,
+      );
+    }
+    useEndpoint(ex, this.#counters, ep);
+    return target;
   }
 
   /** What a hold that ended without an endpoint answers: full (503) or timed out (504). */
@@ -886,28 +917,14 @@ export class HttpProxy {
       useEndpoint(ex, this.#counters, first);
     } else {
       ex.cold = target.endpoints.length === 0;
-      const fb = route.fallbackKey !== undefined ? route.fallback : undefined;
-      const waitMs = holdMs(this.#cfg, route);
       const deadline = holdDeadline(this.#cfg, route, ex.t0, ex.requestDeadline);
       const r = await this.#holding.hold(ex, target, deadline);
       if (r === "aborted") return null;
       if (r === "full") throw this.#holdFailure(ex, r);
       if (r === "timeout") {
-        if (fb && route.fallbackKey !== undefined && Date.now() < ex.requestDeadline) {
-          target = this.#targets.get(route.fallbackKey);
-          const ep = this.#targets.pick(target);
-          if (!ep) {
-            throw new ProxyFailure(
-              503,
-              `${route.key} did not become ready within ${
-                formatDuration(waitMs)
-              } and its fallback Service ${fb.service} has no ready endpoint`,
-            );
-          }
-          useEndpoint(ex, this.#counters, ep);
-        } else {
-          throw this.#holdFailure(ex, r);
-        }
+        const fb = this.#fallback(ex);
+        if (!fb) throw this.#holdFailure(ex, r);
+        target = fb;
       }
     }
     return target;

@@ -37,6 +37,12 @@ export const SLOW_AFTER_MS = 30_000;
 const SLOW_INTERVAL_MS = 500;
 
 export const MAX_PROBED = 64;
+/** A namespace whose pods we may not read is tried again after this long (RBAC can be granted). */
+export const FORBIDDEN_RETRY_MS = 60_000;
+/** One pod read may take this long. */
+const POD_READ_TIMEOUT_MS = 5_000;
+/** The longest pause between reads of a pod that is not there yet or could not be read. */
+const MAX_READ_BACKOFF_MS = 2_000;
 export const PROBE_FOR_MS = 10 * 60_000;
 /** After passing, the check is repeated this often: a pod that stops passing is dropped. */
 const RECHECK_MS = 1_000;
@@ -67,8 +73,8 @@ export class StartingPods {
   /** Target key -> address -> its probe loop. */
   readonly #targets = new Map<string, Map<string, Probed>>();
   #active = 0;
-  /** Set once the API refused to show pods: probing is off (logged once). */
-  #forbidden = false;
+  /** Namespaces whose pods the API refused to show -> until when they are not read again. */
+  readonly #forbidden = new Map<string, number>();
   #warnedFull = false;
   readonly #first: number;
   readonly #max: number;
@@ -86,13 +92,16 @@ export class StartingPods {
 
   /**
    * The target's starting endpoints now; [] stops its probing (it has a ready
-   * endpoint, no starting pod, or routes that opted out).
+   * endpoint, no starting pod, or routes that opted out). New pods are only
+   * taken on when `start` (a route of the target is busy, so requests are
+   * held): idle targets with starting pods cost nothing; pods already probed
+   * keep their loop (and a passed pod stays early) until they leave `starting`.
    */
-  update(key: string, starting: StartingEndpoint[]): void {
+  update(key: string, starting: StartingEndpoint[], start = true): void {
     let probed = this.#targets.get(key);
     const want = new Map(starting.filter((e) => e.pod).map((e) => [addressOf(e), e]));
     if (!probed) {
-      if (want.size === 0 || this.#forbidden) return;
+      if (want.size === 0 || !start) return;
       this.#targets.set(key, probed = new Map());
     }
     let changed = false;
@@ -104,7 +113,8 @@ export class StartingPods {
       if (p.passed) changed = true;
     }
     for (const [addr, ep] of want) {
-      if (probed.has(addr) || this.#forbidden) continue;
+      if (!start) break;
+      if (probed.has(addr) || this.#isForbidden(ep.pod!.namespace)) continue;
       if (this.#active >= MAX_PROBED) {
         if (!this.#warnedFull) {
           this.#warnedFull = true;
@@ -135,6 +145,14 @@ export class StartingPods {
     return out.sort((a, b) => (addressOf(a) < addressOf(b) ? -1 : 1));
   }
 
+  #isForbidden(namespace: string): boolean {
+    const until = this.#forbidden.get(namespace);
+    if (until === undefined) return false;
+    if (Date.now() < until) return true;
+    this.#forbidden.delete(namespace);
+    return false;
+  }
+
   /** Stops every loop (the control side is shutting down). */
   close(): void {
     for (const probed of this.#targets.values()) for (const p of probed.values()) p.abort.abort();
@@ -157,37 +175,63 @@ export class StartingPods {
     this.#opts.onChange(key);
   }
 
-  async #plan(key: string, p: Probed): Promise<ProbePlan | null> {
+  async #plan(key: string, p: Probed, until: number): Promise<ProbePlan | null> {
     const signal = p.abort.signal;
-    const { namespace, name } = p.ep.pod!;
+    const { namespace, name, uid } = p.ep.pod!;
     let said = "";
-    while (!signal.aborted) {
+    let backoff = IDLE_MS;
+    const again = async () => {
+      await sleep(backoff, signal);
+      backoff = Math.min(MAX_READ_BACKOFF_MS, backoff * 2);
+    };
+    while (!signal.aborted && Date.now() < until) {
       if (!this.#opts.wanted(key)) {
         await sleep(IDLE_MS, signal);
         continue;
       }
+      if (this.#isForbidden(namespace)) return null;
       let pod: PodRead;
       try {
-        pod = await this.#opts.getPod(namespace, name, { signal });
+        pod = await this.#opts.getPod(namespace, name, {
+          signal: AbortSignal.any([signal, AbortSignal.timeout(POD_READ_TIMEOUT_MS)]),
+        });
       } catch (e) {
         if (signal.aborted) return null;
         this.#opts.log.debug("could not read a starting pod", { pod: name, error: e });
-        await sleep(IDLE_MS * 5, signal);
+        await again();
         continue;
       }
       if (pod === "forbidden") {
-        if (!this.#forbidden) {
-          this.#forbidden = true;
+        if (!this.#forbidden.has(namespace)) {
           this.#opts.log.warn(
-            "cannot read pods, so starting pods are not probed and held requests wait for the kubelet; grant the interceptor get on pods (see k8s/rbac)",
-            { pod: `${namespace}/${name}` },
+            "cannot read pods in this namespace, so its starting pods are not probed and held requests wait for the kubelet; grant the interceptor get on pods (see k8s/rbac)",
+            { namespace, pod: `${namespace}/${name}`, retryInMs: FORBIDDEN_RETRY_MS },
           );
         }
+        this.#forbidden.set(namespace, Date.now() + FORBIDDEN_RETRY_MS);
         return null;
       }
       if (pod === null) {
-        await sleep(IDLE_MS, signal);
+        await again();
         continue;
+      }
+      // The slice's writer names the pod and the address: probe only a pod
+      // that is the one named (uid) and owns that address.
+      if (uid && pod.metadata?.uid && pod.metadata.uid !== uid) return null;
+      const ips = [
+        ...(pod.status?.podIPs ?? []).map((x) => x.ip),
+        ...(pod.status?.podIP ? [pod.status.podIP] : []),
+      ];
+      if (ips.length === 0) {
+        await again();
+        continue;
+      }
+      if (!ips.includes(p.ep.ip)) {
+        this.#opts.log.warn(
+          "an EndpointSlice lists a starting address its pod does not have; not probed",
+          { target: key, pod: `${namespace}/${name}`, address: p.ep.ip, podIPs: ips },
+        );
+        return null;
       }
       const plan = probePlanOf(pod, p.ep.port);
       if (!("reason" in plan)) return plan;
@@ -200,16 +244,17 @@ export class StartingPods {
       }
       // Only a container not yet started can change its answer soon.
       if (!plan.reason.startsWith("waiting")) return null;
-      await sleep(IDLE_MS * 2, signal);
+      await again();
     }
     return null;
   }
 
   async #run(key: string, p: Probed): Promise<void> {
     const signal = p.abort.signal;
-    const until = Date.now() + PROBE_FOR_MS;
-    const plan = await this.#plan(key, p);
+    const plan = await this.#plan(key, p, Date.now() + PROBE_FOR_MS);
     if (!plan) return;
+    // The time budget counts from when the pod can be checked (an image pull is not probing).
+    const until = Date.now() + PROBE_FOR_MS;
     const wait = plan.notBefore - Date.now();
     if (wait > 0) await sleep(wait, signal);
     const checks: ProbeCheck[] = plan.startup ? [plan.startup, plan.readiness] : [plan.readiness];

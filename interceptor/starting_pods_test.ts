@@ -5,7 +5,8 @@ import { type PodRead, StartingPods } from "./starting_pods.ts";
 
 function readyPod(port: number): V1Pod {
   return {
-    metadata: { name: "web-1", namespace: "ns" },
+    metadata: { name: "web-1", namespace: "ns", uid: "uid-1" },
+    status: { podIP: "127.0.0.1", podIPs: [{ ip: "127.0.0.1" }] },
     spec: {
       containers: [{
         name: "app",
@@ -69,7 +70,7 @@ Deno.test("a starting pod becomes an early endpoint once its own readiness check
   }
 });
 
-Deno.test("no held request, no probing; a pod read refused turns probing off, logged once", async () => {
+Deno.test("no held request, no probing; a pod read refused stops probing in its namespace, logged once", async () => {
   const a = app();
   a.state.ready = true;
   let wanted = false;
@@ -101,5 +102,115 @@ Deno.test("no held request, no probing; a pod read refused turns probing off, lo
   } finally {
     sp.close();
     await a.server.shutdown();
+  }
+});
+
+Deno.test("only a busy target takes on new pods; a pod already probed keeps its loop", async () => {
+  const a = app();
+  const sp = new StartingPods({
+    log: createLogger({ sink: () => {} }),
+    getPod: () => Promise.resolve(readyPod(a.port)),
+    wanted: () => true,
+    onChange: () => {},
+  });
+  try {
+    const ep = { ip: "127.0.0.1", port: a.port, pod: { namespace: "ns", name: "web-1" } };
+    sp.update("ns/web:80", [ep], false);
+    assert.equal(sp.active, 0, "an idle target starts no loop");
+    sp.update("ns/web:80", [ep], true);
+    assert.equal(sp.active, 1);
+    sp.update("ns/web:80", [ep, { ...ep, port: a.port + 1 }], false);
+    assert.equal(sp.active, 1, "kept, and the new address is not taken on while idle");
+    a.state.ready = true;
+    await until("the pod to pass", () => sp.passed("ns/web:80").length === 1);
+  } finally {
+    sp.close();
+    await a.server.shutdown();
+  }
+});
+
+Deno.test("a slice naming a pod that does not own the address, or another uid, is never probed", async () => {
+  const a = app();
+  a.state.ready = true;
+  const lines: string[] = [];
+  let pod = readyPod(a.port);
+  const sp = new StartingPods({
+    log: createLogger({ sink: (l) => lines.push(l) }),
+    getPod: () => Promise.resolve(pod),
+    wanted: () => true,
+    onChange: () => {},
+  });
+  try {
+    pod = { ...pod, status: { podIP: "10.9.9.9", podIPs: [{ ip: "10.9.9.9" }] } };
+    sp.update("ns/web:80", [{
+      ip: "127.0.0.1",
+      port: a.port,
+      pod: { namespace: "ns", name: "web-1" },
+    }]);
+    await until("the loop to end", () => sp.active === 0);
+    assert.equal(a.state.probes, 0, "another pod's address");
+    assert.equal(lines.filter((l) => l.includes("its pod does not have")).length, 1);
+    pod = readyPod(a.port);
+    sp.update("ns/web:80", []);
+    sp.update("ns/web:80", [{
+      ip: "127.0.0.1",
+      port: a.port,
+      pod: { namespace: "ns", name: "web-1", uid: "uid-of-an-older-pod" },
+    }]);
+    await until("the loop to end", () => sp.active === 0);
+    assert.equal(a.state.probes, 0, "another pod of that name");
+    assert.deepEqual(sp.passed("ns/web:80"), []);
+  } finally {
+    sp.close();
+    await a.server.shutdown();
+  }
+});
+
+Deno.test("a namespace whose pods cannot be read does not stop probing in others", async () => {
+  const a = app();
+  a.state.ready = true;
+  const sp = new StartingPods({
+    log: createLogger({ sink: () => {} }),
+    getPod: (ns) => Promise.resolve(ns === "locked" ? "forbidden" : readyPod(a.port)),
+    wanted: () => true,
+    onChange: () => {},
+  });
+  try {
+    sp.update("locked/x:80", [{
+      ip: "127.0.0.2",
+      port: a.port,
+      pod: { namespace: "locked", name: "x-1" },
+    }]);
+    await until("the locked loop to end", () => sp.active === 0);
+    sp.update("ns/web:80", [{
+      ip: "127.0.0.1",
+      port: a.port,
+      pod: { namespace: "ns", name: "web-1" },
+    }]);
+    await until("the other namespace's pod to pass", () => sp.passed("ns/web:80").length === 1);
+  } finally {
+    sp.close();
+    await a.server.shutdown();
+  }
+});
+
+Deno.test("a pod that is not there yet is read with backoff, not every 100 ms", async () => {
+  let reads = 0;
+  const sp = new StartingPods({
+    log: createLogger({ sink: () => {} }),
+    getPod: () => {
+      reads++;
+      return Promise.resolve(null);
+    },
+    wanted: () => true,
+    onChange: () => {},
+  });
+  try {
+    sp.update("ns/web:80", [{ ip: "127.0.0.1", port: 1, pod: { namespace: "ns", name: "gone" } }]);
+    await new Promise((r) => setTimeout(r, 1_600));
+    // 100, 200, 400, 800 ms apart: at most 5 reads in 1.6 s (a slower machine reads fewer).
+    assert.ok(reads >= 2 && reads <= 5, `${reads} reads`);
+  } finally {
+    sp.close();
   }
 });

@@ -22,6 +22,7 @@ import {
   type Exchange,
   headerTimedOut,
   Phase,
+  releasePod,
   stalled,
   useEndpoint,
   watchHangup,
@@ -143,9 +144,10 @@ export interface UpstreamLegOptions {
   h2: H2Upstreams;
   /**
    * Holds the exchange again until the target has a usable endpoint (then
-   * ex.ep is set); throws as a first hold's end would (504, 503, Gone).
+   * ex.ep is set); resolves the target to go on with (the route's fallback
+   * after its timeout) or throws as a first hold's end would (504, 503, Gone).
    */
-  rehold: (ex: Exchange, target: Target) => Promise<void>;
+  rehold: (ex: Exchange, target: Target) => Promise<Target>;
 }
 
 export class UpstreamLeg {
@@ -157,7 +159,7 @@ export class UpstreamLeg {
   readonly #draining: () => boolean;
   readonly #closing: (c: ClientConn) => boolean;
   readonly #h2: H2Upstreams;
-  readonly #rehold: (ex: Exchange, target: Target) => Promise<void>;
+  readonly #rehold: (ex: Exchange, target: Target) => Promise<Target>;
 
   constructor(opts: UpstreamLegOptions) {
     this.#h2 = opts.h2;
@@ -239,7 +241,11 @@ export class UpstreamLeg {
           this.#targets.dropEarly(target, ep);
           const next = this.#targets.pick(target);
           if (next) useEndpoint(ex, this.#counters, next);
-          else await this.#rehold(ex, target);
+          else {
+            // Its load must not count against a per-pod cap while we wait (it may come back ready).
+            releasePod(ex, this.#counters);
+            target = await this.#rehold(ex, target);
+          }
           attempt = 0;
           continue;
         }
@@ -572,8 +578,8 @@ export class UpstreamLeg {
   async #pumpRequestBody(ex: Exchange, up: UpstreamConn, body: RequestBody): Promise<void> {
     const r = ex.c.reader;
     while (true) {
-      const n = await r.fill();
-      if (n === 0) {
+      // Bytes may already be buffered: a re-hold after requestStart reads the client meanwhile.
+      if (r.buffered === 0 && (await r.fill()) === 0) {
         if (body.failed) return;
         clientGone(ex);
         throw new Gone();
