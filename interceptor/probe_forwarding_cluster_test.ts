@@ -209,7 +209,7 @@ Deno.test({
       assert.equal(res.status, 504);
       const after = (await (await fetch(`http://${victim.ip}:8080/stats`)).json()).total as number;
       // Only the second /stats itself was counted in between.
-    assert.equal(after, before + 1, "no probe and no request reached the other tenant's pod");
+      assert.equal(after, before + 1, "no probe and no request reached the other tenant's pod");
       const d = await ic.adminJson<Record<string, { early?: true }>>("/deployments");
       assert.equal(d[`${ns}/cross:80`]?.early, undefined);
     },

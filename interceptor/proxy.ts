@@ -869,7 +869,9 @@ export class HttpProxy {
   #fallback(ex: Exchange): Target | undefined {
     const route = ex.route;
     const fb = route.fallbackKey !== undefined ? route.fallback : undefined;
-    if (!fb || route.fallbackKey === undefined || Date.now() >= ex.requestDeadline) return undefined;
+    if (!fb || route.fallbackKey === undefined || Date.now() >= ex.requestDeadline) {
+      return undefined;
+    }
     const target = this.#targets.get(route.fallbackKey);
     const ep = this.#targets.pick(target);
     if (!ep) {
