@@ -1,9 +1,11 @@
 /**
  * The operator's admin HTTP server: /routing_table (the routing table built
  * from every HTTPScaledObject in the cache, the same JSON the interceptor
- * serves), /livez, /readyz (ready once the watch caches have listed; a
- * standby replica is ready too, so a rollout does not wait on leadership),
- * and /metrics.
+ * serves), /livez and /healthz (the Go operator's name), /readyz (ready
+ * once the watch caches have listed; a standby replica is ready too, so a
+ * rollout does not wait on leadership), and /metrics. Also the probe server
+ * of the Go operator's --health-probe-bind-address: /healthz and /readyz
+ * alone, with the same answers.
  */
 import type { Logger } from "../shared/log.ts";
 import type { Member } from "../shared/lifetime.ts";
@@ -28,6 +30,11 @@ const json = (body: unknown, status = 200) =>
     headers: { "content-type": "application/json" },
   });
 
+function readyz(o: Pick<AdminOptions, "ready" | "info">): Response {
+  const r = o.ready();
+  return json({ ready: r.ready, detail: r.detail, ...(o.info?.() ?? {}) }, r.ready ? 200 : 503);
+}
+
 export function adminHandler(o: AdminOptions): (req: Request) => Response {
   return (req) => {
     const url = new URL(req.url);
@@ -40,21 +47,17 @@ export function adminHandler(o: AdminOptions): (req: Request) => Response {
           headers: { "content-type": "application/json" },
         });
       case "/livez":
+      case "/healthz":
         return new Response("ok\n");
-      case "/readyz": {
-        const r = o.ready();
-        return json(
-          { ready: r.ready, detail: r.detail, ...(o.info?.() ?? {}) },
-          r.ready ? 200 : 503,
-        );
-      }
+      case "/readyz":
+        return readyz(o);
       case "/metrics":
         return new Response(o.metrics(), {
           headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
         });
       default:
         return new Response(
-          "not found: the operator serves /routing_table, /livez, /readyz and /metrics\n",
+          "not found: the operator serves /routing_table, /livez, /healthz, /readyz and /metrics\n",
           { status: 404 },
         );
     }
@@ -81,6 +84,43 @@ export function serveAdmin(o: AdminOptions): Member {
         return new Response("internal error; see the operator log\n", { status: 500 });
       }
     });
+    await server.finished;
+  };
+}
+
+export type ProbeOptions = Pick<
+  AdminOptions,
+  "port" | "hostname" | "log" | "ready" | "info" | "onListen"
+>;
+
+/** The probe server's answers: /healthz (alive) and /readyz, as on the admin port. */
+export function probeHandler(o: ProbeOptions): (req: Request) => Response {
+  return (req) => {
+    const path = new URL(req.url).pathname;
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      return new Response("only GET is served here\n", { status: 405, headers: { allow: "GET" } });
+    }
+    if (path === "/healthz" || path === "/livez") return new Response("ok\n");
+    if (path === "/readyz") return readyz(o);
+    return new Response("not found: the probe port serves /healthz and /readyz\n", {
+      status: 404,
+    });
+  };
+}
+
+/** The probe server (--health-probe-bind-address) as a lifetime member. */
+export function serveProbes(o: ProbeOptions): Member {
+  return async (signal) => {
+    const handler = probeHandler(o);
+    const server = Deno.serve({
+      port: o.port,
+      hostname: o.hostname || "0.0.0.0",
+      signal,
+      onListen: ({ port }) => {
+        o.log.info("probe server listening", { port });
+        o.onListen?.(port);
+      },
+    }, handler);
     await server.finished;
   };
 }

@@ -3,17 +3,13 @@
  * the status of InterceptorRoutes. Wiring only; see controller.ts,
  * route_controller.ts, leader_election.ts and admin.ts.
  */
-import {
-  ConfigError,
-  operatorEnvSchema,
-  parseConfig,
-  withDeprecatedEnv,
-  withOperatorEnvAliases,
-} from "../shared/config.ts";
+import { ConfigError } from "../shared/config.ts";
+import { FlagError } from "../shared/go_flags.ts";
 import { KubeClient, loadKubeConfig } from "../shared/kube.ts";
 import { LifetimeGroup, osSignals } from "../shared/lifetime.ts";
 import { loggerFromEnv } from "../shared/log.ts";
-import { serveAdmin } from "./admin.ts";
+import { serveAdmin, serveProbes } from "./admin.ts";
+import { loadOperatorConfig } from "./config.ts";
 import { Controller } from "./controller.ts";
 import { EventRecorder } from "./events.ts";
 import { LeaderElector } from "./leader_election.ts";
@@ -21,27 +17,34 @@ import { OperatorMetrics } from "./metrics.ts";
 import { servePrometheus } from "../shared/prometheus_server.ts";
 import { FIELD_MANAGER, scalerAddressOf } from "./reconcile.ts";
 import { RouteController } from "./route_controller.ts";
+import { operatorUsage } from "./flags.ts";
 import { runTogether } from "./worker.ts";
 
-const log = loggerFromEnv("operator");
+// Replaced once the flags are read: --zap-* flags choose level and format.
+let log = loggerFromEnv("operator");
 
 async function main(): Promise<number> {
-  const deprecated = withDeprecatedEnv("operator", Deno.env.toObject());
-  for (const w of deprecated.warnings) log.warn(w);
-  let config;
+  let loaded;
   try {
-    config = parseConfig(
-      "operator",
-      operatorEnvSchema(),
-      withOperatorEnvAliases(deprecated.env),
-    );
+    loaded = loadOperatorConfig(Deno.args, Deno.env.toObject());
   } catch (e) {
     if (e instanceof ConfigError) {
       log.error(e.message, { problems: e.problems });
       return 2;
     }
+    if (e instanceof FlagError) {
+      log.error(`operator: ${e.message}`);
+      return 2;
+    }
     throw e;
   }
+  const { config, flags, probe } = loaded;
+  log = loggerFromEnv("operator", undefined, flags.log);
+  if (flags.help) {
+    log.info(operatorUsage());
+    return 0;
+  }
+  for (const w of loaded.warnings) log.warn(w);
   const client = new KubeClient(loadKubeConfig());
   // In a pod HOSTNAME is the pod name; the suffix keeps two local runs apart.
   const identity = config.podName ||
@@ -106,6 +109,11 @@ async function main(): Promise<number> {
       config.externalScaler.port,
     ),
     leaderElection: config.leaderElection.enabled ? config.leaderElection : false,
+    adminPort: config.adminPort,
+    probes: probe ? `${probe.hostname}:${probe.port}` : flags.probe ? "on the admin port" : "off",
+    metrics: config.prometheus.enabled
+      ? `${flags.metricsHostname}:${config.prometheus.port}`
+      : "off",
   });
 
   // Members still running during shutdown, named in a log line if it drags.
@@ -137,26 +145,34 @@ async function main(): Promise<number> {
     await controller.resync(s);
   });
   add("resync/interceptorroutes", (s) => routes.resync(s));
+  const ready = () => {
+    const missing = controller.unsynced();
+    return missing.length
+      ? { ready: false, detail: `waiting for the first list of: ${missing.join(", ")}` }
+      : { ready: true, detail: "caches synced" };
+  };
+  const info = () => ({ identity, leader: elector?.isLeader ?? true });
   add(
     "admin",
     serveAdmin({
       port: config.adminPort,
       log,
       routingTable: () => controller.routingTableJSON(),
-      ready: () => {
-        const missing = controller.unsynced();
-        return missing.length
-          ? { ready: false, detail: `waiting for the first list of: ${missing.join(", ")}` }
-          : { ready: true, detail: "caches synced" };
-      },
+      ready,
       metrics: () => metrics.render(),
-      info: () => ({ identity, leader: elector?.isLeader ?? true }),
+      info,
     }),
   );
+  if (probe) add("probes", serveProbes({ ...probe, log, ready, info }));
   if (config.prometheus.enabled) {
     add(
       "prometheus",
-      servePrometheus({ port: config.prometheus.port, render: () => metrics.render(), log }),
+      servePrometheus({
+        port: config.prometheus.port,
+        hostname: flags.metricsHostname || undefined,
+        render: () => metrics.render(),
+        log,
+      }),
     );
   }
   // Both workers run while this process leads, and stop together.

@@ -127,7 +127,7 @@ export interface OperatorProcess extends AsyncDisposable {
 const OPERATOR_MAIN = new URL("./main.ts", import.meta.url).pathname;
 const DENO_JSON = new URL("../deno.json", import.meta.url).pathname;
 
-function freePort(): number {
+export function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
@@ -139,6 +139,8 @@ export function spawnOperator(options: {
   kubeconfigPath: string;
   namespace: string;
   env?: Record<string, string>;
+  /** Command-line flags, e.g. the Go operator's. */
+  args?: string[];
 }): OperatorProcess {
   const adminPort = freePort();
   const child = new Deno.Command(Deno.execPath(), {
@@ -149,6 +151,7 @@ export function spawnOperator(options: {
       "--allow-read",
       `--config=${DENO_JSON}`,
       OPERATOR_MAIN,
+      ...(options.args ?? []),
     ],
     env: {
       KUBECONFIG: options.kubeconfigPath,

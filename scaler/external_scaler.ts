@@ -76,6 +76,16 @@ function loadProtos(): Loaded {
 }
 
 export const EXTERNAL_SCALER_SERVICE = "externalscaler.ExternalScaler";
+/**
+ * Health service names the Go scaler sets and the Go Helm chart's probes ask
+ * for: "liveness" is SERVING while the server runs; "readiness", "" and the
+ * external scaler's name are SERVING while Readiness says ready.
+ */
+export const LIVENESS = "liveness";
+export const READINESS = "readiness";
+const HEALTH_SERVICES = ["", LIVENESS, READINESS, EXTERNAL_SCALER_SERVICE];
+/** How often Watch streams re-read readiness, whose live checks send no events. */
+const HEALTH_WATCH_MS = 1_000;
 
 type ServingStatus = "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN" | "UNKNOWN";
 
@@ -105,6 +115,13 @@ export interface ExternalScalerServerOptions {
   readyWaitMs?: number;
 }
 
+interface HealthWatcher {
+  /** Writes the status when it changed. */
+  send(): void;
+  /** Ends the Watch stream with status OK. */
+  end(): void;
+}
+
 interface OpenStream {
   key?: string;
   /** Re-evaluates and sends when the state changed; `heartbeat` sends regardless. */
@@ -123,7 +140,9 @@ export class ExternalScalerServer {
   });
   readonly #streams = new Set<OpenStream>();
   readonly #byKey = new Map<string, Set<OpenStream>>();
-  readonly #healthWatchers = new Set<() => void>();
+  readonly #healthWatchers = new Set<HealthWatcher>();
+  #healthTimer?: ReturnType<typeof setInterval>;
+  #unsubscribeReadiness?: () => void;
   #serving = false;
   #unsubscribe?: () => void;
   #unsubscribeWakes?: () => void;
@@ -162,23 +181,28 @@ export class ExternalScalerServer {
         if (status === "SERVICE_UNKNOWN") {
           callback({
             code: grpc.status.NOT_FOUND,
-            details:
-              `unknown service "${call.request.service}": ask for "" or "${EXTERNAL_SCALER_SERVICE}"`,
+            details: `unknown service "${call.request.service}": ask for one of ${
+              HEALTH_SERVICES.map((n) => `"${n}"`).join(", ")
+            }`,
           });
         } else callback(null, { status });
       },
       Watch: (call: grpc.ServerWritableStream<{ service: string }, unknown>) => {
         let last: ServingStatus | undefined;
-        const send = () => {
-          const status = this.#healthOf(call.request.service);
-          if (status !== last) call.write({ status });
-          last = status;
+        const watcher: HealthWatcher = {
+          send: () => {
+            const status = this.#healthOf(call.request.service);
+            if (status !== last) call.write({ status });
+            last = status;
+          },
+          end: () => {
+            this.#unwatchHealth(watcher);
+            call.end();
+          },
         };
-        send();
-        this.#healthWatchers.add(send);
-        const done = () => {
-          this.#healthWatchers.delete(send);
-        };
+        watcher.send();
+        this.#watchHealth(watcher);
+        const done = () => this.#unwatchHealth(watcher);
         call.on("cancelled", done);
         call.on("close", done);
         call.on("finish", done);
@@ -197,14 +221,35 @@ export class ExternalScalerServer {
   }
 
   #healthOf(service: string): ServingStatus {
-    if (service !== "" && service !== EXTERNAL_SCALER_SERVICE) return "SERVICE_UNKNOWN";
+    if (!HEALTH_SERVICES.includes(service)) return "SERVICE_UNKNOWN";
+    if (service === LIVENESS) return this.#serving ? "SERVING" : "NOT_SERVING";
     return this.#serving && this.#opts.readiness.ready ? "SERVING" : "NOT_SERVING";
+  }
+
+  #notifyHealth(): void {
+    for (const w of [...this.#healthWatchers]) w.send();
+  }
+
+  /** Watch streams hear of changes at once, and of live checks within HEALTH_WATCH_MS. */
+  #watchHealth(watcher: HealthWatcher): void {
+    this.#healthWatchers.add(watcher);
+    this.#unsubscribeReadiness ??= this.#opts.readiness.onChange(() => this.#notifyHealth());
+    this.#healthTimer ??= setInterval(() => this.#notifyHealth(), HEALTH_WATCH_MS);
+  }
+
+  #unwatchHealth(watcher: HealthWatcher): void {
+    this.#healthWatchers.delete(watcher);
+    if (this.#healthWatchers.size > 0) return;
+    clearInterval(this.#healthTimer);
+    this.#healthTimer = undefined;
+    this.#unsubscribeReadiness?.();
+    this.#unsubscribeReadiness = undefined;
   }
 
   /** Flips the health status (and notifies Watch streams). */
   setServing(serving: boolean): void {
     this.#serving = serving;
-    for (const w of this.#healthWatchers) w();
+    this.#notifyHealth();
   }
 
   #record(method: string, code: grpc.status): void {
@@ -383,11 +428,14 @@ export class ExternalScalerServer {
 
   /**
    * Ends every stream with status OK (KEDA reconnects, to another replica if
-   * there is one) and stops answering health checks as SERVING. Waits up to
-   * graceMs for the stream endings to be written.
+   * there is one) and stops answering health checks as SERVING ("liveness"
+   * included; health Watch streams get NOT_SERVING, then their end). Waits
+   * up to graceMs for the stream endings to be written.
    */
   async drain(graceMs = 1_000): Promise<void> {
     this.setServing(false);
+    // Each Watch stream has been sent NOT_SERVING; ending it lets the prober reconnect elsewhere.
+    for (const w of [...this.#healthWatchers]) w.end();
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
     this.#unsubscribeWakes?.();

@@ -4,6 +4,8 @@
  * interceptor admin wire format (/queue and /queue/watch).
  */
 import assert from "node:assert/strict";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
 import { GrpcCallError } from "./external_scaler.ts";
 import { httpsoObject, startTestScaler, waitFor } from "./testing/harness.ts";
 import { QueueServer } from "./testing/queue_server.ts";
@@ -344,4 +346,108 @@ Deno.test("HTTP: /queue, /queue_ping, /readyz, /livez, /interceptors", async () 
   const r = await get("/readyz");
   assert.equal(r.status, 503);
   assert.match(r.body, /shutting down/);
+});
+
+interface HealthStub extends grpc.Client {
+  Check(
+    req: { service: string },
+    cb: (err: grpc.ServiceError | null, res: { status: string }) => void,
+  ): void;
+  Watch(req: { service: string }): grpc.ClientReadableStream<{ status: string }>;
+}
+
+/** A plain grpc-js client of grpc.health.v1.Health, as the kubelet's gRPC probe asks. */
+function healthClient(address: string) {
+  const def = protoLoader.loadSync(
+    decodeURIComponent(new URL("../proto/health.proto", import.meta.url).pathname),
+    { keepCase: true, enums: String, defaults: true },
+  );
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
+  };
+  const client = new pkg.grpc.health.v1.Health(
+    address,
+    grpc.credentials.createInsecure(),
+  ) as unknown as HealthStub;
+  const check = (service: string) =>
+    new Promise<string>((resolve, reject) =>
+      client.Check({ service }, (err, res) => err ? reject(err) : resolve(res.status))
+    );
+  /** Statuses a Watch stream sent, and a promise of its end. */
+  const watch = (service: string) => {
+    const seen: string[] = [];
+    const call = client.Watch({ service });
+    const ended = new Promise<void>((resolve) => {
+      call.on("data", (m: { status: string }) => seen.push(m.status));
+      call.on("error", () => resolve());
+      call.on("end", () => resolve());
+    });
+    return { seen, ended };
+  };
+  return { check, watch, close: () => client.close() };
+}
+
+Deno.test("gRPC health: liveness and readiness answer as the Go chart's probes ask", async () => {
+  const a = new QueueServer();
+  a.setConcurrency("ns/app", 1);
+  await using scaler = await startTestScaler({
+    httpsos: [httpsoObject("ns", "app")],
+    interceptors: [a],
+    env: { KEDA_HTTP_SCALER_FETCH_TIMEOUT: "300ms" },
+  });
+  const h = healthClient(scaler.grpcAddress);
+  try {
+    for (const name of ["liveness", "readiness", "", "externalscaler.ExternalScaler"]) {
+      assert.equal(await h.check(name), "SERVING", name);
+    }
+    await assert.rejects(h.check("nope"), /unknown service "nope".*"liveness", "readiness"/);
+    const ready = h.watch("readiness");
+    const live = h.watch("liveness");
+    await waitFor("Watch to send SERVING", () => ready.seen.length ? true : undefined);
+    // The only interceptor stops answering: not ready (its counts are guesses), still alive.
+    await a.close();
+    await waitFor(
+      "readiness NOT_SERVING",
+      async () => (await h.check("readiness")) === "NOT_SERVING" ? true : undefined,
+    );
+    assert.equal(await h.check("liveness"), "SERVING");
+    assert.equal(await h.check(""), "NOT_SERVING");
+    // /readyz says the same, from the same rule.
+    const r = await fetch(`${scaler.httpUrl}/readyz`);
+    assert.equal(r.status, 503);
+    assert.match(await r.text(), /an interceptor answering/);
+    await waitFor(
+      "Watch to send NOT_SERVING",
+      () => ready.seen.at(-1) === "NOT_SERVING" || undefined,
+    );
+    // No interceptor left at all (e.g. scaled away): ready again.
+    scaler.setInterceptors([]);
+    assert.equal(await h.check("readiness"), "SERVING");
+    await waitFor(
+      "Watch to send SERVING again",
+      () => ready.seen.at(-1) === "SERVING" || undefined,
+    );
+    assert.deepEqual(ready.seen, ["SERVING", "NOT_SERVING", "SERVING"]);
+    // Shutdown: both turn NOT_SERVING and the Watch streams end.
+    await scaler.parts.grpc.drain(200);
+    await Promise.all([ready.ended, live.ended]);
+    assert.deepEqual(live.seen, ["SERVING", "NOT_SERVING"]);
+    assert.equal(ready.seen.at(-1), "NOT_SERVING");
+  } finally {
+    h.close();
+  }
+});
+
+Deno.test("gRPC health: ready with no interceptor yet; shutting down is NOT_SERVING but alive", async () => {
+  await using scaler = await startTestScaler({});
+  const h = healthClient(scaler.grpcAddress);
+  try {
+    // No interceptor exists yet: a fresh install must become ready.
+    assert.equal(await h.check("readiness"), "SERVING");
+    scaler.parts.readiness.stopping();
+    assert.equal(await h.check("readiness"), "NOT_SERVING");
+    assert.equal(await h.check("liveness"), "SERVING");
+  } finally {
+    h.close();
+  }
 });

@@ -186,6 +186,11 @@ export class InterceptorFleet {
     return this.#workers.size;
   }
 
+  /** Some pod's last poll succeeded. */
+  get anyAnswering(): boolean {
+    return this.#opts.anyAnswering();
+  }
+
   /** Pods whose last poll failed. */
   get unreachable(): number {
     let n = 0;

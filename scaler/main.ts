@@ -9,19 +9,32 @@ import { IR_API_VERSION, IR_PLURAL } from "../shared/interceptor_route.ts";
 import { Informer, KubeApiClient, loadCredentials } from "../shared/kube_api.ts";
 import { LifetimeGroup, osSignals } from "../shared/lifetime.ts";
 import { loggerFromEnv } from "../shared/log.ts";
+import { FlagError } from "../shared/go_flags.ts";
 import { endpointSliceInformer, followInterceptorEndpoints } from "./interceptor_endpoints.ts";
 import { buildScaler, HTTPSOS_LISTED, ROUTES_LISTED } from "./scaler.ts";
+import { ignoredEnvNotes, parseScalerFlags } from "./startup.ts";
 
-const log = loggerFromEnv("scaler");
+let log = loggerFromEnv("scaler");
 
 let config;
 let kube: KubeApiClient;
 try {
+  // The Go chart passes zap flags: they choose the logger's level and format.
+  const flags = parseScalerFlags(Deno.args);
+  log = loggerFromEnv("scaler", undefined, flags.log);
+  for (const n of flags.notes) log.info(n);
+  for (const n of ignoredEnvNotes(Deno.env.toObject())) log[n.level](n.msg);
   config = parseConfig("scaler", scalerEnvSchema());
   // kube_api.ts, not client-node: loading that library alone costs ~80 MB.
   kube = new KubeApiClient(await loadCredentials());
 } catch (e) {
-  log.error(e instanceof ConfigError ? e.message : `cannot start: ${(e as Error).message}`);
+  log.error(
+    e instanceof ConfigError
+      ? e.message
+      : e instanceof FlagError
+      ? `scaler: ${e.message}`
+      : `cannot start: ${(e as Error).message}`,
+  );
   Deno.exit(2);
 }
 

@@ -3,9 +3,16 @@
  * listed", "interceptors polled once", ...). The scaler answers KEDA only
  * when every condition is met: a scaler that has not yet heard from the
  * interceptors would report 0 and let the HPA scale a busy app down.
+ *
+ * Besides those start conditions, checks that are read each time (e.g. "an
+ * interceptor answers") decide `ready` without holding back the answers:
+ * this class is the one place that says whether the scaler is ready, for
+ * /readyz and for the gRPC health service alike.
  */
 export class Readiness {
   readonly #pending: Set<string>;
+  readonly #checks: Array<{ name: string; ok: () => boolean }> = [];
+  readonly #listeners = new Set<() => void>();
   #stopping = false;
   #waiters: Array<() => void> = [];
 
@@ -17,11 +24,39 @@ export class Readiness {
   done(condition: string): void {
     this.#pending.delete(condition);
     if (this.started) { for (const w of this.#waiters.splice(0)) w(); }
+    this.#changed();
   }
 
   /** Marks the program as shutting down: not ready from now on. */
   stopping(): void {
     this.#stopping = true;
+    this.#changed();
+  }
+
+  /**
+   * A condition read at every question, named in reason() while false; it
+   * affects `ready` only, never `started` (answers keep flowing meanwhile).
+   */
+  addCheck(name: string, ok: () => boolean): void {
+    this.#checks.push({ name, ok });
+  }
+
+  /**
+   * Called when a start condition is met or shutdown begins (checks are not
+   * watched: callers that follow `ready` re-read it on their own clock too).
+   * Returns the unsubscribe function.
+   */
+  onChange(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #changed(): void {
+    for (const l of [...this.#listeners]) l();
+  }
+
+  #failing(): string[] {
+    return this.#checks.filter((c) => !c.ok()).map((c) => c.name);
   }
 
   /** Every condition met (stays true while shutting down, so answers continue). */
@@ -29,16 +64,17 @@ export class Readiness {
     return this.#pending.size === 0;
   }
 
-  /** Started and not shutting down: what /readyz reports. */
+  /** Started, every check passing, and not shutting down: /readyz and gRPC "readiness". */
   get ready(): boolean {
-    return !this.#stopping && this.started;
+    return !this.#stopping && this.started && this.#failing().length === 0;
   }
 
   /** What is still missing, for /readyz and error messages. */
   reason(): string {
     if (this.#stopping) return "shutting down";
-    if (this.#pending.size === 0) return "ready";
-    return `waiting for: ${[...this.#pending].join(", ")}`;
+    const missing = [...this.#pending, ...this.#failing()];
+    if (missing.length === 0) return "ready";
+    return `waiting for: ${missing.join(", ")}`;
   }
 
   /** Resolves true once started, or false after timeoutMs (or when the signal aborts). */

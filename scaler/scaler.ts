@@ -22,6 +22,9 @@ export const HTTPSOS_LISTED = "HTTPScaledObjects listed";
 export const ROUTES_LISTED = "InterceptorRoutes listed";
 export const ENDPOINTS_LISTED = "interceptor endpoints listed";
 export const POLLED_ONCE = "interceptors polled once";
+/** Live readiness check: with interceptor pods known, one of them must answer. */
+export const INTERCEPTOR_ANSWERING =
+  "an interceptor answering /queue (none answered its last poll)";
 
 export interface ScalerParts {
   readiness: Readiness;
@@ -77,6 +80,9 @@ export function buildScaler(config: ScalerConfig, deps: ScalerDeps): ScalerParts
     log: log.with({ part: "fleet" }),
     metrics,
   });
+  // Not ready while every known interceptor fails: its counts are guesses.
+  // No interceptor at all is a fresh install (or scaled to zero), not a fault.
+  readiness.addCheck(INTERCEPTOR_ANSWERING, () => fleet.size === 0 || fleet.anyAnswering);
   const grpc = new ExternalScalerServer({
     answers: new ScalingAnswers({
       lookup: (namespace, name) => httpsos.lookup(namespace, name),
