@@ -5,7 +5,7 @@
  * collects metrics, drains, and replaces a worker that crashes, replaying
  * the current state to it.
  */
-import type { Level, Logger } from "../shared/log.ts";
+import type { Level, Logger, LogSettings } from "../shared/log.ts";
 import type { SharedCounters } from "./counters.ts";
 import {
   type FromIsolate,
@@ -26,6 +26,7 @@ export interface DataPlaneOptions {
   counters: SharedCounters;
   log: Logger;
   logLevel: Level;
+  logSettings?: LogSettings;
   onActivity: (slot: number, active: boolean) => void;
 }
 
@@ -166,6 +167,7 @@ export class DataPlane {
       listen: { hostname: this.#opts.listen.hostname, port },
       tls: index === 0 ? this.#opts.tls : null,
       logLevel: this.#opts.logLevel,
+      ...(this.#opts.logSettings ? { logSettings: this.#opts.logSettings } : {}),
     };
     return new Promise<void>((resolve, reject) => {
       let started = false;

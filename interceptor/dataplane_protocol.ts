@@ -2,7 +2,7 @@
 import type { CounterLayout } from "./counters.ts";
 import type { MetricsSnapshot } from "./metrics.ts";
 import type { LiveRoute, ProxyConfig, TargetUpdate } from "./proxy_contract.ts";
-import type { Level } from "../shared/log.ts";
+import type { Level, LogSettings } from "../shared/log.ts";
 
 export interface TlsSettings {
   port: number;
@@ -24,6 +24,8 @@ export interface InitMessage {
   /** Only one isolate terminates TLS (node:tls has no shared port). */
   tls: TlsSettings | null;
   logLevel: Level;
+  /** Format and time encoding of the isolates' log lines (zap flags, LOG_FORMAT). */
+  logSettings?: LogSettings;
 }
 
 export type ToIsolate =

@@ -28,6 +28,8 @@ export class DataPlaneIsolate {
   constructor(readonly init: InitMessage, readonly post: (m: FromIsolate) => void) {
     this.log = createLogger({
       level: init.logLevel,
+      ...(init.logSettings?.format ? { format: init.logSettings.format } : {}),
+      ...(init.logSettings?.timeEncoding ? { timeEncoding: init.logSettings.timeEncoding } : {}),
       fields: { component: "interceptor", isolate: init.index },
     });
     const counters = new SharedCounters(init.counters.buffer, init.counters.layout);

@@ -12,7 +12,15 @@ import {
 } from "../shared/config.ts";
 import { KubeApiClient, loadCredentials } from "../shared/kube_api.ts";
 import { aborted, LifetimeGroup, osSignals, sleep } from "../shared/lifetime.ts";
-import { type Level, loggerFromEnv, parseLevel } from "../shared/log.ts";
+import { FlagError } from "../shared/go_flags.ts";
+import {
+  type Level,
+  type LogFormat,
+  loggerFromEnv,
+  type LogSettings,
+  parseFormat,
+  parseLevel,
+} from "../shared/log.ts";
 import { nodeTlsVersion } from "../shared/tls_options.ts";
 import { adminHandler } from "./admin.ts";
 import { Control } from "./control.ts";
@@ -23,10 +31,14 @@ import { servePrometheus } from "../shared/prometheus_server.ts";
 import { DEFAULT_POLICY, scaleIsolates } from "./isolate_scaling.ts";
 import { reduceMemoryWhenQuiet } from "./memory.ts";
 import { cpuBudget, MAX_DEFAULT_ISOLATES, proxyConfigOf } from "./proxy_config.ts";
+import { interceptorIgnoredEnv, parseInterceptorFlags, withChartAliases } from "./startup.ts";
 
-const log = loggerFromEnv("interceptor");
+// Replaced once the flags are read: --zap-* flags choose level and format.
+let log = loggerFromEnv("interceptor");
+let logSettings: LogSettings = {};
 
 function logLevel(): Level {
+  if (logSettings.level) return logSettings.level;
   try {
     return parseLevel(Deno.env.get("LOG_LEVEL") ?? "info");
   } catch {
@@ -34,15 +46,34 @@ function logLevel(): Level {
   }
 }
 
+function logFormat(): LogFormat {
+  try {
+    return parseFormat(Deno.env.get("LOG_FORMAT") ?? "json");
+  } catch {
+    return "json";
+  }
+}
+
 async function main(): Promise<number> {
   let config: InterceptorConfig;
   try {
-    const { env, warnings } = withDeprecatedEnv("interceptor", Deno.env.toObject());
+    const flags = parseInterceptorFlags(Deno.args);
+    logSettings = flags.log;
+    log = loggerFromEnv("interceptor", undefined, logSettings);
+    for (const n of flags.notes) log.info(n);
+    const aliased = withChartAliases(Deno.env.toObject());
+    for (const n of aliased.notes) log.info(n);
+    for (const n of interceptorIgnoredEnv(aliased.env)) log[n.level](n.msg);
+    const { env, warnings } = withDeprecatedEnv("interceptor", aliased.env);
     for (const w of warnings) log.warn(w);
     config = parseConfig("interceptor", interceptorEnvSchema(), env);
   } catch (e) {
     if (e instanceof ConfigError) {
       log.error(e.message, { problems: e.problems });
+      return 2;
+    }
+    if (e instanceof FlagError) {
+      log.error(`interceptor: ${e.message}`);
       return 2;
     }
     throw e;
@@ -77,6 +108,7 @@ async function main(): Promise<number> {
     counters,
     log,
     logLevel: logLevel(),
+    logSettings: { format: logFormat(), ...logSettings },
     onActivity: (slot) => activity.control?.onActivity(slot),
   });
   const control = new Control({

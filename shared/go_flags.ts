@@ -180,3 +180,33 @@ export function zapSettings(flags: Record<string, string>): ZapSettings {
   }
   return { log, notes };
 }
+
+// ---------------------------------------------------------------------------
+// Variables a Go install sets that a program accepts without using
+
+export interface IgnoredVar {
+  /** Why it is not used, and what to use instead. */
+  why: string;
+  /** Whether the value asks for something (then a warn line); default: not off/false/0/empty. */
+  asks?: (value: string, env: Record<string, string | undefined>) => boolean;
+}
+
+/** Values that ask for nothing, so ignoring them is only worth an info line. */
+const OFF = new Set(["", "0", "f", "false"]);
+
+export const isOn = (v: string | undefined): boolean => !OFF.has((v ?? "").trim().toLowerCase());
+
+/** One line per ignored variable that is set: warn when it asks for something we do not do. */
+export function ignoredEnvLines(
+  table: Record<string, IgnoredVar>,
+  env: Record<string, string | undefined>,
+): Array<{ level: "info" | "warn"; msg: string }> {
+  const out: Array<{ level: "info" | "warn"; msg: string }> = [];
+  for (const [name, { why, asks }] of Object.entries(table)) {
+    const v = env[name];
+    if (v === undefined) continue;
+    const level = (asks ? asks(v, env) : isOn(v)) ? "warn" : "info";
+    out.push({ level, msg: `${name}="${v}" ignored: ${why}` });
+  }
+  return out;
+}
