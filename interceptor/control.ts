@@ -201,7 +201,8 @@ export class Control {
     this.startingPods = opts.probeStartingPods === false ? null : new StartingPods({
       log: opts.log,
       getPod: (ns, name, o) => readPod(opts.client, ns, name, o.signal),
-      wanted: (key) => this.#heldFor(key),
+      // Busy, not only held: the activity that starts a loop comes before the hold begins.
+      wanted: (key) => this.#busyFor(key),
       onChange: (key) => {
         if (this.#endpointsSynced) this.#publishTargets(new Set([key]), []);
       },
@@ -621,16 +622,6 @@ export class Control {
     if (keys.size > 0) this.#publishTargets(keys, []);
   }
 
-  /** A request is held for a route forwarding to the target. */
-  #heldFor(key: string): boolean {
-    const c = this.#opts.counters;
-    for (const route of this.#targetRoutes.get(key) ?? []) {
-      const slot = this.routeSlots.slotOf(route);
-      if (slot !== undefined && slot !== OVERFLOW_SLOT && c.held(slot) > 0) return true;
-    }
-    return false;
-  }
-
   #reclaim(): void {
     const c = this.#opts.counters;
     const min = this.#opts.sink.minAcked;
@@ -667,9 +658,9 @@ export class Control {
   }
 
   /** A route went idle <-> busy in some worker: probe its starting pods, tell watchers at once. */
-  onActivity(slot: number): void {
+  onActivity(slot: number, active = true): void {
     const key = this.#keyOfSlot.get(slot);
-    if (key !== undefined) this.#probeFor(key);
+    if (key !== undefined && active) this.#probeFor(key);
     if (key === undefined || this.#watchers.size === 0) return;
     this.#sampleRequests();
     const count = {

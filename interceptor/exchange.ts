@@ -9,7 +9,7 @@ import type { SharedCounters } from "./counters.ts";
 import { MAX_HEAD_BYTES } from "./http1_fields.ts";
 import { forwardedLines, type ForwardOptions, type RequestHead } from "./http1_request.ts";
 import type { LiveRoute } from "./proxy_contract.ts";
-import type { Endpoint } from "./targets.ts";
+import type { Endpoint, Target } from "./targets.ts";
 import type { UpstreamConn } from "./upstream_pool.ts";
 
 const EMPTY = new Uint8Array(0);
@@ -171,6 +171,8 @@ export class Exchange {
   stallWatch = false;
   /** Ends at the response head: hold + connect + response header wait. */
   requestDeadline: number;
+  /** Set when a re-hold fell back to the route's fallback: the target connect() chose. */
+  retarget: Target | null = null;
 
   constructor(
     readonly c: ClientConn,

@@ -109,7 +109,7 @@ async function main(): Promise<number> {
     log,
     logLevel: logLevel(),
     logSettings: { format: logFormat(), ...logSettings },
-    onActivity: (slot) => activity.control?.onActivity(slot),
+    onActivity: (slot, active) => activity.control?.onActivity(slot, active),
   });
   const control = new Control({
     client,

@@ -70,21 +70,30 @@ function checkOf(c: V1Container, p: V1Probe, what: string): ProbeCheck | NoPlan 
     }
     const n = port(p.httpGet.port as number | string | undefined);
     if (typeof n !== "number") return n;
-    let path = p.httpGet.path ?? "/";
-    if (!path.startsWith("/")) path = `/${path}`;
-    // Whoever writes the pod writes these bytes: on our request line only as
-    // visible ASCII (the rest percent-encoded, as a URL would carry them).
-    try {
-      path = path.replace(/[^\x21-\x7e]/gu, (ch) => encodeURIComponent(ch));
-    } catch {
-      return { reason: `the ${what} probe's path is not valid text` };
+    const path = probePath(p.httpGet.path ?? "/");
+    if (path === null) return { reason: `the ${what} probe's path is not valid text` };
+    if (path.length > MAX_PATH) {
+      return { reason: `the ${what} probe's path is longer than ${MAX_PATH} bytes` };
     }
-    const headers: Array<[string, string]> = (p.httpGet.httpHeaders ?? []).map((h) => [
-      h.name,
-      h.value,
-    ]);
+    // As the kubelet: the framing and connection fields are its own; one Host.
+    let hostSeen = false;
+    const headers: Array<[string, string]> = [];
+    for (const h of p.httpGet.httpHeaders ?? []) {
+      const lower = h.name.toLowerCase();
+      if (lower === "content-length" || lower === "transfer-encoding" || lower === "connection") {
+        continue;
+      }
+      if (lower === "host") {
+        if (hostSeen) continue;
+        hostSeen = true;
+      }
+      headers.push([h.name, h.value]);
+    }
     if (headers.some(([k, v]) => !HEADER_NAME.test(k) || !HEADER_VALUE.test(v))) {
       return { reason: `the ${what} probe has a header that is not valid HTTP` };
+    }
+    if (headers.reduce((n, [k, v]) => n + k.length + v.length + 4, 0) > MAX_HEADER_BYTES) {
+      return { reason: `the ${what} probe's headers are longer than ${MAX_HEADER_BYTES} bytes` };
     }
     if (p.httpGet.host) return { reason: `the ${what} probe sends to another host` };
     return { ...base, kind: "http", port: n, path, headers };
@@ -134,6 +143,39 @@ export function probePlanOf(pod: V1Pod, port: number): ProbePlan | NoPlan {
 }
 
 const KUBE_PROBE_UA = "kube-probe/1.34";
+/** Bounds on what a pod spec makes us send, per attempt (the kubelet's are its URL's). */
+const MAX_PATH = 8 * 1024;
+const MAX_HEADER_BYTES = 16 * 1024;
+/** What a URL path and query may carry as is (RFC 3986 pchar, "/", "?"); "%" only before two hex digits. */
+const PATH_KEEP = /[A-Za-z0-9\-._~!$&'()*+,;=:@\/?]/;
+
+/**
+ * The request target of a probe path, as the kubelet's URL would write it:
+ * a leading "/", the fragment dropped, and every other byte percent-encoded
+ * (UTF-8). Null when the path is not valid text (a lone surrogate).
+ */
+export function probePath(raw: string): string | null {
+  let path = raw.startsWith("/") ? raw : `/${raw}`;
+  const hash = path.indexOf("#");
+  if (hash >= 0) path = path.slice(0, hash);
+  let out = "";
+  for (let i = 0; i < path.length; i++) {
+    const ch = path[i]!;
+    if (PATH_KEEP.test(ch)) out += ch;
+    else if (ch === "%" && /^[0-9A-Fa-f]{2}$/.test(path.slice(i + 1, i + 3))) out += ch;
+    else {
+      const code = path.codePointAt(i)!;
+      const one = String.fromCodePoint(code);
+      try {
+        out += one === "%" ? "%25" : encodeURIComponent(one);
+      } catch {
+        return null;
+      }
+      i += one.length - 1;
+    }
+  }
+  return out;
+}
 /** RFC 9110 token; a field value without control characters (tab allowed). */
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
@@ -156,7 +198,8 @@ async function httpCheck(ip: string, c: ProbeCheck, signal: AbortSignal): Promis
     const abort = () => conn.close();
     signal.addEventListener("abort", abort, { once: true });
     try {
-      await conn.write(new TextEncoder().encode(head));
+      const bytes = new TextEncoder().encode(head);
+      for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
       // Only the status line decides: read until it is complete (bounded).
       const buf = new Uint8Array(1024);
       let n = 0;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { V1Pod } from "@kubernetes/client-node";
-import { attempt, type ProbeCheck, probePlanOf } from "./pod_probe.ts";
+import { attempt, type ProbeCheck, probePath, probePlanOf } from "./pod_probe.ts";
 
 function pod(container: Record<string, unknown>, status?: Record<string, unknown>): V1Pod {
   return {
@@ -188,4 +188,46 @@ Deno.test("attempt: gRPC passes on SERVING for the service asked", async () => {
   } finally {
     server.forceShutdown();
   }
+});
+
+Deno.test("probePath: as the kubelet's URL writes it; bounded; odd headers as the kubelet treats them", () => {
+  assert.equal(probePath("healthz"), "/healthz");
+  assert.equal(probePath("/a#frag?x"), "/a");
+  assert.equal(probePath("/a%zz%41?q=1&r=%2"), "/a%25zz%41?q=1&r=%252");
+  assert.equal(probePath('/a"<>{}|\\^`b'), "/a%22%3C%3E%7B%7D%7C%5C%5E%60b");
+  assert.equal(probePath("/\u{1F600}"), "/%F0%9F%98%80");
+  assert.equal(probePath("/\ud800"), null);
+  const long = probePlanOf(
+    pod({ readinessProbe: { httpGet: { port: 8080, path: "/" + "\u4e00".repeat(3_000) } } }),
+    8080,
+  );
+  assert.match("reason" in long ? long.reason : "", /longer than 8192 bytes/);
+  const plan = probePlanOf(
+    pod({
+      readinessProbe: {
+        httpGet: {
+          port: 8080,
+          httpHeaders: [
+            { name: "Host", value: "a.example" },
+            { name: "Host", value: "b.example" },
+            { name: "Transfer-Encoding", value: "chunked" },
+            { name: "Content-Length", value: "5" },
+            { name: "X-Ok", value: "1" },
+          ],
+        },
+      },
+    }),
+    8080,
+  );
+  assert.ok(!("reason" in plan));
+  assert.deepEqual(plan.readiness.headers, [["Host", "a.example"], ["X-Ok", "1"]]);
+  const big = probePlanOf(
+    pod({
+      readinessProbe: {
+        httpGet: { port: 8080, httpHeaders: [{ name: "X-Big", value: "v".repeat(17_000) }] },
+      },
+    }),
+    8080,
+  );
+  assert.match("reason" in big ? big.reason : "", /headers are longer/);
 });

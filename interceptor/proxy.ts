@@ -436,6 +436,10 @@ export class HttpProxy {
             for (let tries = 0;; tries++) {
               ex.phase = Phase.Connect;
               up = this.#pools.take(ex.ep!.addr, tls) ?? await this.#leg.connect(ex, target, tls);
+              if (ex.retarget !== null) {
+                target = ex.retarget;
+                ex.retarget = null;
+              }
               ex.up = up;
               if (ex.gone) throw new Gone();
               let written = false;

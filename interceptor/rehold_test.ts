@@ -227,3 +227,33 @@ Deno.test("rehold: a re-held request reports X-KEDA-HTTP-Cold-Start: true", asyn
   assert.equal(warm.headers.get("x-keda-http-cold-start"), "false");
   await settled(h, [906, 907]);
 });
+
+Deno.test({
+  name: "re-hold: the connect window starts again after it, as after a first hold",
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  await using h = startHarness({ readinessTimeoutMs: 1_000 });
+  h.setRoutes([appRoute()]);
+  setEarly(h, closedPort(), SLOT_EARLY);
+  using c = await RawClient.connect(h.port);
+  await c.send("GET / HTTP/1.1\r\nHost: app.test\r\n\r\n");
+  await until(() => held(h) === 1, "the request re-held");
+  // The pod turns ready near the hold deadline; its port opens a little later.
+  await new Promise((r) => setTimeout(r, 800));
+  const port = closedPort();
+  setEarly(h, port, SLOT_READY, false);
+  let app: Deno.HttpServer | undefined;
+  const late = setTimeout(() => {
+    app = startApp(() => new Response("late but fine"), port);
+  }, 300);
+  try {
+    const res = await within(c.response(), 5_000, "the re-held request");
+    assert.equal(res.status, 200, res.body);
+    assert.equal(res.body, "late but fine");
+  } finally {
+    clearTimeout(late);
+    await app?.shutdown();
+  }
+  await settled(h, [SLOT_EARLY, SLOT_READY]);
+});

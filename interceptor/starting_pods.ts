@@ -37,6 +37,10 @@ export const SLOW_AFTER_MS = 30_000;
 const SLOW_INTERVAL_MS = 500;
 
 export const MAX_PROBED = 64;
+/** One namespace's share of MAX_PROBED: one tenant's starting pods cannot take every slot. */
+export const MAX_PROBED_PER_NAMESPACE = 16;
+/** A pod whose loop ended on its own is taken on again after this long, if still starting. */
+const RETRY_ENDED_MS = 60_000;
 /** A namespace whose pods we may not read is tried again after this long (RBAC can be granted). */
 export const FORBIDDEN_RETRY_MS = 60_000;
 /** One pod read may take this long. */
@@ -53,6 +57,8 @@ interface Probed {
   ep: StartingEndpoint;
   abort: AbortController;
   passed: boolean;
+  /** When its loop ended on its own (gave up, 403, not the pod named): retried after RETRY_ENDED_MS. */
+  endedAt?: number;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -73,6 +79,8 @@ export class StartingPods {
   /** Target key -> address -> its probe loop. */
   readonly #targets = new Map<string, Map<string, Probed>>();
   #active = 0;
+  /** Loops running per pod namespace (MAX_PROBED_PER_NAMESPACE). */
+  readonly #perNamespace = new Map<string, number>();
   /** Namespaces whose pods the API refused to show -> until when they are not read again. */
   readonly #forbidden = new Map<string, number>();
   #warnedFull = false;
@@ -107,14 +115,18 @@ export class StartingPods {
     let changed = false;
     for (const [addr, p] of probed) {
       const next = want.get(addr);
-      if (next && next.pod?.name === p.ep.pod?.name) continue;
+      const same = next && next.pod?.name === p.ep.pod?.name && next.pod?.uid === p.ep.pod?.uid;
+      const retry = p.endedAt !== undefined && Date.now() - p.endedAt >= RETRY_ENDED_MS;
+      if (same && !retry) continue;
       p.abort.abort();
       probed.delete(addr);
       if (p.passed) changed = true;
     }
     for (const [addr, ep] of want) {
       if (!start) break;
-      if (probed.has(addr) || this.#isForbidden(ep.pod!.namespace)) continue;
+      const ns = ep.pod!.namespace;
+      if (probed.has(addr) || this.#isForbidden(ns)) continue;
+      if ((this.#perNamespace.get(ns) ?? 0) >= MAX_PROBED_PER_NAMESPACE) continue;
       if (this.#active >= MAX_PROBED) {
         if (!this.#warnedFull) {
           this.#warnedFull = true;
@@ -127,8 +139,13 @@ export class StartingPods {
       const p: Probed = { ep, abort: new AbortController(), passed: false };
       probed.set(addr, p);
       this.#active++;
+      this.#perNamespace.set(ns, (this.#perNamespace.get(ns) ?? 0) + 1);
       void this.#run(key, p).finally(() => {
         this.#active--;
+        const left = (this.#perNamespace.get(ns) ?? 1) - 1;
+        if (left > 0) this.#perNamespace.set(ns, left);
+        else this.#perNamespace.delete(ns);
+        if (!p.abort.signal.aborted) p.endedAt = Date.now();
         if (this.#active < MAX_PROBED / 2) this.#warnedFull = false;
       });
     }

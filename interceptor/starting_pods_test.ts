@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { V1Pod } from "@kubernetes/client-node";
 import { createLogger } from "../shared/log.ts";
-import { type PodRead, StartingPods } from "./starting_pods.ts";
+import { MAX_PROBED_PER_NAMESPACE, type PodRead, StartingPods } from "./starting_pods.ts";
 
 function readyPod(port: number): V1Pod {
   return {
@@ -210,6 +210,43 @@ Deno.test("a pod that is not there yet is read with backoff, not every 100 ms", 
     await new Promise((r) => setTimeout(r, 1_600));
     // 100, 200, 400, 800 ms apart: at most 5 reads in 1.6 s (a slower machine reads fewer).
     assert.ok(reads >= 2 && reads <= 5, `${reads} reads`);
+  } finally {
+    sp.close();
+  }
+});
+
+Deno.test("one namespace gets at most its share of the probe slots; a new uid at an address restarts", async () => {
+  const reads: string[] = [];
+  const sp = new StartingPods({
+    log: createLogger({ sink: () => {} }),
+    getPod: (ns, name) => {
+      reads.push(`${ns}/${name}`);
+      return Promise.resolve(null);
+    },
+    wanted: () => true,
+    onChange: () => {},
+  });
+  try {
+    const many = Array.from({ length: MAX_PROBED_PER_NAMESPACE + 5 }, (_, i) => ({
+      ip: `10.0.0.${i + 1}`,
+      port: 8080,
+      pod: { namespace: "greedy", name: `p${i}` },
+    }));
+    sp.update("greedy/web:80", many);
+    assert.equal(sp.active, MAX_PROBED_PER_NAMESPACE);
+    sp.update("other/web:80", [{
+      ip: "10.1.0.1",
+      port: 8080,
+      pod: { namespace: "other", name: "o" },
+    }]);
+    assert.equal(sp.active, MAX_PROBED_PER_NAMESPACE + 1, "another namespace still gets a slot");
+    const ep = { ip: "10.2.0.1", port: 8080, pod: { namespace: "sts", name: "web-0", uid: "a" } };
+    sp.update("sts/web:80", [ep]);
+    const before = sp.active;
+    sp.update("sts/web:80", [{ ...ep, pod: { ...ep.pod, uid: "b" } }]);
+    // The old loop ends asynchronously once aborted.
+    await until("the old loop to be replaced, not added to", () => sp.active === before);
+    await until("the new pod to be read", () => reads.filter((r) => r === "sts/web-0").length >= 2);
   } finally {
     sp.close();
   }

@@ -180,7 +180,7 @@ export class UpstreamLeg {
    */
   async connect(ex: Exchange, target: Target, tls = false): Promise<UpstreamConn> {
     ex.phase = Phase.Connect;
-    const deadline = connectDeadline(this.#cfg, ex.route, ex.t0, ex.requestDeadline, Date.now());
+    let deadline = connectDeadline(this.#cfg, ex.route, ex.t0, ex.requestDeadline, Date.now());
     let attempt = 0;
     let lastError = "";
     // h2c apps: a stream on a multiplexed connection (an upgrade stays on HTTP/1.1).
@@ -244,7 +244,12 @@ export class UpstreamLeg {
           else {
             // Its load must not count against a per-pod cap while we wait (it may come back ready).
             releasePod(ex, this.#counters);
-            target = await this.#rehold(ex, target);
+            const next = await this.#rehold(ex, target);
+            // The caller sends to this target now (a fallback has the same protocol).
+            if (next !== target) ex.retarget = target = next;
+            // As after a first hold: a full connect window from now.
+            ex.phase = Phase.Connect;
+            deadline = connectDeadline(this.#cfg, ex.route, ex.t0, ex.requestDeadline, Date.now());
           }
           attempt = 0;
           continue;
