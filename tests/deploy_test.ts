@@ -198,34 +198,34 @@ Deno.test({
           ["keda-add-ons-http-interceptor", "get", "pods", "default", true],
           ["keda-add-ons-http-interceptor", "list", "pods", "default", false],
           [
-            "keda-add-ons-http-external-scaler",
+            "keda-add-ons-http-scaler",
             "watch",
             "httpscaledobjects.http.keda.sh",
             undefined,
             true,
           ],
           [
-            "keda-add-ons-http-external-scaler",
+            "keda-add-ons-http-scaler",
             "list",
             "endpointslices.discovery.k8s.io",
             NS,
             true,
           ],
           [
-            "keda-add-ons-http-external-scaler",
+            "keda-add-ons-http-scaler",
             "list",
             "endpointslices.discovery.k8s.io",
             "default",
             false,
           ],
           [
-            "keda-add-ons-http-external-scaler",
+            "keda-add-ons-http-scaler",
             "update",
             "httpscaledobjects.http.keda.sh",
             "default",
             false,
           ],
-          ["keda-add-ons-http-external-scaler", "get", "secrets", NS, false],
+          ["keda-add-ons-http-scaler", "get", "secrets", NS, false],
         ];
         const wrong: string[] = [];
         for (const [name, verb, resource, ns, allowed] of cases) {
@@ -306,7 +306,7 @@ Deno.test({
           kind,
           "keda-add-ons-http-operator",
           "keda-add-ons-http-interceptor",
-          "keda-add-ons-http-external-scaler",
+          "keda-add-ons-http-scaler",
           "--ignore-not-found",
         ]);
       }

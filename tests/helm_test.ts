@@ -220,7 +220,7 @@ Deno.test("non-default values render what they say", async () => {
   assert.deepEqual((proxy.spec as any).ports.map((p: any) => p.name), ["proxy", "proxy-tls"]);
   assert.equal(proxy.metadata.labels?.team, "web");
 
-  assert.equal(envOf(container(objs, "keda-add-ons-http-external-scaler")).LOG_LEVEL, "debug");
+  assert.equal(envOf(container(objs, "keda-add-ons-http-scaler")).LOG_LEVEL, "debug");
 });
 
 Deno.test("the Go chart's deprecated snake_case TLS names still apply", async () => {

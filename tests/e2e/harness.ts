@@ -16,9 +16,9 @@ import { type AppSpec, appYaml, DeploymentWatch, diagnoseApp } from "./apps.ts";
 import { httpGet, type HttpResponse, type HttpTarget } from "./http_client.ts";
 import {
   ADMIN_SERVICE,
-  DEPLOYMENTS,
   installSystem,
   INTERCEPTOR_SCALEDOBJECT,
+  POD_LABELS,
   PROXY_SERVICE,
   SCALER_SERVICE,
   systemImages,
@@ -289,7 +289,7 @@ export class E2E implements AsyncDisposable {
  * ScaledObjects. Waits for terminating ones; refuses to run beside a live one.
  */
 async function waitOtherInstallsGone(client: KubeClient, ours: string, log: Logger): Promise<void> {
-  const selector = `app.kubernetes.io/name in (${Object.values(DEPLOYMENTS).join(",")})`;
+  const selector = `app.kubernetes.io/name in (${Object.values(POD_LABELS).join(",")})`;
   const deadline = Date.now() + 120_000;
   let told = false;
   while (true) {

@@ -16,7 +16,14 @@ import type { Cluster } from "../cluster/mod.ts";
 
 export type Component = "interceptor" | "scaler" | "operator";
 
+/** Deployment names, as the Go add-on's install names them. */
 export const DEPLOYMENTS: Record<Component, string> = {
+  interceptor: "keda-add-ons-http-interceptor",
+  scaler: "keda-add-ons-http-scaler",
+  operator: "keda-add-ons-http-operator",
+};
+/** The pods' app.kubernetes.io/name label (the scaler's kept its earlier name, as its Service). */
+export const POD_LABELS: Record<Component, string> = {
   interceptor: "keda-add-ons-http-interceptor",
   scaler: "keda-add-ons-http-external-scaler",
   operator: "keda-add-ons-http-operator",
@@ -197,7 +204,7 @@ export async function installSystem(
 
   const listPods = async (component: Component) => {
     const list = await client.list<PodObject>(`/api/v1/namespaces/${namespace}/pods`, {
-      query: { labelSelector: `app.kubernetes.io/name=${DEPLOYMENTS[component]}` },
+      query: { labelSelector: `app.kubernetes.io/name=${POD_LABELS[component]}` },
     });
     return list.items.map(podInfo).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   };
