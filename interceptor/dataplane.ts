@@ -5,6 +5,7 @@
  * collects metrics, drains, and replaces a worker that crashes, replaying
  * the current state to it.
  */
+import type { TracingConfig } from "../shared/config.ts";
 import type { Level, Logger, LogSettings } from "../shared/log.ts";
 import type { SharedCounters } from "./counters.ts";
 import {
@@ -27,6 +28,7 @@ export interface DataPlaneOptions {
   log: Logger;
   logLevel: Level;
   logSettings?: LogSettings;
+  tracing?: TracingConfig;
   onActivity: (slot: number, active: boolean) => void;
 }
 
@@ -168,6 +170,7 @@ export class DataPlane {
       tls: index === 0 ? this.#opts.tls : null,
       logLevel: this.#opts.logLevel,
       ...(this.#opts.logSettings ? { logSettings: this.#opts.logSettings } : {}),
+      ...(this.#opts.tracing?.enabled ? { tracing: this.#opts.tracing } : {}),
     };
     return new Promise<void>((resolve, reject) => {
       let started = false;

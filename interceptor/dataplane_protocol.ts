@@ -2,6 +2,7 @@
 import type { CounterLayout } from "./counters.ts";
 import type { MetricsSnapshot } from "./metrics.ts";
 import type { LiveRoute, ProxyConfig, TargetUpdate } from "./proxy_contract.ts";
+import type { TracingConfig } from "../shared/config.ts";
 import type { Level, LogSettings } from "../shared/log.ts";
 
 export interface TlsSettings {
@@ -26,6 +27,8 @@ export interface InitMessage {
   logLevel: Level;
   /** Format and time encoding of the isolates' log lines (zap flags, LOG_FORMAT). */
   logSettings?: LogSettings;
+  /** OpenTelemetry traces; each isolate starts its own SDK when enabled. */
+  tracing?: TracingConfig;
 }
 
 export type ToIsolate =

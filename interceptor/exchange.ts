@@ -10,6 +10,7 @@ import { MAX_HEAD_BYTES } from "./http1_fields.ts";
 import { forwardedLines, type ForwardOptions, type RequestHead } from "./http1_request.ts";
 import type { LiveRoute } from "./proxy_contract.ts";
 import type { Endpoint, Target } from "./targets.ts";
+import type { SpanHandle } from "../shared/tracing.ts";
 import type { UpstreamConn } from "./upstream_pool.ts";
 
 const EMPTY = new Uint8Array(0);
@@ -173,6 +174,8 @@ export class Exchange {
   requestDeadline: number;
   /** Set when a re-hold fell back to the route's fallback: the target connect() chose. */
   retarget: Target | null = null;
+  /** The request's server span, when tracing is on. */
+  span: SpanHandle | null = null;
 
   constructor(
     readonly c: ClientConn,

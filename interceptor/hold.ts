@@ -28,16 +28,19 @@ export class Holding {
     if (!this.#counters.holdBegin(slot, this.#maxHeld)) return "full";
     ex.phase = Phase.Hold;
     watchHangup(ex);
+    // The cold start's own span: how long this request waited for a ready pod.
+    const span = ex.span?.child("hold", { "keda.target": target.key }) ?? null;
+    let outcome: HoldOutcome = "aborted";
     try {
       while (true) {
         if (ex.gone) return "aborted";
         const ep = this.#targets.pick(target);
         if (ep) {
           useEndpoint(ex, this.#counters, ep);
-          return "ready";
+          return outcome = "ready";
         }
         const now = Date.now();
-        if (now >= deadline) return "timeout";
+        if (now >= deadline) return outcome = "timeout";
         // Endpoints exist but are all at the per-pod cap: releases in other
         // isolates do not wake us, so look again soon.
         const capped = target.endpoints.length > 0;
@@ -53,11 +56,16 @@ export class Holding {
         ex.wake = null;
         ex.c.clearDeadline();
         if (why === "aborted") return "aborted";
-        if (why === "timeout") return "timeout";
+        if (why === "timeout") return outcome = "timeout";
       }
     } finally {
       ex.wake = null;
       this.#counters.holdEnd(slot);
+      if (span !== null) {
+        span.set({ "keda.hold.outcome": outcome });
+        if (outcome === "timeout") span.fail("no ready endpoint before the deadline");
+        span.end();
+      }
     }
   }
 }

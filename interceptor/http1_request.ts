@@ -284,6 +284,7 @@ export function forwardedFields(
   opts: ForwardOptions,
   raw: boolean,
   out: string[],
+  ownTraceContext = false,
 ): void {
   let xff: string | null = null;
   let sawXfh = false;
@@ -296,6 +297,8 @@ export function forwardedFields(
     switch (fieldKind(name)) {
       case NONE:
         if (named.length > 0 && named.indexOf(name) >= 0) continue;
+        // Our span's context replaces the client's (its baggage passes as sent).
+        if (ownTraceContext && (name === "traceparent" || name === "tracestate")) continue;
         out.push(raw ? f[i]! : name, f[i + 2]!);
         break;
       case HOST:
@@ -335,10 +338,15 @@ export function forwardedFields(
  * The head sent upstream: HTTP/1.1, origin-form target, the forwarded
  * fields, and framing and upgrade fields generated from the parse.
  */
-export function upstreamRequestHead(req: RequestHead, opts: ForwardOptions): string {
+export function upstreamRequestHead(
+  req: RequestHead,
+  opts: ForwardOptions,
+  traceContext?: Array<[string, string]>,
+): string {
   let out = `${req.method} ${req.path} HTTP/1.1\r\n`;
   const fields: string[] = [];
-  forwardedFields(req, opts, true, fields);
+  forwardedFields(req, opts, true, fields, traceContext !== undefined);
+  if (traceContext) { for (const [k, v] of traceContext) fields.push(k, v); }
   for (let i = 0; i < fields.length; i += 2) out += `${fields[i]}: ${fields[i + 1]}\r\n`;
   if (req.chunked) out += "Transfer-Encoding: chunked\r\n";
   else if (req.contentLength >= 0) out += `Content-Length: ${req.contentLength}\r\n`;

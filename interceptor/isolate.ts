@@ -5,6 +5,7 @@
  * Worker in production and directly in tests.
  */
 import { createLogger, type Logger } from "../shared/log.ts";
+import type { Tracing } from "../shared/tracing.ts";
 import { SharedCounters } from "./counters.ts";
 import {
   type FromIsolate,
@@ -24,6 +25,7 @@ export class DataPlaneIsolate {
   #listener: Deno.TcpListener | null = null;
   #tls: TlsServer | null = null;
   #accepting: Promise<void> | null = null;
+  #tracing: Tracing | null = null;
 
   constructor(readonly init: InitMessage, readonly post: (m: FromIsolate) => void) {
     this.log = createLogger({
@@ -56,6 +58,11 @@ export class DataPlaneIsolate {
       for (const note of up.notes) this.log.info("trusted for HTTPS apps", { source: note });
     }
     try {
+      if (this.init.tracing) {
+        const { startTracing } = await import("../shared/tracing.ts");
+        this.#tracing = await startTracing(this.init.tracing, this.log, "keda-http-interceptor");
+        this.proxy.tracing = this.#tracing;
+      }
       this.#listener = Deno.listen({
         hostname: this.init.listen.hostname,
         port: this.init.listen.port,
@@ -151,6 +158,10 @@ export class DataPlaneIsolate {
         this.#stopAccepting();
         this.proxy.close();
         await this.#accepting;
+        // What is still batched goes out before the isolate ends.
+        await this.#tracing?.shutdown().catch((e) =>
+          this.log.warn("could not export the last spans", { error: e })
+        );
         break;
       case "init":
         break;

@@ -109,6 +109,7 @@ async function main(): Promise<number> {
     log,
     logLevel: logLevel(),
     logSettings: { format: logFormat(), ...logSettings },
+    tracing: config.tracing,
     onActivity: (slot, active) => activity.control?.onActivity(slot, active),
   });
   const control = new Control({

@@ -10,6 +10,7 @@
  * of a timer per request.
  */
 import type { Logger } from "../shared/log.ts";
+import type { SpanHandle, Tracing } from "../shared/tracing.ts";
 import { formatDuration } from "../shared/duration.ts";
 import { BufferFull, type ByteConn, closeQuietly, writeAll } from "./conn_io.ts";
 import type { SharedCounters } from "./counters.ts";
@@ -73,6 +74,8 @@ function staticRouteFor(
 const COPY_BODY_MAX = 16 * 1024;
 
 export class HttpProxy {
+  /** OpenTelemetry traces (isolate.ts sets it when enabled): a server span per forwarded request. */
+  tracing: Tracing | null = null;
   readonly #cfg: ProxyConfig;
   readonly #counters: SharedCounters;
   readonly #metrics: RequestMetrics;
@@ -463,6 +466,7 @@ export class HttpProxy {
               }
               this.#leg.upstreamBroke(ex, up, body, tries, true, noResponse(target, up));
             }
+            ex.span?.event("response head", { "http.response.status_code": head.info.status });
             if (head.info.status === 101) {
               await this.#leg.upgraded(ex, up, head, target, pump);
             } else {
@@ -625,6 +629,7 @@ export class HttpProxy {
     const ex = new Exchange(c, req, route, t0, requestDeadline(this.#cfg, route, t0));
     c.exchange = ex;
     ex.counted = counted;
+    if (this.tracing !== null) ex.span = this.#startSpan(this.tracing, c, req, route);
     if (counted && this.#counters.begin(route.slot)) this.#onActivity(route.slot, true);
     return ex;
   }
@@ -723,6 +728,7 @@ export class HttpProxy {
     status: number,
     secs: number,
     cold: boolean,
+    traceId?: string,
   ): void {
     this.#log.info("request", {
       route,
@@ -735,6 +741,7 @@ export class HttpProxy {
       ms: Math.round(secs * 1000),
       coldStart: cold,
       userAgent: utf8Of(req.headers.get("user-agent") ?? "").slice(0, 200),
+      ...(traceId ? { traceId } : {}),
     });
   }
 
@@ -750,6 +757,23 @@ export class HttpProxy {
     }
   }
 
+  /** The request's server span: a child of the client's trace context when it sent one. */
+  #startSpan(tracing: Tracing, c: ClientConn, req: RequestHead, route: LiveRoute): SpanHandle {
+    const h = req.headers;
+    return tracing.server(
+      "keda-http-interceptor",
+      { traceparent: h.get("traceparent"), tracestate: h.get("tracestate") },
+      {
+        "http.request.method": req.method,
+        "url.path": utf8Of(req.path).slice(0, 500),
+        "server.address": utf8Of(req.host).slice(0, 200),
+        "network.protocol.version": c.h2 ? "2" : `1.${req.minor}`,
+        "client.address": c.remoteIp,
+        "keda.route": route.key,
+      },
+    );
+  }
+
   /** Every exchange ends here, however it went: counters back down, metrics, the 499 log. */
   #end(ex: Exchange): void {
     const { c, req, route } = ex;
@@ -762,7 +786,14 @@ export class HttpProxy {
     if (ex.gone && ex.status !== 101) ex.status = 499;
     const secs = (Date.now() - ex.t0) / 1000;
     this.#metrics.record(route.key, req.method, ex.status, secs);
-    if (this.#cfg.logRequests) this.#logRequest(c, req, route.key, ex.status, secs, ex.cold);
+    if (ex.span !== null) {
+      ex.span.set({ "http.response.status_code": ex.status, "keda.cold_start": ex.cold });
+      if (ex.status >= 500) ex.span.fail(`answered ${ex.status}`);
+      ex.span.end();
+    }
+    if (this.#cfg.logRequests) {
+      this.#logRequest(c, req, route.key, ex.status, secs, ex.cold, ex.span?.traceId);
+    }
     if (ex.status === 499) {
       this.#log.info("client closed the request before the response was complete", {
         route: route.key,

@@ -179,6 +179,21 @@ export class UpstreamLeg {
    * is not retried: the TCP connection worked, so it would fail again.
    */
   async connect(ex: Exchange, target: Target, tls = false): Promise<UpstreamConn> {
+    if (ex.span === null) return await this.#connect(ex, target, tls);
+    const span = ex.span.child("connect", { "keda.target": target.key }, "client");
+    try {
+      const u = await this.#connect(ex, target, tls);
+      span.set({ "network.peer.address": u.addr });
+      return u;
+    } catch (e) {
+      span.fail(e instanceof Error ? e.message : String(e));
+      throw e;
+    } finally {
+      span.end();
+    }
+  }
+
+  async #connect(ex: Exchange, target: Target, tls: boolean): Promise<UpstreamConn> {
     ex.phase = Phase.Connect;
     let deadline = connectDeadline(this.#cfg, ex.route, ex.t0, ex.requestDeadline, Date.now());
     let attempt = 0;
@@ -303,12 +318,15 @@ export class UpstreamLeg {
       body.done = e >= 0;
     }
     let headLength: number;
-    const spliced = spliceRequestHead(req, c.fwd, take, c.upAlloc, c.forwardedLines);
+    // With a span, the head carries its trace context instead of the client's: not spliced.
+    const spliced = ex.span === null
+      ? spliceRequestHead(req, c.fwd, take, c.upAlloc, c.forwardedLines)
+      : null;
     if (spliced) {
       body.first = spliced.bytes;
       headLength = spliced.headLength;
     } else {
-      const headText = upstreamRequestHead(req, c.fwd);
+      const headText = upstreamRequestHead(req, c.fwd, ex.span?.context());
       body.first = binaryBytes(headText, take, c.upAlloc);
       headLength = headText.length;
     }

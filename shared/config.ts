@@ -200,6 +200,71 @@ function promExporterOf(e: PromExporterEnv): { enabled: boolean; port: number } 
   return { enabled: e.OTEL_PROM_EXPORTER_ENABLED, port: e.OTEL_PROM_EXPORTER_PORT };
 }
 
+/**
+ * OpenTelemetry traces (Go HEAD: pkg/observability/config.go), in the
+ * interceptor and the scaler: off by default; the exporters read the SDK's
+ * standard OTEL_EXPORTER_OTLP_* endpoint and header variables themselves.
+ */
+export const TRACES_PROTOCOLS = ["console", "http/protobuf", "grpc"] as const;
+export const TRACES_SAMPLERS = [
+  "always_on",
+  "always_off",
+  "traceidratio",
+  "parentbased_always_on",
+  "parentbased_always_off",
+  "parentbased_traceidratio",
+] as const;
+
+function tracingEnv() {
+  return {
+    OTEL_EXPORTER_OTLP_TRACES_ENABLED: env.bool(false),
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: env.enumOf(TRACES_PROTOCOLS, "console"),
+    OTEL_TRACES_SAMPLER: env.enumOf(TRACES_SAMPLERS, "parentbased_always_on"),
+    // -1: unset (a ratio sampler then keeps every trace).
+    OTEL_TRACES_SAMPLER_ARG: envVar<number>(-1, (s) => {
+      const n = Number(s);
+      if (!Number.isFinite(n) || n < 0 || n > 1) {
+        throw new Error(`"${s}" is not a sampling ratio: use a number from 0 to 1`);
+      }
+      return n;
+    }),
+    OTEL_SERVICE_NAME: env.string(""),
+    // The SDK's batch delay (the spec's variable, in ms): spans are exported this often.
+    OTEL_BSP_SCHEDULE_DELAY: env.int(5_000),
+  };
+}
+
+interface TracingEnv {
+  OTEL_EXPORTER_OTLP_TRACES_ENABLED: boolean;
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: typeof TRACES_PROTOCOLS[number];
+  OTEL_TRACES_SAMPLER: typeof TRACES_SAMPLERS[number];
+  OTEL_TRACES_SAMPLER_ARG: number;
+  OTEL_SERVICE_NAME: string;
+  OTEL_BSP_SCHEDULE_DELAY: number;
+}
+
+export interface TracingConfig {
+  enabled: boolean;
+  protocol: typeof TRACES_PROTOCOLS[number];
+  sampler: typeof TRACES_SAMPLERS[number];
+  /** The ratio of the traceidratio samplers (default 1). */
+  ratio: number;
+  serviceName: string;
+  /** How often batched spans are exported, ms. */
+  batchDelayMs: number;
+}
+
+function tracingOf(e: TracingEnv, serviceName: string): TracingConfig {
+  return {
+    enabled: e.OTEL_EXPORTER_OTLP_TRACES_ENABLED,
+    protocol: e.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    sampler: e.OTEL_TRACES_SAMPLER,
+    ratio: e.OTEL_TRACES_SAMPLER_ARG < 0 ? 1 : e.OTEL_TRACES_SAMPLER_ARG,
+    serviceName: e.OTEL_SERVICE_NAME || serviceName,
+    batchDelayMs: Math.max(1, e.OTEL_BSP_SCHEDULE_DELAY),
+  };
+}
+
 export class ConfigError extends Error {
   constructor(readonly program: string, readonly problems: string[]) {
     super(
@@ -271,6 +336,7 @@ export function withDeprecatedEnv(
 function buildInterceptorEnvSchema() {
   return z.pipe(
     z.object({
+      ...tracingEnv(),
       KEDA_HTTP_PROXY_PORT: env.port(8080),
       KEDA_HTTP_ADMIN_PORT: env.port(9090),
       KEDA_HTTP_WATCH_NAMESPACE: env.string(""),
@@ -412,6 +478,7 @@ function buildInterceptorEnvSchema() {
       idleTimeoutMs: e.KEDA_HTTP_IDLE_TIMEOUT,
       requestHeadTimeoutMs: e.KEDA_HTTP_REQUEST_HEAD_TIMEOUT,
       prometheus: promExporterOf(e),
+      tracing: tracingOf(e, "keda-http-interceptor"),
     })),
   );
 }
@@ -428,6 +495,7 @@ export function interceptorEnvSchema(): z.ZodMiniType<InterceptorConfig> {
 function buildScalerEnvSchema() {
   return z.pipe(
     z.object({
+      ...tracingEnv(),
       KEDA_HTTP_SCALER_PORT: env.port(9090),
       /** Ours: the HTTP server with /queue, /queue_ping, /livez, /readyz, /metrics. */
       KEDA_HTTP_SCALER_HTTP_PORT: env.port(9091),
@@ -489,6 +557,7 @@ function buildScalerEnvSchema() {
       watchNamespace: e.KEDA_HTTP_WATCH_NAMESPACE,
       wakeToken: e.KEDA_HTTP_SCALER_WAKE_TOKEN,
       prometheus: promExporterOf(e),
+      tracing: tracingOf(e, "keda-http-external-scaler"),
     })),
   );
 }
