@@ -28,6 +28,7 @@ import type { Logger } from "../shared/log.ts";
 import { aborted } from "../shared/lifetime.ts";
 import type { Readiness } from "./readiness.ts";
 import type { ScalerMetrics } from "./scaler_metrics.ts";
+import type { SpanHandle, Tracing } from "../shared/tracing.ts";
 import {
   type MetricSpecAnswer,
   type MetricValueAnswer,
@@ -113,6 +114,8 @@ export interface ExternalScalerServerOptions {
   metrics?: ScalerMetrics;
   /** How long a call made during start-up waits for readiness before UNAVAILABLE. */
   readyWaitMs?: number;
+  /** OpenTelemetry traces: a server span per unary call (KEDA's trace context when it sends one). */
+  tracing?: Tracing | null;
 }
 
 interface HealthWatcher {
@@ -268,14 +271,18 @@ export class ExternalScalerServer {
 
   #unary<Req, Res>(method: string, answer: (req: Req) => Res) {
     return async (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>) => {
+      const span = this.#span(method, call.metadata);
       try {
         await this.#ensureStarted();
         const res = answer(call.request);
         this.#record(method, grpc.status.OK);
+        span?.set({ "rpc.grpc.status_code": grpc.status.OK });
         callback(null, res);
       } catch (e) {
         const err = toServiceError(e);
         this.#record(method, err.code ?? grpc.status.UNKNOWN);
+        span?.set({ "rpc.grpc.status_code": err.code ?? grpc.status.UNKNOWN });
+        span?.fail(err.details ?? "failed");
         const level = e instanceof ScalerError ? "warn" : "error";
         this.#opts.log[level](`${method} failed`, {
           error: err.details,
@@ -285,8 +292,28 @@ export class ExternalScalerServer {
             : call.request,
         });
         callback(err);
+      } finally {
+        span?.end();
       }
     };
+  }
+
+  #span(method: string, md: grpc.Metadata): SpanHandle | null {
+    const tracing = this.#opts.tracing;
+    if (!tracing) return null;
+    const one = (k: string) => {
+      const v = md.get(k)[0];
+      return typeof v === "string" ? v : null;
+    };
+    return tracing.server(
+      `externalscaler.ExternalScaler/${method}`,
+      { traceparent: one("traceparent"), tracestate: one("tracestate") },
+      {
+        "rpc.system": "grpc",
+        "rpc.service": "externalscaler.ExternalScaler",
+        "rpc.method": method,
+      },
+    );
   }
 
   async #streamIsActive(call: grpc.ServerWritableStream<ScaledObjectRef, unknown>): Promise<void> {
@@ -506,6 +533,8 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Deadline of the call (default 10 s). */
   timeoutMs?: number;
+  /** Request metadata, e.g. a traceparent. */
+  metadata?: Record<string, string>;
 }
 
 type UnaryMethod = (
@@ -534,9 +563,11 @@ export class ExternalScalerClient {
   #unary<T>(client: grpc.Client, method: string, req: unknown, options: CallOptions): Promise<T> {
     return new Promise((resolve, reject) => {
       const fn = (client as unknown as Record<string, UnaryMethod>)[method]!.bind(client);
+      const md = new grpc.Metadata();
+      for (const [k, v] of Object.entries(options.metadata ?? {})) md.set(k, v);
       const call = fn(
         req,
-        new grpc.Metadata(),
+        md,
         { deadline: Date.now() + (options.timeoutMs ?? 10_000) },
         (err, res) => {
           options.signal?.removeEventListener("abort", onAbort);

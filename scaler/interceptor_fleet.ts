@@ -10,6 +10,7 @@
 import type { Logger } from "../shared/log.ts";
 import { aborted, backoffMs, sleep } from "../shared/lifetime.ts";
 import { fetchQueueCounts, watchQueueCounts } from "../shared/queue_counts.ts";
+import type { Tracing } from "../shared/tracing.ts";
 import type { InterceptorPod, QueueAggregator } from "./queue_aggregator.ts";
 import type { ScalerMetrics } from "./scaler_metrics.ts";
 
@@ -25,6 +26,8 @@ export interface InterceptorFleetOptions {
   watch?: boolean;
   log: Logger;
   metrics?: ScalerMetrics;
+  /** OpenTelemetry traces: a client span per /queue poll. */
+  tracing?: Tracing | null;
 }
 
 /** What a worker asks of its fleet. */
@@ -72,13 +75,19 @@ class PodWorker {
   async pollOnce(signal?: AbortSignal): Promise<void> {
     const { aggregator, fetchTimeoutMs, metrics } = this.#fleet;
     const startedAt = performance.now();
+    const span = this.#fleet.tracing?.root("GET /queue", {
+      "server.address": this.pod.url,
+      "keda.interceptor_pod": this.pod.name,
+    }, "client") ?? null;
     try {
       const counts = await fetchQueueCounts(this.pod.url, {
         timeoutMs: fetchTimeoutMs,
         signal: signal
           ? AbortSignal.any([signal, this.#controller.signal])
           : this.#controller.signal,
+        headers: span?.context(),
       });
+      span?.set({ "keda.routes": Object.keys(counts).length });
       aggregator.applyPoll(this.pod.id, startedAt, counts);
       this.answering = true;
       metrics?.polls.inc({ result: "ok" });
@@ -88,6 +97,7 @@ class PodWorker {
         this.#log.info("interceptor answers /queue again");
       }
     } catch (e) {
+      span?.fail(e instanceof Error ? e.message : String(e));
       if (this.#controller.signal.aborted || signal?.aborted) return;
       aggregator.applyPollError(this.pod.id, e);
       this.answering = false;
@@ -105,6 +115,8 @@ class PodWorker {
           { error: message },
         );
       } else this.#log.debug("interceptor still does not answer /queue", { error: message });
+    } finally {
+      span?.end();
     }
   }
 

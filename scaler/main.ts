@@ -10,6 +10,7 @@ import { Informer, KubeApiClient, loadCredentials } from "../shared/kube_api.ts"
 import { LifetimeGroup, osSignals } from "../shared/lifetime.ts";
 import { loggerFromEnv } from "../shared/log.ts";
 import { FlagError } from "../shared/go_flags.ts";
+import { startTracing } from "../shared/tracing.ts";
 import { endpointSliceInformer, followInterceptorEndpoints } from "./interceptor_endpoints.ts";
 import { buildScaler, HTTPSOS_LISTED, ROUTES_LISTED } from "./scaler.ts";
 import { ignoredEnvNotes, parseScalerFlags } from "./startup.ts";
@@ -54,10 +55,12 @@ const routeInformer = new Informer(kube, {
     "the InterceptorRoute CRD (http.keda.sh/v1beta1) is not installed: apply k8s/crd/interceptorroutes.yaml",
   log: log.with({ watch: IR_PLURAL }),
 });
+const tracing = await startTracing(config.tracing, log, "keda-http-external-scaler");
 const scaler = buildScaler(config, {
   httpsoStore: httpsoInformer.store,
   routeStore: routeInformer.store,
   log,
+  tracing,
 });
 
 const { namespace, service, port } = config.targetAdmin;
@@ -120,6 +123,8 @@ try {
   code = 1;
 } finally {
   kube.close();
+  // What is still batched goes out before the process ends.
+  await tracing?.shutdown().catch((e) => log.warn("could not export the last spans", { error: e }));
 }
 log.info("stopped");
 Deno.exit(code);

@@ -15,6 +15,7 @@ import { QueueAggregator } from "./queue_aggregator.ts";
 import { Readiness } from "./readiness.ts";
 import { InterceptorRouteIndex, rateConfigOf } from "./route_index.ts";
 import { ScalerMetrics } from "./scaler_metrics.ts";
+import type { Tracing } from "../shared/tracing.ts";
 import { ScalingAnswers } from "./scaling_answers.ts";
 import { servePrometheus } from "../shared/prometheus_server.ts";
 
@@ -53,6 +54,8 @@ export interface ScalerDeps {
   watch?: boolean;
   /** Host to bind both servers to (default 0.0.0.0). */
   hostname?: string;
+  /** OpenTelemetry traces (shared/tracing.ts), when enabled. */
+  tracing?: Tracing | null;
 }
 
 export function buildScaler(config: ScalerConfig, deps: ScalerDeps): ScalerParts {
@@ -79,6 +82,7 @@ export function buildScaler(config: ScalerConfig, deps: ScalerDeps): ScalerParts
     watch: deps.watch,
     log: log.with({ part: "fleet" }),
     metrics,
+    tracing: deps.tracing ?? null,
   });
   // Not ready while every known interceptor fails: its counts are guesses.
   // No interceptor at all is a fresh install (or scaled to zero), not a fault.
@@ -94,6 +98,7 @@ export function buildScaler(config: ScalerConfig, deps: ScalerDeps): ScalerParts
     streamIntervalMs: config.streamIntervalMs,
     log: log.with({ part: "grpc" }),
     metrics,
+    tracing: deps.tracing ?? null,
   });
   const wakes = grpc.answers.wakes;
   metrics.setWakes(() => wakes.list());

@@ -55,11 +55,14 @@ export function parseQueueCounts(text: string): QueueCounts {
 /** Client side: fetches /queue with a timeout (the Go scaler had none). */
 export async function fetchQueueCounts(
   baseUrl: string,
-  options: { signal?: AbortSignal; timeoutMs: number },
+  options: { signal?: AbortSignal; timeoutMs: number; headers?: Array<[string, string]> },
 ): Promise<QueueCounts> {
   const signals = [AbortSignal.timeout(options.timeoutMs)];
   if (options.signal) signals.push(options.signal);
-  const res = await fetch(new URL(QUEUE_PATH, baseUrl), { signal: AbortSignal.any(signals) });
+  const res = await fetch(new URL(QUEUE_PATH, baseUrl), {
+    signal: AbortSignal.any(signals),
+    ...(options.headers ? { headers: options.headers } : {}),
+  });
   const body = await res.text();
   if (!res.ok) {
     throw new Error(

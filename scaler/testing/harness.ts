@@ -5,6 +5,7 @@
  * interceptor pods given directly instead of EndpointSlices, both servers on
  * loopback ports chosen by the OS.
  */
+import type { Tracing } from "../../shared/tracing.ts";
 import { parseConfig, scalerEnvSchema } from "../../shared/config.ts";
 import type { HTTPScaledObjectInput } from "../../shared/httpso.ts";
 import type { InterceptorRouteInput } from "../../shared/interceptor_route.ts";
@@ -25,6 +26,8 @@ export interface TestScalerOptions {
   watch?: boolean;
   /** Log lines are collected here (and not printed). */
   logLines?: string[];
+  /** OpenTelemetry traces for the scaler's parts. */
+  tracing?: Tracing | null;
 }
 
 export interface TestScaler extends AsyncDisposable {
@@ -108,6 +111,7 @@ export async function startTestScaler(options: TestScalerOptions = {}): Promise<
     log,
     watch: options.watch,
     hostname: "127.0.0.1",
+    tracing: options.tracing ?? null,
   });
   const controller = new AbortController();
   const fleetDone = parts.fleet.run(controller.signal);
