@@ -134,6 +134,13 @@ Deno.test("helm template with default values renders the objects of kustomize k8
     ]
   ) assert.ok(kinds.has(kind), `kustomize renders no ${kind}`);
   assert.equal([...kustomize.values()].filter((o) => o.kind === "Deployment").length, 3);
+  // `helm uninstall` must never delete the CRDs (and with them every user's
+  // HTTPScaledObject): k8s/crd carries Helm's keep policy, so both renders have it.
+  for (const o of chart.values()) {
+    if (o.kind !== "CustomResourceDefinition") continue;
+    const annotations = (o.metadata as { annotations?: Record<string, string> }).annotations;
+    assert.equal(annotations?.["helm.sh/resource-policy"], "keep", `${key(o)}: resource policy`);
+  }
 });
 
 Deno.test("values outside the schema are refused with a message naming the value", async () => {

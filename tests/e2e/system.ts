@@ -1,13 +1,15 @@
 /**
  * Our system installed the way users install it: k8s/ through a kustomize
  * overlay (build/deploy.ts's, written to a temporary directory so nothing
- * else's dist/deploy is touched) and `kubectl apply --server-side -k`. The
+ * else's dist/deploy is touched) and `kubectl apply --server-side -k`, or,
+ * with the `helm` option, `helm install` of k8s/chart/keda-add-ons-http. The
  * handle finds our pods, restarts them, describes them for failure messages,
  * and uninstalls without deleting the shared CRD.
  */
 import { stringify } from "yaml";
 import { overlay } from "../../build/deploy.ts";
 import { imageNames } from "../../build/image.ts";
+import type { Program } from "../../build/programs.ts";
 import { isNotFound, type KubeClient, type KubeObject } from "../../shared/kube.ts";
 import { sleep } from "../../shared/lifetime.ts";
 import type { Logger } from "../../shared/log.ts";
@@ -113,6 +115,70 @@ export async function kubectl(
   return { code: o.code, out: dec.decode(o.stdout), err: dec.decode(o.stderr) };
 }
 
+/** The chart, and the release name its docs use. */
+export const CHART = repoPath("k8s/chart/keda-add-ons-http");
+export const HELM_RELEASE = "keda-add-ons-http";
+
+/** Install through Helm instead of `kubectl apply -k`. */
+export interface HelmInstallOptions {
+  /** The helm binary (tests/tools/helm.ts `helmBinary()`). */
+  binary: string;
+  /** Default `keda-add-ons-http`. */
+  release?: string;
+  /** More `helm install` arguments, e.g. `--create-namespace`, `--take-ownership`, `--set …`. */
+  args?: string[];
+}
+
+/**
+ * Runs helm against the cluster at `kubeconfigPath`, in `namespace`, with its
+ * config, cache and data under `home` (nothing in $HOME).
+ */
+export function helmRunner(
+  binary: string,
+  kubeconfigPath: string,
+  namespace: string,
+  home: string,
+): (args: string[]) => Promise<{ code: number; out: string; err: string }> {
+  return async (args) => {
+    const o = await new Deno.Command(binary, {
+      args: [...args, "--kubeconfig", kubeconfigPath, "--namespace", namespace],
+      env: {
+        HELM_CACHE_HOME: `${home}/cache`,
+        HELM_CONFIG_HOME: `${home}/config`,
+        HELM_DATA_HOME: `${home}/data`,
+      },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const dec = new TextDecoder();
+    return { code: o.code, out: dec.decode(o.stdout), err: dec.decode(o.stderr) };
+  };
+}
+
+/**
+ * `--set` arguments pointing the chart's images at these names. The chart has
+ * one `images.tag` for all three, so the names must share their tag.
+ */
+export function helmImageValues(images: Record<Program, string>): string[] {
+  const parts = Object.entries(images).map(([program, ref]) => {
+    if (ref.includes("@")) throw new Error(`the chart takes tags, not digests: ${ref}`);
+    const slash = ref.lastIndexOf("/");
+    const colon = ref.lastIndexOf(":");
+    return colon > slash
+      ? { program, name: ref.slice(0, colon), tag: ref.slice(colon + 1) }
+      : { program, name: ref, tag: "latest" };
+  });
+  const tags = new Set(parts.map((p) => p.tag));
+  if (tags.size > 1) {
+    throw new Error(`the chart has one images.tag for all three images: ${Object.values(images)}`);
+  }
+  return [
+    "--set",
+    [...parts.map((p) => `images.${p.program}=${p.name}`), `images.tag=${[...tags][0]}`].join(","),
+  ];
+}
+
 export interface InstallSystemOptions {
   namespace: string;
   kubectl: string;
@@ -122,10 +188,23 @@ export interface InstallSystemOptions {
   /** Default 180 s: the first start of each program on a fresh machine caches its modules. */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /**
+   * Install with `helm install` of the chart (images from `images`) instead of
+   * `kubectl apply -k` of k8s/ (the default); `uninstall()` then starts with
+   * `helm uninstall`.
+   */
+  helm?: HelmInstallOptions;
 }
 
 export interface SystemInstall extends AsyncDisposable {
   readonly namespace: string;
+  /**
+   * Installed with Helm: runs helm with this cluster's kubeconfig and
+   * `--namespace` of the install (and a Helm home of its own).
+   */
+  readonly helm?: (args: string[]) => Promise<{ code: number; out: string; err: string }>;
+  /** Installed with Helm: the release name. */
+  readonly release?: string;
   /** Pods of a component, oldest first (terminating ones included; see `deleting`). */
   pods(component: Component): Promise<PodInfo[]>;
   /** Ready pods of a component that are not terminating. */
@@ -189,17 +268,39 @@ export async function installSystem(
 ): Promise<SystemInstall> {
   const { namespace, client, log } = options;
   const k = (args: string[]) => kubectl(options.kubectl, cluster.kubeconfigPath, args);
-  const dir = await Deno.makeTempDir({ prefix: "kedahttp-e2e-overlay-" });
-  const base = relativePath(dir, repoPath("k8s"));
-  await Deno.writeTextFile(
-    `${dir}/kustomization.yaml`,
-    stringify(overlay(await imageNames(options.images), namespace, base)),
-  );
   const t0 = Date.now();
-  const applied = await k(["apply", "--server-side", "--force-conflicts", "-k", dir]);
-  await Deno.remove(dir, { recursive: true }).catch(() => {});
-  if (applied.code !== 0) {
-    throw new Error(`kubectl apply -k of k8s/ into ${namespace} failed:\n${applied.err}`);
+  let helm: SystemInstall["helm"];
+  let helmHome: string | undefined;
+  const release = options.helm?.release ?? HELM_RELEASE;
+  if (options.helm) {
+    const h = options.helm;
+    const home = helmHome = await Deno.makeTempDir({ prefix: "kedahttp-e2e-helm-" });
+    helm = helmRunner(h.binary, cluster.kubeconfigPath, namespace, home);
+    const installed = await helm([
+      "install",
+      release,
+      CHART,
+      ...helmImageValues(await imageNames(options.images)),
+      ...(h.args ?? []),
+    ]);
+    if (installed.code !== 0) {
+      // A failed install may have created some objects (release status "failed").
+      await helm(["uninstall", release]).catch(() => {});
+      await Deno.remove(home, { recursive: true }).catch(() => {});
+      throw new Error(`helm install of the chart into ${namespace} failed:\n${installed.err}`);
+    }
+  } else {
+    const dir = await Deno.makeTempDir({ prefix: "kedahttp-e2e-overlay-" });
+    const base = relativePath(dir, repoPath("k8s"));
+    await Deno.writeTextFile(
+      `${dir}/kustomization.yaml`,
+      stringify(overlay(await imageNames(options.images), namespace, base)),
+    );
+    const applied = await k(["apply", "--server-side", "--force-conflicts", "-k", dir]);
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    if (applied.code !== 0) {
+      throw new Error(`kubectl apply -k of k8s/ into ${namespace} failed:\n${applied.err}`);
+    }
   }
 
   const listPods = async (component: Component) => {
@@ -243,6 +344,7 @@ export async function installSystem(
 
   const handle: SystemInstall = {
     namespace,
+    ...(helm ? { helm, release } : {}),
     pods: listPods,
     async readyPods(component) {
       return (await listPods(component)).filter((p) => p.ready && !p.deleting);
@@ -308,6 +410,15 @@ export async function installSystem(
     },
     describe,
     async uninstall() {
+      if (helm) {
+        // The chart keeps the CRDs (helm.sh/resource-policy: keep); what is
+        // left after it (a failed install) goes as below.
+        const r = await helm(["uninstall", release]);
+        if (r.code !== 0 && !/not found/.test(r.err)) {
+          log.warn("helm uninstall failed", { release, namespace, error: r.err.trim() });
+        }
+        if (helmHome) await Deno.remove(helmHome, { recursive: true }).catch(() => {});
+      }
       // Not `kubectl delete -k`: that would delete the CRD the whole cluster shares.
       await client.delete(`/api/v1/namespaces/${namespace}`).catch((e) => {
         if (!isNotFound(e)) throw e;
@@ -366,7 +477,7 @@ export async function installSystem(
     await handle.uninstall().catch(() => {});
     throw new Error(text);
   }
-  log.info("system installed", { namespace, ms: Date.now() - t0 });
+  log.info("system installed", { namespace, by: helm ? "helm" : "kubectl", ms: Date.now() - t0 });
   return handle;
 }
 
