@@ -45,7 +45,9 @@ export function loadOperatorConfig(
     if (!(e instanceof ConfigError)) throw e;
     throw new ConfigError("operator", e.problems.map((p) => withOrigin(p, flags.origin)));
   }
-  const probe = flags.probe && flags.probe.port === config.adminPort ? null : flags.probe;
+  const probe = !flags.probeExplicit || (flags.probe && flags.probe.port === config.adminPort)
+    ? null
+    : flags.probe;
   if (probe && config.prometheus.enabled && probe.port === config.prometheus.port) {
     throw new ConfigError("operator", [
       `--health-probe-bind-address=":${probe.port}": must differ from the metrics port (${config.prometheus.port}, from ${

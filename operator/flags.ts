@@ -50,6 +50,12 @@ export interface OperatorFlags {
   origin: Record<string, string>;
   /** The probe server; null when disabled with "0". */
   probe: BindAddress | null;
+  /**
+   * --health-probe-bind-address was given. Without it the admin port answers
+   * /healthz and /readyz and no second listener opens (two local replicas
+   * would fight over :8081); the Go chart passes it, so there it listens.
+   */
+  probeExplicit: boolean;
   /** Interface the metrics listener binds to ("" = all). */
   metricsHostname: string;
   log: LogSettings;
@@ -121,6 +127,7 @@ export function parseOperatorFlags(args: readonly string[]): OperatorFlags {
     env,
     origin,
     probe,
+    probeExplicit: raw["health-probe-bind-address"] !== undefined,
     metricsHostname,
     log: zap.log,
     notes,
