@@ -252,7 +252,7 @@ Deno.test({
       });
 
       await t.step(
-        "a request through the interceptor Service reaches a demo app at 1 replica",
+        "a request through the interceptor Service reaches a demo app at 1 replica; its metrics Service serves it counted",
         async () => {
           const app = await cluster.createNamespace("deploy-demo");
           await cluster.applyYaml(
@@ -295,6 +295,15 @@ Deno.test({
             intervalMs: 1000,
           });
           assert.match(body, /"path":"\/hello"/);
+          // The Go add-on's metrics Service: what a ServiceMonitor scrapes.
+          const metricsUrl = `http://keda-add-ons-http-interceptor-metrics.${NS}:2223/metrics`;
+          const metrics = await cluster.waitFor(async () => {
+            const r = await cluster.execInPod(app, pod, ["curl", "-sS", "-m", "5", metricsUrl]);
+            return r.code === 0 && r.stdout.includes("interceptor_request_count_total")
+              ? r.stdout
+              : undefined;
+          }, { what: `Prometheus text from ${metricsUrl}`, timeoutMs: 30_000, intervalMs: 1000 });
+          assert.match(metrics, /^interceptor_request_count_total\{code="200",method="GET"/m);
         },
       );
     } finally {
