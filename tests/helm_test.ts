@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
 import { ensureBinaries } from "./cluster/binaries.ts";
-import { helmBinary } from "./tools/helm.ts";
+import { helmBinary, helmEnv } from "./tools/helm.ts";
 
 const REPO = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const CHART = `${REPO}/k8s/chart/keda-add-ons-http`;
@@ -36,11 +36,7 @@ async function helm(args: string[]): Promise<Run> {
   helmHome ??= await Deno.makeTempDir({ prefix: "khd-helm-" });
   const out = await new Deno.Command(await helmBinary(), {
     args,
-    env: {
-      HELM_CACHE_HOME: `${helmHome}/cache`,
-      HELM_CONFIG_HOME: `${helmHome}/config`,
-      HELM_DATA_HOME: `${helmHome}/data`,
-    },
+    env: helmEnv(helmHome),
     stdout: "piped",
     stderr: "piped",
   }).output();

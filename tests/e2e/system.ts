@@ -15,6 +15,7 @@ import { sleep } from "../../shared/lifetime.ts";
 import type { Logger } from "../../shared/log.ts";
 import { repoPath } from "../../build/programs.ts";
 import type { Cluster } from "../cluster/mod.ts";
+import { helmEnv } from "../tools/helm.ts";
 
 export type Component = "interceptor" | "scaler" | "operator";
 
@@ -142,11 +143,7 @@ export function helmRunner(
   return async (args) => {
     const o = await new Deno.Command(binary, {
       args: [...args, "--kubeconfig", kubeconfigPath, "--namespace", namespace],
-      env: {
-        HELM_CACHE_HOME: `${home}/cache`,
-        HELM_CONFIG_HOME: `${home}/config`,
-        HELM_DATA_HOME: `${home}/data`,
-      },
+      env: helmEnv(home),
       stdin: "null",
       stdout: "piped",
       stderr: "piped",

@@ -15,6 +15,15 @@ export const HELM_PKG = "helm.sh/helm/v4/cmd/helm";
 
 let built: Promise<string> | undefined;
 
+/** Helm's config, cache and data under `home`: a run leaves nothing in $HOME. */
+export function helmEnv(home: string): Record<string, string> {
+  return {
+    HELM_CACHE_HOME: `${home}/cache`,
+    HELM_CONFIG_HOME: `${home}/config`,
+    HELM_DATA_HOME: `${home}/data`,
+  };
+}
+
 /** The helm binary's path: built on first use (once per process), cached after that. */
 export function helmBinary(): Promise<string> {
   return built ??= build();
