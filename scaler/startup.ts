@@ -8,7 +8,6 @@ import {
   FlagError,
   ignoredEnvLines,
   type IgnoredVar,
-  isOn,
   parseGoFlags,
   ZAP_FLAGS,
   zapSettings,
@@ -41,14 +40,6 @@ const IGNORED: Record<string, IgnoredVar> = {
   OTEL_EXPORTER_OTLP_METRICS_ENABLED: {
     why:
       "no OTLP metrics exporter here; metrics are on the Prometheus port (OTEL_PROM_EXPORTER_PORT)",
-  },
-  OTEL_EXPORTER_OTLP_TRACES_ENABLED: {
-    why: "no OTLP trace exporter here; the scaler sends no spans",
-  },
-  // A protocol only matters when traces are on.
-  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: {
-    why: "no OTLP trace exporter here",
-    asks: (_, env) => isOn(env.OTEL_EXPORTER_OTLP_TRACES_ENABLED),
   },
   PROFILING_BIND_ADDRESS: { why: "there is no pprof endpoint in this scaler" },
 };

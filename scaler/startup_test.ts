@@ -19,23 +19,18 @@ Deno.test("scaler env: what the Go chart sets and we do not use is logged once e
   const notes = ignoredEnvNotes({
     KEDA_HTTP_SCALER_TARGET_ADMIN_DEPLOYMENT: "keda-add-ons-http-interceptor",
     OTEL_EXPORTER_OTLP_METRICS_ENABLED: "false",
+    PROFILING_BIND_ADDRESS: "127.0.0.1:6060",
+    // Honoured (shared/tracing.ts): not in the ignored list.
     OTEL_EXPORTER_OTLP_TRACES_ENABLED: "true",
     OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "console",
     KEDA_HTTP_SCALER_PORT: "9090",
   });
-  assert.deepEqual(notes.map((n) => n.level), ["info", "info", "warn", "warn"]);
+  assert.deepEqual(notes.map((n) => n.level), ["info", "info", "warn"]);
   assert.match(
     notes[0]!.msg,
     /KEDA_HTTP_SCALER_TARGET_ADMIN_DEPLOYMENT=".*" ignored: .*EndpointSlices/,
   );
-  assert.match(notes[2]!.msg, /OTEL_EXPORTER_OTLP_TRACES_ENABLED="true" ignored/);
+  assert.match(notes[2]!.msg, /PROFILING_BIND_ADDRESS="127.0.0.1:6060" ignored/);
+  assert.ok(!notes.some((n) => n.msg.includes("TRACES")), "trace settings are honoured");
   assert.deepEqual(ignoredEnvNotes({}), []);
-  // A protocol with traces off asks for nothing.
-  assert.equal(
-    ignoredEnvNotes({
-      OTEL_EXPORTER_OTLP_TRACES_ENABLED: "false",
-      OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "grpc",
-    })[1]!.level,
-    "info",
-  );
 });

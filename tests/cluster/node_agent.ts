@@ -18,13 +18,17 @@
  *    `setsid ip netns exec <ns> sh -c '<mounts>; exec "$@" >>log 2>&1'`, in
  *    their own process group; env incl. valueFrom/envFrom and
  *    KUBERNETES_SERVICE_HOST/PORT; restarts with backoff per restartPolicy;
- *  - probes: readiness, liveness and startup (httpGet, tcpSocket, exec);
+ *  - probes: readiness, liveness and startup (httpGet, tcpSocket, exec, and
+ *    grpc as the kubelet runs it: a grpc.health.v1.Health/Check call with the
+ *    probe's `service`, passing on SERVING only);
  *  - deletion: SIGTERM, grace period, SIGKILL, sandbox removal, then the
  *    Pod object is deleted with gracePeriodSeconds=0 (as the kubelet does).
  *
  * Container output: <stateDir>/pods/<namespace>_<pod>/<container>.log.
  */
 
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
 import type { Logger } from "../../shared/log.ts";
 import { sleep } from "../../shared/lifetime.ts";
 import { containerCommand } from "./images.ts";
@@ -69,7 +73,7 @@ interface Probe {
   };
   tcpSocket?: { port: number | string; host?: string };
   exec?: { command: string[] };
-  grpc?: { port: number };
+  grpc?: { port: number; service?: string };
   initialDelaySeconds?: number;
   periodSeconds?: number;
   timeoutSeconds?: number;
@@ -180,6 +184,7 @@ export class NodeAgent {
   readonly #services = new Map<string, { ns: string; name: string; ip: string }>();
   readonly #usedIps = new Set<number>();
   readonly #denoCached = new Map<string, Promise<void>>();
+  readonly #grpcProbes = new GrpcProbeClients();
   #nextIndex = 2;
   #nextNetns = 1;
   #hostsTimer?: ReturnType<typeof setTimeout>;
@@ -976,7 +981,15 @@ ip -n ${netns} route add default via ${BRIDGE_IP}
           timeoutMs,
         );
       }
-      if (probe.grpc) return await tcpProbe(p.ip!, probe.grpc.port, timeoutMs);
+      if (probe.grpc) {
+        return await this.#grpcProbes.check(
+          p.uid,
+          p.ip!,
+          probe.grpc.port,
+          probe.grpc.service ?? "",
+          timeoutMs,
+        );
+      }
       if (probe.exec) {
         const argv = c.pgid
           ? ["nsenter", `--target=${c.pgid}`, "--mount", "--net", "--", ...probe.exec.command]
@@ -1035,6 +1048,8 @@ ip -n ${netns} route add default via ${BRIDGE_IP}
     await Promise.all(
       [...p.initContainers, ...p.containers].map((c) => this.#killContainer(p, c, grace)),
     );
+    // After the processes are gone (see GrpcProbeClients).
+    this.#grpcProbes.close(p.uid);
     await this.#removeSandbox(p);
     this.#pods.delete(p.uid);
     if (graceOverrideMs === undefined) await this.#finalDelete(p.pod);
@@ -1075,6 +1090,7 @@ ip -n ${netns} route add default via ${BRIDGE_IP}
     await Promise.all(
       [...this.#pods.values()].map((p) => this.#terminate(p, 1_000).catch(() => {})),
     );
+    this.#grpcProbes.closeAll();
   }
 
   // ---------------------------------------------------------------- status --
@@ -1477,6 +1493,92 @@ export function expand(s: string, env: Record<string, string>): string {
     if (m === "$$") return "$";
     return name !== undefined && name in env ? env[name]! : m;
   });
+}
+
+/**
+ * The kubelet's gRPC probe: grpc.health.v1.Health/Check with the probe's
+ * `service` ("" when unset) within the probe's timeout; it passes only on
+ * SERVING (any other status, an error status such as NOT_FOUND, a refused
+ * connection or the deadline fail it).
+ *
+ * Unlike the kubelet (a Go client, a new connection per probe) the channel of
+ * each pod address is kept open until the pod is stopped, and closed only
+ * after its processes are gone: a grpc-js client on Deno that closes its
+ * connection can abort a Deno gRPC server inside node:http2
+ * (denoland/deno#36788, see scaler/README.md), which a Go kubelet never
+ * does. Reconnects back off at most 1 s, so a restarted container is probed
+ * again at once.
+ */
+export class GrpcProbeClients {
+  static #health?: grpc.ServiceClientConstructor;
+  readonly #clients = new Map<string, Map<string, grpc.Client>>();
+
+  static #healthClass(): grpc.ServiceClientConstructor {
+    if (GrpcProbeClients.#health) return GrpcProbeClients.#health;
+    const def = protoLoader.loadSync(`${REPO_ROOT}/proto/health.proto`, {
+      keepCase: true,
+      enums: String,
+      defaults: true,
+    });
+    const pkg = grpc.loadPackageDefinition(def) as unknown as {
+      grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
+    };
+    return (GrpcProbeClients.#health = pkg.grpc.health.v1.Health);
+  }
+
+  /** One probe of `host:port` for the pod `owner` (its uid). */
+  check(
+    owner: string,
+    host: string,
+    port: number,
+    service: string,
+    timeoutMs: number,
+  ): Promise<boolean> {
+    const address = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+    let mine = this.#clients.get(owner);
+    if (!mine) this.#clients.set(owner, mine = new Map());
+    let client = mine.get(address);
+    if (!client) {
+      const Health = GrpcProbeClients.#healthClass();
+      client = new Health(address, grpc.credentials.createInsecure(), {
+        "grpc.initial_reconnect_backoff_ms": 100,
+        "grpc.max_reconnect_backoff_ms": 1_000,
+        "grpc.user_agent": "kube-probe/1.34",
+      });
+      mine.set(address, client);
+    }
+    const check = (client as unknown as {
+      Check(
+        req: { service: string },
+        metadata: grpc.Metadata,
+        options: grpc.CallOptions,
+        cb: (err: grpc.ServiceError | null, res?: { status?: string }) => void,
+      ): void;
+    }).Check.bind(client);
+    return new Promise((resolve) => {
+      try {
+        check(
+          { service },
+          new grpc.Metadata(),
+          { deadline: Date.now() + timeoutMs },
+          (err, res) => resolve(!err && res?.status === "SERVING"),
+        );
+      } catch {
+        resolve(false);
+      }
+    });
+  }
+
+  /** Closes the channels of pod `owner` (after its processes have exited). */
+  close(owner: string): void {
+    for (const c of this.#clients.get(owner)?.values() ?? []) c.close();
+    this.#clients.delete(owner);
+  }
+
+  /** Closes every channel. */
+  closeAll(): void {
+    for (const owner of [...this.#clients.keys()]) this.close(owner);
+  }
 }
 
 async function tcpProbe(host: string, port: number, timeoutMs: number): Promise<boolean> {

@@ -191,6 +191,11 @@ export interface InstallSystemOptions {
    * `helm uninstall`.
    */
   helm?: HelmInstallOptions;
+  /**
+   * More kustomize `patches` for the overlay of k8s/ (not with `helm`), after
+   * the overlay's own: e.g. JSON 6902 patches of a Deployment's container.
+   */
+  patches?: Array<{ target: Record<string, string>; patch: string }>;
 }
 
 export interface SystemInstall extends AsyncDisposable {
@@ -269,6 +274,11 @@ export async function installSystem(
   let helm: SystemInstall["helm"];
   let helmHome: string | undefined;
   const release = options.helm?.release ?? HELM_RELEASE;
+  if (options.helm && options.patches?.length) {
+    throw new Error(
+      "installSystem: `patches` apply to the kustomize overlay, not to a helm install",
+    );
+  }
   if (options.helm) {
     const h = options.helm;
     const home = helmHome = await Deno.makeTempDir({ prefix: "kedahttp-e2e-helm-" });
@@ -289,10 +299,11 @@ export async function installSystem(
   } else {
     const dir = await Deno.makeTempDir({ prefix: "kedahttp-e2e-overlay-" });
     const base = relativePath(dir, repoPath("k8s"));
-    await Deno.writeTextFile(
-      `${dir}/kustomization.yaml`,
-      stringify(overlay(await imageNames(options.images), namespace, base)),
-    );
+    const kustomization = overlay(await imageNames(options.images), namespace, base);
+    if (options.patches?.length) {
+      kustomization.patches = [...(kustomization.patches as unknown[] ?? []), ...options.patches];
+    }
+    await Deno.writeTextFile(`${dir}/kustomization.yaml`, stringify(kustomization));
     const applied = await k(["apply", "--server-side", "--force-conflicts", "-k", dir]);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     if (applied.code !== 0) {
