@@ -147,6 +147,7 @@ Deno.test("values outside the schema are refused with a message naming the value
     { set: "interceptor.readinessTimeout=20 seconds", path: /interceptor\/readinessTimeout/ },
     { set: "interceptor.proxy.port=70000", path: /interceptor\/proxy\/port/ },
     { set: "logging.operator.level=verbose", path: /logging\/operator\/level/ },
+    { set: "logging.interceptor.format=xml", path: /logging\/interceptor\/format/ },
   ];
   for (const c of cases) {
     const r = await helm(["template", "x", CHART, "--namespace", NAMESPACE, "--set", c.set]);
@@ -187,6 +188,7 @@ Deno.test("non-default values render what they say", async () => {
       "createNamespace=false",
       "crds.install=false",
       "logging.scaler.level=debug",
+      "logging.interceptor.format=console",
       "additionalLabels.team=web",
     ].join(","),
   );
@@ -224,6 +226,8 @@ Deno.test("non-default values render what they say", async () => {
   assert.equal(proxy.metadata.labels?.team, "web");
 
   assert.equal(envOf(container(objs, "keda-add-ons-http-scaler")).LOG_LEVEL, "debug");
+  assert.equal(env.LOG_FORMAT, "console", "the Go chart's logging.interceptor.format");
+  assert.equal(envOf(container(objs, "keda-add-ons-http-scaler")).LOG_FORMAT, undefined);
 });
 
 Deno.test("the Go chart's deprecated snake_case TLS names still apply", async () => {

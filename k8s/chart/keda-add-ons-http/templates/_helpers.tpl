@@ -53,6 +53,10 @@ imagePullPolicy: {{ . }}
 - name: LOG_LEVEL
   value: {{ .level | quote }}
 {{- end }}
+{{- if and .format (ne .format "json") }}
+- name: LOG_FORMAT
+  value: {{ .format | quote }}
+{{- end }}
 {{- range $k, $v := .extra }}
 - name: {{ $k }}
   value: {{ $v | toString | quote }}
