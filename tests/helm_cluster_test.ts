@@ -18,12 +18,12 @@ import { helmBinary } from "./tools/helm.ts";
 import { imageNames } from "../build/image.ts";
 import { isNotFound, type KubeObject } from "../shared/kube.ts";
 import { ClusterAccess } from "./e2e/access.ts";
-import { appYaml } from "./e2e/apps.ts";
 import { e2eLogger, waitNamespaceGone, withTimeout } from "./e2e/harness.ts";
 import { httpGet, type HttpResponse, type HttpTarget } from "./e2e/http_client.ts";
 import { describeTally, emptyTally, failedAccepted, fixedRate, percentile } from "./e2e/load.ts";
 import {
   CHART,
+  deployAppAtZero,
   DEPLOYMENTS,
   HELM_RELEASE,
   helmImageValues,
@@ -187,30 +187,16 @@ Deno.test({
     try {
       // 2. A cold start through the proxy Service.
       await withTimeout("cold start", 180_000, async (ctx) => {
-        ctx.step("deploy the app");
-        await cluster.applyYaml(appYaml(appNs, { name: "app", hosts: [HOST] }), {
-          namespace: appNs,
+        ctx.step("deploy the app; wait for its route and its ScaledObject");
+        await deployAppAtZero({
+          cluster,
+          client,
+          system,
+          access,
+          namespace: NAMESPACE,
+          appNs,
+          host: HOST,
         });
-        ctx.step("wait for its route and its ScaledObject");
-        await cluster.waitFor(async () => {
-          for (const pod of await system.readyPods("interceptor")) {
-            const admin = await access.pod(NAMESPACE, pod.name, 9090, pod.ip);
-            const r = await httpGet(admin, { host: "admin", path: "/routing_table" });
-            const table = JSON.parse(r.body) as { routes: Record<string, unknown> };
-            if (!table.routes[`${appNs}/app`]) return false;
-          }
-          return true;
-        }, { what: `the interceptors to route ${appNs}/app`, timeoutMs: 60_000, intervalMs: 250 });
-        await cluster.waitFor(async () => {
-          const so = await client.get<
-            { status?: { conditions?: Array<{ type: string; status: string }> } }
-          >(`/apis/keda.sh/v1alpha1/namespaces/${appNs}/scaledobjects/app`);
-          return so.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
-        }, { what: "KEDA to accept the app's ScaledObject", timeoutMs: 60_000 });
-        const d = await client.get<{ spec?: { replicas?: number } }>(
-          `/apis/apps/v1/namespaces/${appNs}/deployments/app`,
-        );
-        assert.equal(d.spec?.replicas, 0, "the app starts at 0 replicas");
 
         ctx.step("first request (held while KEDA scales 0 → 1)");
         const tSent = Date.now();

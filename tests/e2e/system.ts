@@ -15,6 +15,9 @@ import { sleep } from "../../shared/lifetime.ts";
 import type { Logger } from "../../shared/log.ts";
 import { repoPath } from "../../build/programs.ts";
 import type { Cluster } from "../cluster/mod.ts";
+import type { ClusterAccess } from "./access.ts";
+import { appYaml } from "./apps.ts";
+import { httpGet } from "./http_client.ts";
 import { helmEnv } from "../tools/helm.ts";
 
 export type Component = "interceptor" | "scaler" | "operator";
@@ -496,4 +499,46 @@ export function relativePath(from: string, to: string): string {
   let i = 0;
   while (i < a.length && i < b.length && a[i] === b[i]) i++;
   return [...a.slice(i).map(() => ".."), ...b.slice(i)].join("/") || ".";
+}
+
+/**
+ * Deploys the demo app `app` (at 0 replicas, routed by `host`) into `appNs`
+ * and waits until every ready interceptor routes it and KEDA has accepted its
+ * ScaledObject; throws if the app is not at 0 replicas then.
+ */
+export async function deployAppAtZero(opts: {
+  cluster: Cluster;
+  client: KubeClient;
+  system: SystemInstall;
+  access: ClusterAccess;
+  /** The system's namespace (the interceptors' pods). */
+  namespace: string;
+  appNs: string;
+  host: string;
+}): Promise<void> {
+  const { cluster, client, system, access, namespace, appNs } = opts;
+  await cluster.applyYaml(appYaml(appNs, { name: "app", hosts: [opts.host] }), {
+    namespace: appNs,
+  });
+  await cluster.waitFor(async () => {
+    for (const pod of await system.readyPods("interceptor")) {
+      const admin = await access.pod(namespace, pod.name, 9090, pod.ip);
+      const r = await httpGet(admin, { host: "admin", path: "/routing_table" });
+      const table = JSON.parse(r.body) as { routes: Record<string, unknown> };
+      if (!table.routes[`${appNs}/app`]) return false;
+    }
+    return true;
+  }, { what: `the interceptors to route ${appNs}/app`, timeoutMs: 60_000, intervalMs: 250 });
+  await cluster.waitFor(async () => {
+    const so = await client.get<
+      { status?: { conditions?: Array<{ type: string; status: string }> } }
+    >(`/apis/keda.sh/v1alpha1/namespaces/${appNs}/scaledobjects/app`);
+    return so.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
+  }, { what: "KEDA to accept the app's ScaledObject", timeoutMs: 60_000 });
+  const d = await client.get<{ spec?: { replicas?: number } }>(
+    `/apis/apps/v1/namespaces/${appNs}/deployments/app`,
+  );
+  if ((d.spec?.replicas ?? 0) !== 0) {
+    throw new Error(`the app starts at ${d.spec?.replicas} replicas, not 0`);
+  }
 }
