@@ -1,27 +1,38 @@
 /**
- * Our three programs under the Go add-on's Helm chart wiring (kedacore/charts,
- * `keda-add-ons-http`, default values), on the local cluster with the real
- * KEDA: k8s/ through installSystem's kustomize overlay, each Deployment's
- * container patched with what the Go chart puts there: its args (the zap
- * flags; the operator's metrics, probe and leader-election flags), its env
- * (the variables the chart sets, at the chart's default values, instead of
- * ours), its ports and its probes (the operator's /healthz and /readyz on port
- * "probes" 8081, the scaler's gRPC `liveness` / `readiness` health checks,
- * which the node agent runs as the kubelet does: Health/Check with the service
- * name, SERVING only). Our object names stay (they are the Go names).
+ * From the Go add-on's Helm install to ours, on the local cluster with the
+ * real KEDA. First our three programs under the Go chart's wiring
+ * (kedacore/charts `keda-add-ons-http` 0.15 at its default values): a Helm
+ * release of a stand-in chart built here from k8s/ with the Go chart's
+ * object names, selectors, pod labels, PodDisruptionBudget and operator
+ * metrics Service, and on each container what that chart puts there: its
+ * args (the zap flags; the operator's metrics, probe and leader-election
+ * flags), its env (the variables the chart sets, at its defaults), its ports
+ * and its probes (the operator's /healthz and /readyz on port "probes" 8081,
+ * the scaler's gRPC `liveness` / `readiness` checks, which the node agent
+ * runs as the kubelet does). The chart's own files are not used: the facts
+ * are written below.
  *
  * Asserted: every Deployment becomes ready under those probes with no restart;
  * the operator took its flags (no exit 2; its start line says metrics on 8443,
  * probes on the admin port) and answers /healthz, /readyz on 8081 and /metrics
  * on 8443 (plain HTTP); the chart's variables we do not use are logged once
  * each as ignored by the interceptor and the scaler, in zap's console layout
- * with RFC 3339 times; and a cold start through the interceptor's proxy
- * Service (app at 0 replicas, HTTPScaledObject) is answered 200 with
- * `X-KEDA-HTTP-Cold-Start: true`.
+ * with RFC 3339 times; a cold start through the interceptor's proxy Service
+ * (app at 0 replicas, HTTPScaledObject) is answered 200 with
+ * `X-KEDA-HTTP-Cold-Start: true`. Then `helm upgrade` of that release to
+ * k8s/chart/keda-add-ons-http while 20 requests/s run against the warm app:
+ * every request answered 200; the interceptor Deployment updated in place
+ * with the Go chart's selector kept (Kubernetes refuses to change it: tried,
+ * the upgrade fails with `spec.selector: ... field is immutable`); the Go
+ * chart's scaler and operator Deployments replaced by ours; and a second app
+ * cold-starts through our chart's install.
  */
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
 import { ensureBinaries } from "./cluster/binaries.ts";
+import { helmBinary } from "./tools/helm.ts";
+import { imageNames } from "../build/image.ts";
+import { describeTally, emptyTally, failedAccepted, fixedRate, percentile } from "./e2e/load.ts";
 import { startCluster } from "./cluster/mod.ts";
 import { installKeda } from "./keda/mod.ts";
 import { ClusterAccess } from "./e2e/access.ts";
@@ -29,20 +40,27 @@ import { e2eLogger, waitNamespaceGone, withTimeout } from "./e2e/harness.ts";
 import { httpGet } from "./e2e/http_client.ts";
 import {
   ADMIN_SERVICE,
+  CHART,
   type Component,
   deployAppAtZero,
   DEPLOYMENTS,
+  HELM_RELEASE,
+  helmImageValues,
   installSystem,
+  OUR_NAMES,
   PROXY_SERVICE,
+  renderOverlay,
   SCALER_SERVICE,
   systemImages,
   type SystemInstall,
+  type SystemNames,
 } from "./e2e/system.ts";
-import type { KubeObject } from "../shared/kube.ts";
+import { isNotFound, type KubeObject } from "../shared/kube.ts";
 import { ExternalScalerClient } from "../scaler/external_scaler.ts";
 
 const NAMESPACE = "kedahttp-gowiring";
 const HOST = "gowiring.e2e.test";
+const HOST2 = "gowiring2.e2e.test";
 const figures = e2eLogger("go-wiring-figures");
 
 type Env = Array<{ name: string; value: string }>;
@@ -154,6 +172,153 @@ function goChartWiring(namespace: string): Record<Component, Wiring> {
   };
 }
 
+/** The Go chart's labels that select a component's pods (its matchLabels), for release `release`. */
+function goSelector(c: Component, release: string): Record<string, string> {
+  return {
+    "app.kubernetes.io/component": c,
+    "app.kubernetes.io/name": "http-add-on",
+    "app.kubernetes.io/part-of": "keda-add-ons-http",
+    "app.kubernetes.io/managed-by": "Helm",
+    "app.kubernetes.io/instance": release,
+  };
+}
+
+/** Where the Go chart's install has its Deployments and pods. */
+function goNames(release: string): SystemNames {
+  const pods = (c: Component) =>
+    Object.entries(goSelector(c, release)).map(([k, v]) => `${k}=${v}`).join(",");
+  return {
+    deployments: {
+      interceptor: "keda-add-ons-http-interceptor",
+      scaler: "keda-add-ons-http-external-scaler",
+      operator: "keda-add-ons-http-controller-manager",
+    },
+    podSelectors: {
+      interceptor: pods("interceptor"),
+      scaler: pods("scaler"),
+      operator: pods("operator"),
+    },
+  };
+}
+
+/**
+ * The objects of a Go chart install at its default values (kedacore/charts
+ * keda-add-ons-http 0.15, written from its facts, not copied): ours as k8s/
+ * renders them with the chart's wiring on the containers, under the Go
+ * chart's names (scaler Deployment and ServiceAccount
+ * keda-add-ons-http-external-scaler, operator Deployment
+ * keda-add-ons-http-controller-manager with ServiceAccount keda-add-ons-http,
+ * its RBAC as keda-add-ons-http-role*), its selectors and pod labels, its
+ * interceptor PodDisruptionBudget, its operator metrics Service; without our
+ * Namespace (the chart has none) or our interceptor metrics Service.
+ */
+function goChartObjects(ours: KubeObject[], namespace: string, release: string): KubeObject[] {
+  const renames: Record<string, Record<string, string>> = {
+    Deployment: {
+      [DEPLOYMENTS.scaler]: "keda-add-ons-http-external-scaler",
+      [DEPLOYMENTS.operator]: "keda-add-ons-http-controller-manager",
+    },
+    ServiceAccount: {
+      "keda-add-ons-http-scaler": "keda-add-ons-http-external-scaler",
+      "keda-add-ons-http-operator": "keda-add-ons-http",
+    },
+    ClusterRole: {
+      "keda-add-ons-http-scaler": "keda-add-ons-http-external-scaler",
+      "keda-add-ons-http-operator": "keda-add-ons-http-role",
+    },
+    ClusterRoleBinding: {
+      "keda-add-ons-http-scaler": "keda-add-ons-http-external-scaler",
+      "keda-add-ons-http-operator": "keda-add-ons-http-rolebinding",
+    },
+    Role: {
+      "keda-add-ons-http-scaler": "keda-add-ons-http-external-scaler",
+      "keda-add-ons-http-operator-leader-election": "keda-add-ons-http-role",
+    },
+    RoleBinding: {
+      "keda-add-ons-http-scaler": "keda-add-ons-http-external-scaler",
+      "keda-add-ons-http-operator-leader-election": "keda-add-ons-http-role-rolebinding",
+    },
+  };
+  const renamed = (kind: string, name: string) => renames[kind]?.[name] ?? name;
+  const componentOf: Record<string, Component> = {
+    [DEPLOYMENTS.interceptor]: "interceptor",
+    [DEPLOYMENTS.scaler]: "scaler",
+    [DEPLOYMENTS.operator]: "operator",
+    [PROXY_SERVICE]: "interceptor",
+    [ADMIN_SERVICE]: "interceptor",
+    [SCALER_SERVICE]: "scaler",
+  };
+  // deno-lint-ignore no-explicit-any
+  const out: any[] = [];
+  // deno-lint-ignore no-explicit-any
+  for (const o of structuredClone(ours) as any[]) {
+    const name = o.metadata.name as string;
+    if (o.kind === "Namespace" || name === "keda-add-ons-http-interceptor-metrics") continue;
+    const c = componentOf[name];
+    o.metadata.name = renamed(o.kind, name);
+    if (o.kind === "Deployment" && c) {
+      const labels = { ...goSelector(c, release), "app.kubernetes.io/version": "0.15.0" };
+      o.spec.selector = { matchLabels: goSelector(c, release) };
+      o.spec.template.metadata.labels = labels;
+      o.spec.template.spec.serviceAccountName = renamed(
+        "ServiceAccount",
+        o.spec.template.spec.serviceAccountName,
+      );
+    }
+    if (o.kind === "Service" && c) o.spec.selector = goSelector(c, release);
+    if (o.kind === "RoleBinding" || o.kind === "ClusterRoleBinding") {
+      o.roleRef.name = renamed(o.roleRef.kind, o.roleRef.name);
+      for (const s of o.subjects ?? []) s.name = renamed("ServiceAccount", s.name);
+    }
+    out.push(o);
+  }
+  out.push({
+    apiVersion: "policy/v1",
+    kind: "PodDisruptionBudget",
+    metadata: { name: DEPLOYMENTS.interceptor, namespace },
+    spec: { selector: { matchLabels: goSelector("interceptor", release) }, maxUnavailable: 1 },
+  }, {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: { name: "keda-add-ons-http-controller-manager-metrics-service", namespace },
+    spec: {
+      selector: goSelector("operator", release),
+      ports: [{ name: "metrics", port: 8443, targetPort: "metrics" }],
+    },
+  });
+  return out;
+}
+
+/**
+ * A chart whose templates are `objects` as they are (their text goes through
+ * .Files.Get, so nothing in them is read as a template), in a new temporary
+ * directory the caller removes.
+ */
+async function writeChart(objects: KubeObject[]): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "kedahttp-go-chart-" });
+  await Deno.mkdir(`${dir}/templates`);
+  await Deno.mkdir(`${dir}/files`);
+  await Deno.writeTextFile(
+    `${dir}/Chart.yaml`,
+    stringify({
+      apiVersion: "v2",
+      name: "keda-add-ons-http",
+      description: "stand-in for the Go add-on's chart at its defaults (tests only)",
+      version: "0.15.0",
+      appVersion: "0.15.0",
+    }),
+  );
+  await Deno.writeTextFile(
+    `${dir}/files/objects.yaml`,
+    objects.map((o) => stringify(o)).join("---\n"),
+  );
+  await Deno.writeTextFile(
+    `${dir}/templates/objects.yaml`,
+    '{{ .Files.Get "files/objects.yaml" }}\n',
+  );
+  return dir;
+}
+
 /** JSON 6902 patches (kustomize `patches`) putting the wiring on each Deployment's container. */
 function wiringPatches(
   wiring: Record<Component, Wiring>,
@@ -255,15 +420,31 @@ Deno.test({
       [Symbol.asyncDispose]: () => Promise.resolve(scalerClients.forEach((c) => c.close())),
     };
     const wiring = goChartWiring(NAMESPACE);
+    const helm = await helmBinary();
+    const goChart = await writeChart(goChartObjects(
+      await renderOverlay(kubectl, {
+        namespace: NAMESPACE,
+        images: systemImages(true),
+        patches: wiringPatches(wiring),
+      }),
+      NAMESPACE,
+      HELM_RELEASE,
+    ));
+    await using _removeChart = {
+      [Symbol.asyncDispose]: () => Deno.remove(goChart, { recursive: true }).catch(() => {}),
+    };
+    const go = goNames(HELM_RELEASE);
     // Ready: all three Deployments rolled out under the chart's probes, and
     // KEDA has taken the interceptor's ScaledObject (installSystem waits).
+    // --take-ownership: the test cluster applied our CRDs before.
     await using system: SystemInstall = await installSystem(cluster, {
       namespace: NAMESPACE,
       kubectl,
       client,
       log,
       images: systemImages(true),
-      patches: wiringPatches(wiring),
+      helm: { binary: helm, chart: goChart, args: ["--create-namespace", "--take-ownership"] },
+      names: go,
     });
     const tSystem = Date.now();
     figures.info("installed under the Go chart's wiring", { ms: tSystem - tKeda });
@@ -275,12 +456,13 @@ Deno.test({
       kubeconfigPath: cluster.kubeconfigPath,
     });
     const appNs = await cluster.createNamespace("gowiring-app");
+    const appNs2 = await cluster.createNamespace("gowiring-app2");
     try {
       await withTimeout("the wiring took", 120_000, async (ctx) => {
         ctx.step("the Deployments carry the chart's wiring");
         for (const c of Object.keys(wiring) as Component[]) {
           const d = await client.get<DeploymentObject>(
-            `/apis/apps/v1/namespaces/${NAMESPACE}/deployments/${DEPLOYMENTS[c]}`,
+            `/apis/apps/v1/namespaces/${NAMESPACE}/deployments/${go.deployments[c]}`,
           );
           const container = d.spec?.template?.spec?.containers?.[0] ?? {};
           for (const key of Object.keys(wiring[c]) as Array<keyof Wiring>) {
@@ -403,6 +585,128 @@ Deno.test({
         figures.info("cold start under the Go chart's wiring", { ms: Date.now() - tSent });
       }, () => system.describe());
 
+      // 3. helm upgrade from the Go chart's install to our chart, requests running.
+      await withTimeout("upgrade from the Go chart under load", 300_000, async (ctx) => {
+        const path = (name: string) => `/apis/apps/v1/namespaces/${NAMESPACE}/deployments/${name}`;
+        const before = await client.get<DeploymentObject>(path(DEPLOYMENTS.interceptor));
+        const proxy = await access.proxy(NAMESPACE, PROXY_SERVICE, 8080);
+        const load = new AbortController();
+        ctx.signal.addEventListener("abort", () => load.abort());
+        const tally = emptyTally();
+        const running = fixedRate({
+          targets: [proxy],
+          request: { host: HOST, path: "/hello", timeoutMs: 30_000 },
+          signal: load.signal,
+          rps: 20,
+          tally,
+        });
+        try {
+          ctx.step("load running; helm upgrade to k8s/chart/keda-add-ons-http");
+          await new Promise((r) => setTimeout(r, 2_000));
+          const tUpgrade = Date.now();
+          // The Go chart makes no Namespace: ours must not either (Helm would
+          // refuse to adopt the existing one).
+          const up = await system.helm!([
+            "upgrade",
+            HELM_RELEASE,
+            CHART,
+            ...helmImageValues(await imageNames(systemImages(true))),
+            "--set",
+            "createNamespace=false",
+          ]);
+          assert.equal(up.code, 0, `helm upgrade from the Go chart failed:\n${up.err}`);
+          // The interceptor's pods keep the Go chart's selector; the scaler and
+          // the operator are new Deployments, at our names.
+          system.rename({
+            deployments: DEPLOYMENTS,
+            podSelectors: { ...OUR_NAMES.podSelectors, interceptor: go.podSelectors.interceptor },
+          });
+          ctx.step("ours roll out; the Go chart's objects go; load continues");
+          await cluster.waitFor(async () => {
+            const d = await client.get<DeploymentObject & { status?: Record<string, number> }>(
+              path(DEPLOYMENTS.interceptor),
+            );
+            const st = d.status ?? {};
+            return (d.metadata?.generation ?? 0) > (before.metadata?.generation ?? 0) &&
+              (st.observedGeneration ?? 0) >= (d.metadata?.generation ?? 0) &&
+              st.updatedReplicas === st.replicas && st.readyReplicas === st.replicas;
+          }, { what: "the interceptor's rollout", timeoutMs: 120_000, intervalMs: 250 });
+          await system.waitSettled("interceptor", 1, 120_000);
+          await system.waitSettled("scaler", 1, 120_000);
+          await system.waitSettled("operator", 2, 120_000);
+          const gone = [
+            path(go.deployments.scaler),
+            path(go.deployments.operator),
+            `/api/v1/namespaces/${NAMESPACE}/serviceaccounts/keda-add-ons-http`,
+            `/api/v1/namespaces/${NAMESPACE}/services/keda-add-ons-http-controller-manager-metrics-service`,
+          ];
+          await cluster.waitFor(async () => {
+            for (const p of gone) {
+              try {
+                await client.get(p);
+                return false;
+              } catch (e) {
+                if (!isNotFound(e)) throw e;
+              }
+            }
+            return true;
+          }, { what: "the Go chart's objects to go", timeoutMs: 60_000, intervalMs: 500 });
+          figures.info("helm upgrade from the Go chart rolled out", { ms: Date.now() - tUpgrade });
+          // Requests after the old pods have gone, too.
+          await new Promise((r) => setTimeout(r, 3_000));
+        } finally {
+          load.abort();
+        }
+        await running;
+        figures.info("load during the upgrade from the Go chart", {
+          tally: describeTally(tally),
+          p50: percentile(tally.latenciesMs, 50),
+          p99: percentile(tally.latenciesMs, 99),
+        });
+        assert.ok(tally.sent >= 60, `too few requests to say anything: ${describeTally(tally)}`);
+        assert.equal(failedAccepted(tally), 0, describeTally(tally));
+        assert.equal(tally.ok, tally.sent, `every request answered 200: ${describeTally(tally)}`);
+
+        ctx.step("the interceptor Deployment was updated in place, its selector kept");
+        const after = await client.get<DeploymentObject>(path(DEPLOYMENTS.interceptor));
+        assert.equal(after.metadata?.uid, before.metadata?.uid, "the same Deployment");
+        assert.deepEqual(
+          (after.spec as { selector?: unknown } | undefined)?.selector,
+          { matchLabels: goSelector("interceptor", HELM_RELEASE) },
+        );
+        const svc = await client.get<{ spec?: { selector?: Record<string, string> } }>(
+          `/api/v1/namespaces/${NAMESPACE}/services/${PROXY_SERVICE}`,
+        );
+        assert.deepEqual(svc.spec?.selector, goSelector("interceptor", HELM_RELEASE));
+        const status = await system.helm!(["status", HELM_RELEASE, "-o", "json"]);
+        const release = JSON.parse(status.out) as {
+          version: number;
+          info: { status: string };
+          chart?: { metadata?: { description?: string } };
+        };
+        assert.equal(release.version, 2);
+        assert.equal(release.info.status, "deployed");
+      }, () => system.describe());
+
+      // 4. Our chart's install at work: a cold start of another app.
+      await withTimeout("cold start after the switch", 180_000, async (ctx) => {
+        ctx.step("deploy a second app at 0 replicas");
+        await deployAppAtZero({
+          cluster,
+          client,
+          system,
+          access,
+          namespace: NAMESPACE,
+          appNs: appNs2,
+          host: HOST2,
+        });
+        ctx.step("first request (held while KEDA scales 0 → 1)");
+        const proxy = await access.proxy(NAMESPACE, PROXY_SERVICE, 8080);
+        const r = await httpGet(proxy, { host: HOST2, path: "/hello", timeoutMs: 90_000 });
+        assert.equal(r.status, 200, `the held request: ${r.status} ${r.body.slice(0, 300)}`);
+        assert.equal(r.headers.get("x-keda-http-cold-start"), "true", "X-KEDA-HTTP-Cold-Start");
+      }, () => system.describe());
+
       figures.info("go chart wiring test done", {
         clusterMs: tCluster - t0,
         kedaMs: tKeda - tCluster,
@@ -410,9 +714,13 @@ Deno.test({
         totalMs: Date.now() - t0,
       });
     } finally {
-      await client.delete(`/api/v1/namespaces/${appNs}`).catch(() => {});
-      if (!(await waitNamespaceGone(client, appNs, 90_000))) {
-        log.warn("app namespace still terminating after 90 s", { namespace: appNs });
+      for (const ns of [appNs, appNs2]) {
+        await client.delete(`/api/v1/namespaces/${ns}`).catch(() => {});
+      }
+      for (const ns of [appNs, appNs2]) {
+        if (!(await waitNamespaceGone(client, ns, 90_000))) {
+          log.warn("app namespace still terminating after 90 s", { namespace: ns });
+        }
       }
     }
   },

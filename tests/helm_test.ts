@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
 import { ensureBinaries } from "./cluster/binaries.ts";
 import { helmBinary, helmEnv } from "./tools/helm.ts";
+import { parseInterceptorFlags } from "../interceptor/startup.ts";
 
 const REPO = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const CHART = `${REPO}/k8s/chart/keda-add-ons-http`;
@@ -148,6 +149,8 @@ Deno.test("values outside the schema are refused with a message naming the value
     { set: "interceptor.proxy.port=70000", path: /interceptor\/proxy\/port/ },
     { set: "logging.operator.level=verbose", path: /logging\/operator\/level/ },
     { set: "logging.interceptor.format=xml", path: /logging\/interceptor\/format/ },
+    { set: "logging.scaler.timeEncoding=unix", path: /logging\/scaler\/timeEncoding/ },
+    { set: "scaler.tracing.protocol=http", path: /scaler\/tracing\/protocol/ },
   ];
   for (const c of cases) {
     const r = await helm(["template", "x", CHART, "--namespace", NAMESPACE, "--set", c.set]);
@@ -189,6 +192,10 @@ Deno.test("non-default values render what they say", async () => {
       "crds.install=false",
       "logging.scaler.level=debug",
       "logging.interceptor.format=console",
+      "logging.operator.timeEncoding=epoch",
+      "logging.scaler.stackTracesEnabled=true",
+      "scaler.tracing.enabled=true",
+      "scaler.tracing.protocol=grpc",
       "additionalLabels.team=web",
     ].join(","),
   );
@@ -228,6 +235,24 @@ Deno.test("non-default values render what they say", async () => {
   assert.equal(envOf(container(objs, "keda-add-ons-http-scaler")).LOG_LEVEL, "debug");
   assert.equal(env.LOG_FORMAT, "console", "the Go chart's logging.interceptor.format");
   assert.equal(envOf(container(objs, "keda-add-ons-http-scaler")).LOG_FORMAT, undefined);
+
+  const scaler = container(objs, "keda-add-ons-http-scaler");
+  assert.equal(envOf(scaler).OTEL_EXPORTER_OTLP_TRACES_ENABLED, "true", "scaler.tracing.enabled");
+  assert.equal(envOf(scaler).OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, "grpc");
+  assert.equal(env.OTEL_EXPORTER_OTLP_TRACES_ENABLED, undefined, "interceptor.tracing stays off");
+  // stackTracesEnabled is accepted and changes nothing; no time encoding, no args.
+  assert.equal(scaler.args, undefined);
+});
+
+Deno.test("logging.<program>.timeEncoding becomes the zap flag the programs read", async () => {
+  const objs = await render("--set", "logging.interceptor.timeEncoding=rfc3339nano");
+  assert.deepEqual(container(objs, "keda-add-ons-http-interceptor").args, [
+    "--zap-time-encoding=rfc3339nano",
+  ]);
+  assert.equal(container(objs, "keda-add-ons-http-scaler").args, undefined);
+  // The flag is one the interceptor accepts, with that meaning.
+  const parsed = parseInterceptorFlags(["--zap-time-encoding=rfc3339nano"]);
+  assert.equal(parsed.log.timeEncoding, "rfc3339nano");
 });
 
 Deno.test("the Go chart's deprecated snake_case TLS names still apply", async () => {

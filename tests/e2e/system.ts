@@ -6,7 +6,7 @@
  * handle finds our pods, restarts them, describes them for failure messages,
  * and uninstalls without deleting the shared CRD.
  */
-import { stringify } from "yaml";
+import { parseAllDocuments, stringify } from "yaml";
 import { overlay } from "../../build/deploy.ts";
 import { imageNames } from "../../build/image.ts";
 import type { Program } from "../../build/programs.ts";
@@ -129,6 +129,8 @@ export interface HelmInstallOptions {
   binary: string;
   /** Default `keda-add-ons-http`. */
   release?: string;
+  /** The chart to install; default k8s/chart/keda-add-ons-http ([CHART]). */
+  chart?: string;
   /** More `helm install` arguments, e.g. `--create-namespace`, `--take-ownership`, `--set …`. */
   args?: string[];
 }
@@ -199,7 +201,26 @@ export interface InstallSystemOptions {
    * the overlay's own: e.g. JSON 6902 patches of a Deployment's container.
    */
   patches?: Array<{ target: Record<string, string>; patch: string }>;
+  /**
+   * Where the install's Deployments and pods are, when not at our names and
+   * labels (e.g. a stand-in for the Go chart's install); `rename` changes them later.
+   */
+  names?: SystemNames;
 }
+
+/** A Deployment name and a pod label selector per component. */
+export interface SystemNames {
+  deployments: Record<Component, string>;
+  podSelectors: Record<Component, string>;
+}
+
+/** Our names: [DEPLOYMENTS], and pods by their app.kubernetes.io/name ([POD_LABELS]). */
+export const OUR_NAMES: SystemNames = {
+  deployments: DEPLOYMENTS,
+  podSelectors: Object.fromEntries(
+    Object.entries(POD_LABELS).map(([c, l]) => [c, `app.kubernetes.io/name=${l}`]),
+  ) as Record<Component, string>,
+};
 
 export interface SystemInstall extends AsyncDisposable {
   readonly namespace: string;
@@ -228,11 +249,17 @@ export interface SystemInstall extends AsyncDisposable {
   operatorLeader(): Promise<string | undefined>;
   /** Our pods' states and log tails, for failure messages. */
   describe(): Promise<string>;
+  /** From now on, finds the Deployments and pods at these names (after an upgrade renamed them). */
+  rename(names: SystemNames): void;
   uninstall(): Promise<void>;
 }
 
 /** Deployments of the namespace that are not fully rolled out, in words ([] when all are). */
-async function rolloutProblems(client: KubeClient, namespace: string): Promise<string[]> {
+async function rolloutProblems(
+  client: KubeClient,
+  namespace: string,
+  deployments: Record<Component, string>,
+): Promise<string[]> {
   const list = await client.list<
     KubeObject & {
       spec?: { replicas?: number };
@@ -245,10 +272,10 @@ async function rolloutProblems(client: KubeClient, namespace: string): Promise<s
     }
   >(`/apis/apps/v1/namespaces/${namespace}/deployments`);
   const problems: string[] = [];
-  for (const c of Object.keys(DEPLOYMENTS) as Component[]) {
-    const d = list.items.find((x) => x.metadata?.name === DEPLOYMENTS[c]);
+  for (const c of Object.keys(deployments) as Component[]) {
+    const d = list.items.find((x) => x.metadata?.name === deployments[c]);
     if (!d) {
-      problems.push(`Deployment ${DEPLOYMENTS[c]} missing`);
+      problems.push(`Deployment ${deployments[c]} missing`);
       continue;
     }
     const want = d.spec?.replicas ?? 1;
@@ -258,7 +285,7 @@ async function rolloutProblems(client: KubeClient, namespace: string): Promise<s
       (s.observedGeneration ?? 0) < (d.metadata?.generation ?? 0)
     ) {
       problems.push(
-        `${DEPLOYMENTS[c]}: ${s.readyReplicas ?? 0}/${want} ready, ${
+        `${deployments[c]}: ${s.readyReplicas ?? 0}/${want} ready, ${
           s.updatedReplicas ?? 0
         } updated`,
       );
@@ -289,7 +316,7 @@ export async function installSystem(
     const installed = await helm([
       "install",
       release,
-      CHART,
+      h.chart ?? CHART,
       ...helmImageValues(await imageNames(options.images)),
       ...(h.args ?? []),
     ]);
@@ -300,13 +327,7 @@ export async function installSystem(
       throw new Error(`helm install of the chart into ${namespace} failed:\n${installed.err}`);
     }
   } else {
-    const dir = await Deno.makeTempDir({ prefix: "kedahttp-e2e-overlay-" });
-    const base = relativePath(dir, repoPath("k8s"));
-    const kustomization = overlay(await imageNames(options.images), namespace, base);
-    if (options.patches?.length) {
-      kustomization.patches = [...(kustomization.patches as unknown[] ?? []), ...options.patches];
-    }
-    await Deno.writeTextFile(`${dir}/kustomization.yaml`, stringify(kustomization));
+    const dir = await writeOverlay(options);
     const applied = await k(["apply", "--server-side", "--force-conflicts", "-k", dir]);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     if (applied.code !== 0) {
@@ -314,9 +335,10 @@ export async function installSystem(
     }
   }
 
+  let names = options.names ?? OUR_NAMES;
   const listPods = async (component: Component) => {
     const list = await client.list<PodObject>(`/api/v1/namespaces/${namespace}/pods`, {
-      query: { labelSelector: `app.kubernetes.io/name=${POD_LABELS[component]}` },
+      query: { labelSelector: names.podSelectors[component] },
     });
     return list.items.map(podInfo).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   };
@@ -324,7 +346,9 @@ export async function installSystem(
   const describe = async (): Promise<string> => {
     const lines: string[] = [];
     try {
-      lines.push(...(await rolloutProblems(client, namespace)).map((p) => `- ${p}`));
+      lines.push(
+        ...(await rolloutProblems(client, namespace, names.deployments)).map((p) => `- ${p}`),
+      );
       const pods = await client.list<PodObject>(`/api/v1/namespaces/${namespace}/pods`);
       for (const p of pods.items) {
         const name = p.metadata?.name ?? "";
@@ -420,6 +444,9 @@ export async function installSystem(
       return leases.items.map((l) => l.spec?.holderIdentity ?? "").find((h) => pods.has(h));
     },
     describe,
+    rename(next) {
+      names = next;
+    },
     async uninstall() {
       if (helm) {
         // The chart keeps the CRDs (helm.sh/resource-policy: keep); what is
@@ -464,7 +491,9 @@ export async function installSystem(
   // Ready: every Deployment rolled out, and KEDA has taken the interceptor's ScaledObject.
   const timeoutMs = options.timeoutMs ?? 180_000;
   try {
-    await cluster.waitFor(async () => (await rolloutProblems(client, namespace)).length === 0, {
+    await cluster.waitFor(async () => {
+      return (await rolloutProblems(client, namespace, names.deployments)).length === 0;
+    }, {
       what: `our Deployments in ${namespace} to be ready`,
       timeoutMs,
       intervalMs: 500,
@@ -490,6 +519,46 @@ export async function installSystem(
   }
   log.info("system installed", { namespace, by: helm ? "helm" : "kubectl", ms: Date.now() - t0 });
   return handle;
+}
+
+/**
+ * Writes the kustomize overlay of k8s/ for an install (namespace, images,
+ * extra patches) to a new temporary directory, which the caller removes.
+ */
+async function writeOverlay(
+  options: Pick<InstallSystemOptions, "namespace" | "images" | "patches">,
+): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "kedahttp-e2e-overlay-" });
+  const base = relativePath(dir, repoPath("k8s"));
+  const kustomization = overlay(await imageNames(options.images), options.namespace, base);
+  if (options.patches?.length) {
+    kustomization.patches = [...(kustomization.patches as unknown[] ?? []), ...options.patches];
+  }
+  await Deno.writeTextFile(`${dir}/kustomization.yaml`, stringify(kustomization));
+  return dir;
+}
+
+/** The objects `kubectl apply -k` of the install's overlay would apply (`kubectl kustomize`). */
+export async function renderOverlay(
+  kubectlBinary: string,
+  options: Pick<InstallSystemOptions, "namespace" | "images" | "patches">,
+): Promise<KubeObject[]> {
+  const dir = await writeOverlay(options);
+  try {
+    const o = await new Deno.Command(kubectlBinary, {
+      args: ["kustomize", dir],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!o.success) {
+      throw new Error(`kubectl kustomize of k8s/ failed:\n${new TextDecoder().decode(o.stderr)}`);
+    }
+    return parseAllDocuments(new TextDecoder().decode(o.stdout)).map((d) => d.toJS() as KubeObject)
+      .filter((x) => x);
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
 }
 
 /** The relative path from directory `from` to `to` (both absolute). */

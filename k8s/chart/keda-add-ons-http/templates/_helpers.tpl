@@ -17,10 +17,30 @@ part-of label kustomize adds in k8s/kustomization.yaml, additionalLabels
 {{- toYaml (merge $l (.root.Values.additionalLabels | default dict)) -}}
 {{- end -}}
 
-{{/* Pod template labels (no part-of: kustomize leaves templates alone). dict: root, name, component. */}}
+{{/*
+Selector of a Deployment's pods, for the Deployment and for the Services and
+PodDisruptionBudget that select them: app.kubernetes.io/name of ours, or, when
+the Deployment already exists with another selector (a Go chart install, the
+Go add-on's kustomize config, an older release of ours), that selector. A
+Deployment's selector cannot change, and Services that keep selecting the old
+pods while the new ones roll out lose no request (`helm upgrade` from the Go
+chart). `helm template` has no cluster: it renders ours. dict: root,
+deployment (its name), name (our label value).
+*/}}
+{{- define "khd.selectorLabels" -}}
+{{- $d := lookup "apps/v1" "Deployment" .root.Release.Namespace .deployment | default dict -}}
+{{- $sel := dig "spec" "selector" "matchLabels" dict $d -}}
+{{- if $sel }}{{ toYaml $sel }}{{ else }}app.kubernetes.io/name: {{ .name }}{{ end -}}
+{{- end -}}
+
+{{/*
+Pod template labels (no part-of: kustomize leaves templates alone); the
+selector's labels win. dict: root, name, component, selector (YAML of
+khd.selectorLabels).
+*/}}
 {{- define "khd.podLabels" -}}
 {{- $l := dict "app.kubernetes.io/name" .name "app.kubernetes.io/component" .component -}}
-{{- toYaml (merge $l (.root.Values.additionalLabels | default dict)) -}}
+{{- toYaml (merge (fromYaml .selector) $l (.root.Values.additionalLabels | default dict)) -}}
 {{- end -}}
 
 {{/* Image reference. dict: root, image. */}}
@@ -107,5 +127,23 @@ annotations:
 annotations:
 {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Container args of a program's logging values: the zap time encoding, when set. */}}
+{{- define "khd.logArgs" -}}
+{{- with .timeEncoding }}
+args:
+  - --zap-time-encoding={{ . }}
+{{- end }}
+{{- end -}}
+
+{{/* Env entries of a program's tracing values, when enabled. */}}
+{{- define "khd.tracingEnv" -}}
+{{- if .enabled }}
+- name: OTEL_EXPORTER_OTLP_TRACES_ENABLED
+  value: "true"
+- name: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL
+  value: {{ .protocol | quote }}
 {{- end }}
 {{- end -}}
