@@ -28,6 +28,7 @@ import { SharedCounters } from "./counters.ts";
 import { DataPlane } from "./dataplane.ts";
 import { renderMetrics } from "./metrics.ts";
 import { servePrometheus } from "../shared/prometheus_server.ts";
+import { startOtlpMetrics } from "../shared/otlp_metrics.ts";
 import { DEFAULT_POLICY, scaleIsolates } from "./isolate_scaling.ts";
 import { reduceMemoryWhenQuiet } from "./memory.ts";
 import { cpuBudget, MAX_DEFAULT_ISOLATES, proxyConfigOf } from "./proxy_config.ts";
@@ -196,6 +197,8 @@ async function main(): Promise<number> {
       }),
     );
   }
+  const otlpMetrics = await startOtlpMetrics(config.otlpMetrics, { render: metrics, log });
+  if (otlpMetrics) group.add("otlp metrics", (s) => otlpMetrics.run(s));
   group.add("admin", async (signal) => {
     const handler = adminHandler({
       queueCounts: () => c.queueCounts(),

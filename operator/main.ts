@@ -15,6 +15,7 @@ import { EventRecorder } from "./events.ts";
 import { LeaderElector } from "./leader_election.ts";
 import { OperatorMetrics } from "./metrics.ts";
 import { servePrometheus } from "../shared/prometheus_server.ts";
+import { startOtlpMetrics } from "../shared/otlp_metrics.ts";
 import { FIELD_MANAGER, scalerAddressOf } from "./reconcile.ts";
 import { RouteController } from "./route_controller.ts";
 import { operatorUsage } from "./flags.ts";
@@ -175,6 +176,11 @@ async function main(): Promise<number> {
       }),
     );
   }
+  const otlpMetrics = await startOtlpMetrics(config.otlpMetrics, {
+    render: () => metrics.render(),
+    log,
+  });
+  if (otlpMetrics) add("otlp metrics", (s) => otlpMetrics.run(s));
   // Both workers run while this process leads, and stop together.
   const work = (term: AbortSignal) =>
     runTogether(term, [(s) => controller.runWorker(s), (s) => routes.runWorker(s)]);

@@ -11,6 +11,7 @@ import { LifetimeGroup, osSignals } from "../shared/lifetime.ts";
 import { loggerFromEnv } from "../shared/log.ts";
 import { FlagError } from "../shared/go_flags.ts";
 import { startTracing } from "../shared/tracing.ts";
+import { startOtlpMetrics } from "../shared/otlp_metrics.ts";
 import { endpointSliceInformer, followInterceptorEndpoints } from "./interceptor_endpoints.ts";
 import { buildScaler, HTTPSOS_LISTED, ROUTES_LISTED } from "./scaler.ts";
 import { ignoredEnvNotes, parseScalerFlags } from "./startup.ts";
@@ -100,6 +101,11 @@ const group = new LifetimeGroup()
   .add("interceptorroutes informer", (s) => routeInformer.run(s))
   .add("endpointslices informer", (s) => sliceInformer.run(s));
 for (const [name, member] of scaler.members) group.add(name, member);
+const otlpMetrics = await startOtlpMetrics(config.otlpMetrics, {
+  render: () => scaler.metrics.render(),
+  log,
+});
+if (otlpMetrics) group.add("otlp metrics", (s) => otlpMetrics.run(s));
 
 log.info("starting", {
   grpcPort: config.grpcPort,

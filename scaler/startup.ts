@@ -37,10 +37,6 @@ const IGNORED: Record<string, IgnoredVar> = {
       "interceptor pods are found through the EndpointSlices of KEDA_HTTP_SCALER_TARGET_ADMIN_SERVICE, not the Deployment",
     asks: () => false,
   },
-  OTEL_EXPORTER_OTLP_METRICS_ENABLED: {
-    why:
-      "no OTLP metrics exporter here; metrics are on the Prometheus port (OTEL_PROM_EXPORTER_PORT)",
-  },
   PROFILING_BIND_ADDRESS: { why: "there is no pprof endpoint in this scaler" },
 };
 

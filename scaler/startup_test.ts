@@ -18,19 +18,19 @@ Deno.test("scaler flags: the Go chart's zap flags set the logger; others are ref
 Deno.test("scaler env: what the Go chart sets and we do not use is logged once each", () => {
   const notes = ignoredEnvNotes({
     KEDA_HTTP_SCALER_TARGET_ADMIN_DEPLOYMENT: "keda-add-ons-http-interceptor",
-    OTEL_EXPORTER_OTLP_METRICS_ENABLED: "false",
     PROFILING_BIND_ADDRESS: "127.0.0.1:6060",
-    // Honoured (shared/tracing.ts): not in the ignored list.
+    // Honoured (shared/tracing.ts, shared/otlp_metrics.ts): not in the ignored list.
+    OTEL_EXPORTER_OTLP_METRICS_ENABLED: "false",
     OTEL_EXPORTER_OTLP_TRACES_ENABLED: "true",
     OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "console",
     KEDA_HTTP_SCALER_PORT: "9090",
   });
-  assert.deepEqual(notes.map((n) => n.level), ["info", "info", "warn"]);
+  assert.deepEqual(notes.map((n) => n.level), ["info", "warn"]);
   assert.match(
     notes[0]!.msg,
     /KEDA_HTTP_SCALER_TARGET_ADMIN_DEPLOYMENT=".*" ignored: .*EndpointSlices/,
   );
-  assert.match(notes[2]!.msg, /PROFILING_BIND_ADDRESS="127.0.0.1:6060" ignored/);
-  assert.ok(!notes.some((n) => n.msg.includes("TRACES")), "trace settings are honoured");
+  assert.match(notes[1]!.msg, /PROFILING_BIND_ADDRESS="127.0.0.1:6060" ignored/);
+  assert.ok(!notes.some((n) => n.msg.includes("OTEL_")), "trace and metrics settings are honoured");
   assert.deepEqual(ignoredEnvNotes({}), []);
 });

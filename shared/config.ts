@@ -254,6 +254,47 @@ export interface TracingConfig {
   batchDelayMs: number;
 }
 
+/**
+ * OTLP metrics (Go HEAD: OTEL_EXPORTER_OTLP_METRICS_ENABLED), in all three
+ * programs: off by default; the exporters read the SDK's standard
+ * OTEL_EXPORTER_OTLP_* endpoint and header variables themselves.
+ */
+export const METRICS_PROTOCOLS = ["http/protobuf", "grpc"] as const;
+
+function otlpMetricsEnv() {
+  return {
+    OTEL_EXPORTER_OTLP_METRICS_ENABLED: env.bool(false),
+    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: env.enumOf(METRICS_PROTOCOLS, "http/protobuf"),
+    // The spec's export interval, ms (its default: one minute).
+    OTEL_METRIC_EXPORT_INTERVAL: env.int(60_000),
+    OTEL_SERVICE_NAME: env.string(""),
+  };
+}
+
+interface OtlpMetricsEnv {
+  OTEL_EXPORTER_OTLP_METRICS_ENABLED: boolean;
+  OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: typeof METRICS_PROTOCOLS[number];
+  OTEL_METRIC_EXPORT_INTERVAL: number;
+  OTEL_SERVICE_NAME: string;
+}
+
+export interface OtlpMetricsConfig {
+  enabled: boolean;
+  protocol: typeof METRICS_PROTOCOLS[number];
+  /** How often the metrics are exported, ms. */
+  intervalMs: number;
+  serviceName: string;
+}
+
+function otlpMetricsOf(e: OtlpMetricsEnv, serviceName: string): OtlpMetricsConfig {
+  return {
+    enabled: e.OTEL_EXPORTER_OTLP_METRICS_ENABLED,
+    protocol: e.OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    intervalMs: Math.max(100, e.OTEL_METRIC_EXPORT_INTERVAL),
+    serviceName: e.OTEL_SERVICE_NAME || serviceName,
+  };
+}
+
 function tracingOf(e: TracingEnv, serviceName: string): TracingConfig {
   return {
     enabled: e.OTEL_EXPORTER_OTLP_TRACES_ENABLED,
@@ -382,6 +423,7 @@ function buildInterceptorEnvSchema() {
       /** Ours: a request head must be complete this long after its first byte. */
       KEDA_HTTP_REQUEST_HEAD_TIMEOUT: env.duration("10s"),
       ...promExporterEnv(),
+      ...otlpMetricsEnv(),
     }).check(z.superRefine((e, ctx) => {
       checkPromPort(e, {
         KEDA_HTTP_PROXY_PORT: e.KEDA_HTTP_PROXY_PORT,
@@ -478,6 +520,7 @@ function buildInterceptorEnvSchema() {
       idleTimeoutMs: e.KEDA_HTTP_IDLE_TIMEOUT,
       requestHeadTimeoutMs: e.KEDA_HTTP_REQUEST_HEAD_TIMEOUT,
       prometheus: promExporterOf(e),
+      otlpMetrics: otlpMetricsOf(e, "keda-http-interceptor"),
       tracing: tracingOf(e, "keda-http-interceptor"),
     })),
   );
@@ -513,6 +556,7 @@ function buildScalerEnvSchema() {
       /** Ours: bearer token POST and DELETE /wake need; "" = none, like the port's other endpoints. */
       KEDA_HTTP_SCALER_WAKE_TOKEN: env.string(""),
       ...promExporterEnv(),
+      ...otlpMetricsEnv(),
     }).check(z.superRefine((e, ctx) => {
       if (!/^[!-~]*$/.test(e.KEDA_HTTP_SCALER_WAKE_TOKEN)) {
         ctx.addIssue({
@@ -557,6 +601,7 @@ function buildScalerEnvSchema() {
       watchNamespace: e.KEDA_HTTP_WATCH_NAMESPACE,
       wakeToken: e.KEDA_HTTP_SCALER_WAKE_TOKEN,
       prometheus: promExporterOf(e),
+      otlpMetrics: otlpMetricsOf(e, "keda-http-external-scaler"),
       tracing: tracingOf(e, "keda-http-external-scaler"),
     })),
   );
@@ -612,6 +657,7 @@ function buildOperatorEnvSchema() {
       /** Identity in the Lease; the Downward API sets it to the pod name. */
       POD_NAME: env.string(""),
       ...promExporterEnv(),
+      ...otlpMetricsEnv(),
     }).check(z.superRefine((e, ctx) => {
       checkPromPort(e, { KEDA_HTTP_OPERATOR_ADMIN_PORT: e.KEDA_HTTP_OPERATOR_ADMIN_PORT }, ctx);
       if (e.KEDA_HTTP_OPERATOR_RENEW_DEADLINE >= e.KEDA_HTTP_OPERATOR_LEASE_DURATION) {
@@ -640,6 +686,7 @@ function buildOperatorEnvSchema() {
       resyncPeriodMs: e.KEDA_HTTP_OPERATOR_RESYNC_PERIOD,
       podName: e.POD_NAME,
       prometheus: promExporterOf(e),
+      otlpMetrics: otlpMetricsOf(e, "keda-http-operator"),
     })),
   );
 }

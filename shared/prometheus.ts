@@ -32,8 +32,9 @@ export function formatValue(v: number): string {
 
 /** The `# HELP` and `# TYPE` lines that open a metric family. */
 export function familyHeader(name: string, help: string, type: MetricType): string[] {
-  // A line feed would end the HELP line early.
-  return [`# HELP ${name} ${help.replaceAll("\n", " ")}`, `# TYPE ${name} ${type}`];
+  // The format's HELP escapes: a bare backslash is invalid, a line feed would end the line.
+  const text = help.replaceAll("\\", "\\\\").replaceAll("\n", "\\n");
+  return [`# HELP ${name} ${text}`, `# TYPE ${name} ${type}`];
 }
 
 /** One sample line; `pairs` is labelPairs' output, "" for none. */

@@ -61,7 +61,8 @@ Deno.test("sample lines: braces only with labels; infinities spelled as the form
   assert.equal(formatValue(-Infinity), "-Inf");
   assert.equal(formatValue(NaN), "NaN");
   assert.deepEqual(familyLines("g", "A\ngauge.", "gauge", [["", 2]]), [
-    "# HELP g A gauge.",
+    // The format's escape: a line feed in HELP text is written as \n.
+    "# HELP g A\\ngauge.",
     "# TYPE g gauge",
     "g 2",
   ]);

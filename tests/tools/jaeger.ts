@@ -70,6 +70,11 @@ export interface Jaeger {
   readonly otlpGrpcEndpoint: string;
   /** Base URL of the query HTTP API (/api/v3/..., /api/..., and the UI). */
   readonly queryUrl: string;
+  /**
+   * The collector's Prometheus exporter: GET it for the OTLP metrics it has
+   * received (its `prometheus` exporter, fed by a metrics pipeline from the OTLP receivers).
+   */
+  readonly metricsUrl: string;
   /** The spans of the traces that have a span of `service` (api/v3 find traces). */
   traces(service: string, opts?: { lookbackMs?: number; limit?: number }): Promise<JaegerSpan[]>;
   /** The spans of one trace by its 32-hex-digit id, [] if Jaeger has none. */
@@ -90,8 +95,13 @@ function freePorts(n: number): number[] {
   return ports;
 }
 
-/** The collector config: OTLP in, memory storage, query API out; nothing else listens. */
-function config(p: { otlpGrpc: number; otlpHttp: number; queryHttp: number; queryGrpc: number }) {
+/**
+ * The collector config: OTLP in; traces to memory storage and the query API,
+ * metrics to its Prometheus exporter; nothing else listens.
+ */
+function config(
+  p: { otlpGrpc: number; otlpHttp: number; queryHttp: number; queryGrpc: number; prom: number },
+) {
   return `# Written by tests/tools/jaeger.ts for one test's Jaeger.
 service:
   extensions: [jaeger_storage, jaeger_query]
@@ -100,6 +110,10 @@ service:
       receivers: [otlp]
       processors: []
       exporters: [jaeger_storage_exporter]
+    metrics:
+      receivers: [otlp]
+      processors: []
+      exporters: [prometheus]
   telemetry:
     metrics:
       level: none
@@ -129,6 +143,8 @@ receivers:
 exporters:
   jaeger_storage_exporter:
     trace_storage: memstore
+  prometheus:
+    endpoint: 127.0.0.1:${p.prom}
 `;
 }
 
@@ -252,7 +268,8 @@ async function startOnce(
   bin: string,
   opts: { signal?: AbortSignal; readyTimeoutMs?: number },
 ): Promise<Jaeger & AsyncDisposable> {
-  const [otlpGrpc, otlpHttp, queryHttp, queryGrpc] = freePorts(4) as [
+  const [otlpGrpc, otlpHttp, queryHttp, queryGrpc, prom] = freePorts(5) as [
+    number,
     number,
     number,
     number,
@@ -261,7 +278,7 @@ async function startOnce(
   const dir = await Deno.makeTempDir({ prefix: "keda-http-jaeger-" });
   const cfgPath = `${dir}/config.yaml`;
   const logPath = `${dir}/jaeger.log`;
-  await Deno.writeTextFile(cfgPath, config({ otlpGrpc, otlpHttp, queryHttp, queryGrpc }));
+  await Deno.writeTextFile(cfgPath, config({ otlpGrpc, otlpHttp, queryHttp, queryGrpc, prom }));
   const child = new Deno.Command(bin, {
     args: ["--config", cfgPath],
     cwd: dir,
@@ -319,7 +336,9 @@ async function startOnce(
       }
       const ready = await fetch(`${queryUrl}/api/v3/services`, { signal: opts.signal })
         .then(async (r) => (await r.body?.cancel(), r.ok), () => false);
-      if (ready && await canConnect(otlpHttp) && await canConnect(otlpGrpc)) break;
+      if (
+        ready && await canConnect(otlpHttp) && await canConnect(otlpGrpc) && await canConnect(prom)
+      ) break;
       if (Date.now() > deadline) {
         throw new Error(`jaeger was not ready in time:\n${(await log()).slice(-4000)}`);
       }
@@ -334,6 +353,7 @@ async function startOnce(
     otlpHttpEndpoint: `http://127.0.0.1:${otlpHttp}`,
     otlpGrpcEndpoint: `127.0.0.1:${otlpGrpc}`,
     queryUrl,
+    metricsUrl: `http://127.0.0.1:${prom}/metrics`,
     async traces(service, q = {}) {
       const now = Date.now();
       const params = new URLSearchParams({
