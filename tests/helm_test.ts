@@ -196,6 +196,7 @@ Deno.test("non-default values render what they say", async () => {
       "logging.scaler.stackTracesEnabled=true",
       "scaler.tracing.enabled=true",
       "scaler.tracing.protocol=grpc",
+      "scaler.metrics.otlp.enabled=true",
       "additionalLabels.team=web",
     ].join(","),
   );
@@ -239,6 +240,8 @@ Deno.test("non-default values render what they say", async () => {
   const scaler = container(objs, "keda-add-ons-http-scaler");
   assert.equal(envOf(scaler).OTEL_EXPORTER_OTLP_TRACES_ENABLED, "true", "scaler.tracing.enabled");
   assert.equal(envOf(scaler).OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, "grpc");
+  assert.equal(envOf(scaler).OTEL_EXPORTER_OTLP_METRICS_ENABLED, "true", "scaler.metrics.otlp");
+  assert.equal(env.OTEL_EXPORTER_OTLP_METRICS_ENABLED, undefined, "interceptor's stays off");
   assert.equal(env.OTEL_EXPORTER_OTLP_TRACES_ENABLED, undefined, "interceptor.tracing stays off");
   // stackTracesEnabled is accepted and changes nothing; no time encoding, no args.
   assert.equal(scaler.args, undefined);

@@ -138,12 +138,18 @@ args:
 {{- end }}
 {{- end -}}
 
-{{/* Env entries of a program's tracing values, when enabled. */}}
+{{/* Env entries of a program's tracing values (.tracing), and of its OTLP metrics (.metrics.otlp), when enabled. */}}
 {{- define "khd.tracingEnv" -}}
+{{- if (dig "metrics" "otlp" "enabled" false .) }}
+- name: OTEL_EXPORTER_OTLP_METRICS_ENABLED
+  value: "true"
+{{- end }}
+{{- with .tracing }}
 {{- if .enabled }}
 - name: OTEL_EXPORTER_OTLP_TRACES_ENABLED
   value: "true"
 - name: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL
   value: {{ .protocol | quote }}
+{{- end }}
 {{- end }}
 {{- end -}}
