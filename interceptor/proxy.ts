@@ -650,6 +650,8 @@ export class HttpProxy {
     counted: boolean,
   ): Promise<boolean> {
     if (counted && this.#counters.begin(route.slot)) this.#onActivity(route.slot, true);
+    const span = this.tracing === null ? null : this.#startSpan(this.tracing, c, req, route);
+    span?.set({ "keda.answer": counted ? "placeholder" : "static" });
     const chosen = chooseResponse(resp, path);
     const hasBody = req.contentLength > 0 || req.chunked;
     // An unread request body would be taken for the next request: close instead.
@@ -690,7 +692,14 @@ export class HttpProxy {
     const status = ok ? (chosen.problem !== undefined ? 500 : chosen.status) : 499;
     const secs = (Date.now() - t0) / 1000;
     this.#metrics.record(route.key, req.method, status, secs);
-    if (this.#cfg.logRequests) this.#logRequest(c, req, route.key, status, secs, false);
+    if (span !== null) {
+      span.set({ "http.response.status_code": status, "keda.cold_start": false });
+      if (chosen.problem !== undefined) span.fail(chosen.problem);
+      span.end();
+    }
+    if (this.#cfg.logRequests) {
+      this.#logRequest(c, req, route.key, status, secs, false, span?.traceId);
+    }
     return ok && !close;
   }
 
