@@ -266,6 +266,7 @@ async function main(): Promise<void> {
       watch,
       routingTable: `curl -s http://127.0.0.1:${PORTS.interceptorAdmin}/routing_table`,
       queue: `curl -s http://127.0.0.1:${PORTS.scalerHttp}/queue`,
+      dashboard: `http://127.0.0.1:${PORTS.scalerHttp}/dashboard`,
       localCluster: local,
     });
     await Deno.stdout.write(new TextEncoder().encode(
@@ -275,6 +276,7 @@ async function main(): Promise<void> {
         `  curl -si -H 'Host: demo.local' http://127.0.0.1:${PORTS.proxy}/     # cold start: held until the demo app is up`,
         `  ${watch}`,
         `  curl -s http://127.0.0.1:${PORTS.scalerHttp}/queue                  # what the scaler sees`,
+        `  open http://127.0.0.1:${PORTS.scalerHttp}/dashboard                 # the live dashboard`,
         "Ctrl-C stops everything.",
         "",
       ].join("\n"),

@@ -1,13 +1,17 @@
 /**
  * The admin server's handler: /queue and /queue/watch for the scaler, the
- * routing table, endpoints per target, health, and Prometheus metrics.
+ * routing table, endpoints per target, held requests and cold starts per
+ * route (/route_status, for the scaler's dashboard), health, and Prometheus
+ * metrics.
  */
-import type { QueueCounts } from "../shared/queue_counts.ts";
+import type { QueueCounts, RouteStatus } from "../shared/queue_counts.ts";
 import {
   QUEUE_PATH,
   QUEUE_WATCH_PATH,
   queueResponse,
   queueWatchResponse,
+  ROUTE_STATUS_PATH,
+  routeStatusResponse,
 } from "../shared/queue_counts.ts";
 import { type RoutingTable, routingTableToJSON } from "../shared/routing_table.ts";
 import type { Logger } from "../shared/log.ts";
@@ -19,6 +23,8 @@ export interface AdminDeps {
   routingTable(): RoutingTable;
   routingPing(): Promise<RoutingTable>;
   deployments(): Record<string, DeploymentInfo>;
+  /** Held requests and pods per route, recent cold starts: the scaler's dashboard reads it. */
+  routeStatus(): RouteStatus;
   /** The first routing table has been synced. */
   ready(): boolean;
   draining(): boolean;
@@ -36,6 +42,7 @@ const ENDPOINTS = [
   "/routing_table",
   "/routing_ping",
   "/deployments",
+  "/route_status",
   "/livez",
   "/readyz",
   "/metrics",
@@ -80,6 +87,9 @@ export function adminHandler(deps: AdminDeps): (req: Request) => Promise<Respons
         case "/deployments":
           if (!readOnly) break;
           return json(deps.deployments());
+        case ROUTE_STATUS_PATH:
+          if (!readOnly) break;
+          return routeStatusResponse(deps.routeStatus());
         case "/livez":
         case "/healthz":
           if (!readOnly) break;

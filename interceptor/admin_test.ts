@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createLogger } from "../shared/log.ts";
-import { parseQueueCounts } from "../shared/queue_counts.ts";
+import { parseQueueCounts, RouteStatusSchema } from "../shared/queue_counts.ts";
 import { buildRoutingTable } from "../shared/routing_table.ts";
 import type { QueueCounts } from "../shared/queue_counts.ts";
 import { type AdminDeps, adminHandler } from "./admin.ts";
@@ -23,6 +23,17 @@ function deps(over: Partial<AdminDeps> = {}) {
       pinged++;
       return Promise.resolve(table);
     },
+    routeStatus: () => ({
+      routes: { "ns/app": { held: 1, readyPods: 0, pods: 1 } },
+      coldStarts: [{
+        route: "ns/app",
+        target: "ns/app:80",
+        heldAt: 1000,
+        podSeenAt: 1000,
+        outcome: "waiting",
+        held: 1,
+      }],
+    }),
     deployments: () => ({
       "ns/app:80": {
         namespace: "ns",
@@ -116,4 +127,13 @@ Deno.test("admin: a failing source is a 500 that says what failed, not a crash",
   const r = await h(req("/routing_ping"));
   assert.equal(r.status, 500);
   assert.match(await r.text(), /\/routing_ping failed: apiserver away/);
+});
+
+Deno.test("admin: /route_status answers held requests, pods and cold starts in the shared schema", async () => {
+  const res = await adminHandler(deps())(req("/route_status"));
+  assert.equal(res.status, 200);
+  const body = RouteStatusSchema.parse(await res.json());
+  assert.deepEqual(body.routes["ns/app"], { held: 1, readyPods: 0, pods: 1 });
+  assert.equal(body.coldStarts[0]?.outcome, "waiting");
+  assert.equal((await adminHandler(deps())(req("/route_status", "POST"))).status, 405);
 });

@@ -17,7 +17,12 @@ import {
 } from "../shared/interceptor_route.ts";
 import { Informer, type KubeApiClient, KubeApiError, type KubeObject } from "../shared/kube_api.ts";
 import type { Logger } from "../shared/log.ts";
-import type { QueueCounts } from "../shared/queue_counts.ts";
+import type {
+  ColdStartRecord,
+  QueueCounts,
+  RouteStatus,
+  RouteStatusEntry,
+} from "../shared/queue_counts.ts";
 import {
   PROBE_STARTING_PODS_ANNOTATION,
   type RouteEntry,
@@ -136,6 +141,100 @@ function paths(ns: string) {
   };
 }
 
+/** Cold starts kept for /route_status; older ones are dropped. */
+export const COLD_START_HISTORY = 50;
+
+/**
+ * The cold starts of one interceptor replica, told from what the main
+ * isolate sees without a message per request: a route becomes busy while
+ * its target has no ready endpoint (begin), a pod of the target appears,
+ * the target gets a ready endpoint (the data plane releases the held
+ * requests on that same update), or the route goes idle first (abandoned).
+ * A placeholder route answers instead of holding, so going idle does not
+ * end its cold start: the app was woken and its pod is on the way.
+ */
+export class ColdStartLog {
+  readonly #done: ColdStartRecord[] = [];
+  /** Open cold starts by route. */
+  readonly #open = new Map<string, ColdStartRecord>();
+  readonly #capacity: number;
+
+  constructor(capacity = COLD_START_HISTORY) {
+    this.#capacity = capacity;
+  }
+
+  /** The route became busy with no ready endpoint; `podPresent`: a pod is already starting. */
+  begin(route: string, target: string, now: number, podPresent: boolean): void {
+    const open = this.#open.get(route);
+    if (open && open.target === target) return;
+    if (open) this.#close(open, "abandoned", now);
+    this.#open.set(route, {
+      route,
+      target,
+      heldAt: now,
+      ...(podPresent ? { podSeenAt: now } : {}),
+      outcome: "waiting",
+      held: 0,
+    });
+  }
+
+  /** What the target looks like now: pods appearing, a ready endpoint closing its cold starts. */
+  observe(
+    target: string,
+    view: { pods: number; ready: number; early: boolean },
+    now: number,
+    heldOf: (route: string) => number,
+  ): void {
+    for (const c of [...this.#open.values()]) {
+      if (c.target !== target) continue;
+      if (view.pods > 0 && c.podSeenAt === undefined) c.podSeenAt = now;
+      if (view.ready === 0) continue;
+      c.held = Math.max(c.held, heldOf(c.route));
+      c.readyAt = now;
+      c.readyBy = view.early ? "probe" : "kubelet";
+      c.podSeenAt ??= now;
+      this.#close(c, "ready", now);
+    }
+  }
+
+  /** The route has nothing in flight any more. */
+  idle(route: string, now: number, placeholder: boolean): void {
+    const c = this.#open.get(route);
+    if (!c || placeholder) return;
+    c.endedAt = now;
+    this.#close(c, "abandoned", now);
+  }
+
+  /** Notes how many requests a route holds now (the most seen is kept). */
+  sampleHeld(heldOf: (route: string) => number): void {
+    for (const c of this.#open.values()) c.held = Math.max(c.held, heldOf(c.route));
+  }
+
+  /** The route is gone from the table: its open cold start ends unanswered. */
+  forget(keep: (route: string) => boolean, now: number): void {
+    for (const c of [...this.#open.values()]) {
+      if (!keep(c.route)) {
+        c.endedAt = now;
+        this.#close(c, "abandoned", now);
+      }
+    }
+  }
+
+  /** Open ones first, then finished ones; newest first within each. */
+  list(): ColdStartRecord[] {
+    const open = [...this.#open.values()].sort((a, b) => b.heldAt - a.heldAt);
+    return [...open, ...[...this.#done].reverse()].map((c) => ({ ...c }));
+  }
+
+  #close(c: ColdStartRecord, outcome: "ready" | "abandoned", now: number): void {
+    this.#open.delete(c.route);
+    c.outcome = outcome;
+    if (outcome === "abandoned") c.endedAt ??= now;
+    this.#done.push(c);
+    if (this.#done.length > this.#capacity) this.#done.shift();
+  }
+}
+
 export class Control {
   readonly httpso: Informer<KubeObject>;
   readonly routes: Informer<KubeObject>;
@@ -148,6 +247,7 @@ export class Control {
   readonly podSlots: SlotTable;
   /** Starting pods checked with their own readiness probe; null when turned off. */
   readonly startingPods: StartingPods | null;
+  readonly coldStarts = new ColdStartLog();
   readonly #opts: ControlOptions;
   readonly #log: Logger;
   /** Parse caches by key, one per kind; an InterceptorRoute wins over an HTTPScaledObject. */
@@ -519,8 +619,20 @@ export class Control {
     for (const key of keys) {
       const ref = this.#targetRefs.get(key);
       if (!ref) continue;
-      const res = this.#withStarting(key, this.#routed(this.view.resolve(ref)));
+      const raw = this.view.resolve(ref);
+      const res = this.#withStarting(key, this.#routed(raw));
       this.#resolved.set(key, res);
+      this.coldStarts.observe(
+        key,
+        // Starting or ready, not terminating: a pod on its way up.
+        {
+          pods: raw.starting.length + raw.ready.length,
+          ready: res.ready.length,
+          early: res.early === true,
+        },
+        Date.now(),
+        (route) => this.#heldOf(route),
+      );
       const sig = `${res.ready.map(addressOf).join(",")}|${res.appProtocol ?? ""}|${
         res.early ? "early" : ""
       }`;
@@ -660,6 +772,7 @@ export class Control {
   /** A route went idle <-> busy in some worker: probe its starting pods, tell watchers at once. */
   onActivity(slot: number, active = true): void {
     const key = this.#keyOfSlot.get(slot);
+    if (key !== undefined) this.#noteColdStart(key, active);
     if (key !== undefined && active) this.#probeFor(key);
     if (key === undefined || this.#watchers.size === 0) return;
     this.#sampleRequests();
@@ -669,6 +782,51 @@ export class Control {
     };
     this.#lastBroadcast[key] = count;
     for (const w of this.#watchers) w({ [key]: count });
+  }
+
+  /** A route went busy or idle: a cold start begins when its target has no ready endpoint. */
+  #noteColdStart(route: string, active: boolean): void {
+    const entry = this.table.entries.get(route);
+    if (!entry) return;
+    const now = Date.now();
+    if (!active) {
+      this.coldStarts.idle(route, now, entry.placeholder !== undefined);
+      return;
+    }
+    // Before the endpoints are listed, "no ready endpoint" is not known yet.
+    if (!this.#endpointsSynced) return;
+    const target = targetKeyOf(entry.target);
+    const res = this.#resolved.get(target);
+    if (res && res.ready.length > 0) return;
+    this.coldStarts.begin(route, target, now, (res?.starting.length ?? 0) > 0);
+  }
+
+  #heldOf(route: string): number {
+    const slot = this.routeSlots.slotOf(route);
+    return slot === undefined || slot === OVERFLOW_SLOT ? 0 : this.#opts.counters.held(slot);
+  }
+
+  /**
+   * GET /route_status: per route the requests held now (over every isolate:
+   * the counters are shared) and its target's pods, and the recent cold starts.
+   */
+  routeStatus(): RouteStatus {
+    const routes: Record<string, RouteStatusEntry> = {};
+    const pods = new Map<string, { readyPods: number; pods: number }>();
+    for (const [key, entry] of this.table.entries) {
+      const target = targetKeyOf(entry.target);
+      let p = pods.get(target);
+      if (!p) {
+        // Before #routed: with direct pod routing off `ready` is the Service's address.
+        const raw = this.view.resolve(entry.target);
+        p = { readyPods: raw.ready.length, pods: raw.replicas };
+        pods.set(target, p);
+      }
+      routes[key] = { held: this.#heldOf(key), ...p };
+    }
+    this.coldStarts.sampleHeld((route) => this.#heldOf(route));
+    this.coldStarts.forget((route) => this.table.entries.has(route), Date.now());
+    return { routes, coldStarts: this.coldStarts.list() };
   }
 
   /** Coalesced: the routes whose counts changed since the last broadcast. */

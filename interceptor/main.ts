@@ -206,6 +206,7 @@ async function main(): Promise<number> {
       routingTable: () => c.table,
       routingPing: () => c.routingPing(),
       deployments: () => c.deployments(),
+      routeStatus: () => c.routeStatus(),
       ready: () => c.ready,
       draining: () => draining,
       metrics,

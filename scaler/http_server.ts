@@ -10,12 +10,21 @@
  *                      {"namespace", "name", "kind": InterceptorRoute|HTTPScaledObject, "for": "10m"}
  *   DELETE /wake       ?namespace=&name=&kind= ends a wake
  *   GET /wake          the wakes in force
+ *   GET /dashboard     the live dashboard; /dashboard/events streams its
+ *                      snapshots (server-sent events), /dashboard/snapshot
+ *                      answers one (scaler/dashboard.ts)
  * With KEDA_HTTP_SCALER_WAKE_TOKEN set, POST and DELETE /wake need
  * `Authorization: Bearer <token>`. /queue and /queue_ping add
  * "WakeUntil" (RFC 3339) to the entry of every woken route, and list a
  * woken route without traffic too.
  */
 import type { Logger } from "../shared/log.ts";
+import {
+  type Dashboard,
+  DASHBOARD_EVENTS_PATH,
+  DASHBOARD_PATH,
+  DASHBOARD_SNAPSHOT_PATH,
+} from "./dashboard.ts";
 import type { InterceptorFleet } from "./interceptor_fleet.ts";
 import type { QueueAggregator, RouteTotals } from "./queue_aggregator.ts";
 import type { Readiness } from "./readiness.ts";
@@ -45,6 +54,10 @@ export interface ScalerHttpOptions {
   grpc?: { readonly answers: ScalingAnswers };
   /** KEDA_HTTP_SCALER_WAKE_TOKEN: when non-empty, POST and DELETE /wake need it as a bearer token. */
   wakeToken?: string;
+  /** The live dashboard; without it /dashboard answers 404. */
+  dashboard?: Dashboard;
+  /** Ends the dashboard's event streams (the server's shutdown). */
+  signal?: AbortSignal;
 }
 
 function json(body: unknown, status = 200): Response {
@@ -92,12 +105,23 @@ export function scalerHttpHandler(
         return new Response(options.metrics.registry.render(), {
           headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
         });
-      default:
-        return text(
-          `no such endpoint ${url.pathname}; try /queue, /queue_ping, /interceptors, /livez, /readyz, /metrics, /wake\n`,
-          404,
-        );
+      case DASHBOARD_PATH:
+      case `${DASHBOARD_PATH}/`:
+        if (options.dashboard) return options.dashboard.page();
+        break;
+      case DASHBOARD_EVENTS_PATH:
+        if (options.dashboard) return options.dashboard.events(options.signal);
+        break;
+      case DASHBOARD_SNAPSHOT_PATH:
+        if (options.dashboard) return json(options.dashboard.snapshot());
+        break;
     }
+    return text(
+      `no such endpoint ${url.pathname}; try /queue, /queue_ping, /interceptors, /livez, /readyz, /metrics, /wake${
+        options.dashboard ? ", /dashboard" : ""
+      }\n`,
+      404,
+    );
   };
 }
 
@@ -333,7 +357,7 @@ export function serveScalerHttp(
   options: ScalerHttpOptions & { port: number; hostname?: string },
 ): (signal: AbortSignal) => Promise<void> {
   return async (signal) => {
-    const handler = scalerHttpHandler(options);
+    const handler = scalerHttpHandler({ ...options, signal });
     const server = Deno.serve({
       port: options.port,
       hostname: options.hostname ?? "0.0.0.0",

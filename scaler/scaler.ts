@@ -7,6 +7,7 @@
  */
 import type { ScalerConfig } from "../shared/config.ts";
 import type { Logger } from "../shared/log.ts";
+import { Dashboard } from "./dashboard.ts";
 import { ExternalScalerServer } from "./external_scaler.ts";
 import { serveScalerHttp } from "./http_server.ts";
 import { HTTPScaledObjectIndex } from "./httpso_index.ts";
@@ -35,9 +36,11 @@ export interface ScalerParts {
   metrics: ScalerMetrics;
   fleet: InterceptorFleet;
   grpc: ExternalScalerServer;
+  /** The live dashboard on the HTTP port (/dashboard). */
+  dashboard: Dashboard;
   /**
    * Lifetime members: the interceptor fleet, the gRPC server, the HTTP
-   * server, and the Prometheus port unless OTEL_PROM_EXPORTER_ENABLED=false.
+   * server, the dashboard's feed, and the Prometheus port unless OTEL_PROM_EXPORTER_ENABLED=false.
    */
   members: Array<[string, (signal: AbortSignal) => Promise<void>]>;
   /** Call once the interceptor endpoints are known: polls them all, then marks readiness. */
@@ -102,6 +105,14 @@ export function buildScaler(config: ScalerConfig, deps: ScalerDeps): ScalerParts
   });
   const wakes = grpc.answers.wakes;
   metrics.setWakes(() => wakes.list());
+  const dashboard = new Dashboard({
+    aggregator,
+    answers: grpc.answers,
+    httpsoStore: deps.httpsoStore,
+    routeStore: deps.routeStore,
+    log: log.with({ part: "dashboard" }),
+    fetchTimeoutMs: config.fetchTimeoutMs,
+  });
   return {
     readiness,
     httpsos,
@@ -110,8 +121,10 @@ export function buildScaler(config: ScalerConfig, deps: ScalerDeps): ScalerParts
     metrics,
     fleet,
     grpc,
+    dashboard,
     members: [
       ["interceptor fleet", (s) => fleet.run(s)],
+      ["dashboard", (s) => dashboard.run(s)],
       ["grpc server", grpc.serve(config.grpcPort, deps.hostname)],
       [
         "http server",
@@ -122,6 +135,7 @@ export function buildScaler(config: ScalerConfig, deps: ScalerDeps): ScalerParts
           metrics,
           log,
           grpc,
+          dashboard,
           wakeToken: config.wakeToken,
           port: config.httpPort,
           hostname: deps.hostname,

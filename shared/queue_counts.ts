@@ -172,3 +172,93 @@ export async function watchQueueCounts(
     clearTimeout(timer);
   }
 }
+
+/**
+ * GET /route_status -> what the scaler's dashboard shows of one interceptor
+ * replica (ours; the Go add-on has no such endpoint): per route the requests
+ * held now and the target's pods as this replica's EndpointSlice watch sees
+ * them, and its recent cold starts, newest first. Times are epoch ms of the
+ * interceptor's clock.
+ */
+export const ROUTE_STATUS_PATH = "/route_status";
+
+export const COLD_START_OUTCOMES = ["waiting", "ready", "abandoned"] as const;
+export type ColdStartOutcome = (typeof COLD_START_OUTCOMES)[number];
+
+const epochMs = z.number().check(z.minimum(0));
+const coldStartSchema = z.object({
+  route: z.string(),
+  /** The target "<ns>/<service>:<port>" that had no ready endpoint. */
+  target: z.string(),
+  /** The route became busy while its target had no ready endpoint. */
+  heldAt: epochMs,
+  /** A pod of the target first appeared (ready or not); heldAt when one was already starting. */
+  podSeenAt: z.optional(epochMs),
+  /** The target got a ready endpoint and held requests were released. */
+  readyAt: z.optional(epochMs),
+  /** The route went idle with no ready endpoint (held requests timed out or left). */
+  endedAt: z.optional(epochMs),
+  outcome: z.enum(COLD_START_OUTCOMES),
+  /** Who said ready: the kubelet (EndpointSlice) or the interceptor's own probe of the pod. */
+  readyBy: z.optional(z.enum(["kubelet", "probe"])),
+  /** Most requests seen held at once during this cold start. */
+  held: countValue,
+});
+export type ColdStartRecord = z.infer<typeof coldStartSchema>;
+
+const routeStatusEntry = z.object({
+  held: countValue,
+  /** Ready pods of the route's target. */
+  readyPods: countValue,
+  /** Pods of the target, ready or not. */
+  pods: countValue,
+});
+export type RouteStatusEntry = z.infer<typeof routeStatusEntry>;
+
+export const RouteStatusSchema = z.object({
+  routes: z.record(z.string(), routeStatusEntry),
+  coldStarts: z.array(coldStartSchema),
+});
+export type RouteStatus = z.infer<typeof RouteStatusSchema>;
+
+/** Server side: the /route_status response. */
+export function routeStatusResponse(status: RouteStatus): Response {
+  return new Response(JSON.stringify(status), {
+    headers: { "content-type": "application/json" },
+  });
+}
+
+/** Client side: fetches /route_status with a timeout; throws saying what was wrong. */
+export async function fetchRouteStatus(
+  baseUrl: string,
+  options: { signal?: AbortSignal; timeoutMs: number },
+): Promise<RouteStatus> {
+  const signals = [AbortSignal.timeout(options.timeoutMs)];
+  if (options.signal) signals.push(options.signal);
+  const res = await fetch(new URL(ROUTE_STATUS_PATH, baseUrl), {
+    signal: AbortSignal.any(signals),
+  });
+  const body = await res.text();
+  if (!res.ok) {
+    throw new Error(
+      `GET ${ROUTE_STATUS_PATH} from ${baseUrl} answered ${res.status}: ${body.slice(0, 200)}` +
+        (res.status === 404 ? " (an interceptor older than the dashboard: upgrade it)" : ""),
+    );
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch (e) {
+    throw new Error(`${ROUTE_STATUS_PATH} from ${baseUrl} is not JSON: ${(e as Error).message}`);
+  }
+  const r = RouteStatusSchema.safeParse(json);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    throw new Error(
+      `${ROUTE_STATUS_PATH} from ${baseUrl} malformed at ${
+        i?.path.join(".") || "(root)"
+      }: ${i?.message}`,
+    );
+  }
+  return r.data;
+}
