@@ -629,7 +629,11 @@ export class HttpProxy {
     const ex = new Exchange(c, req, route, t0, requestDeadline(this.#cfg, route, t0));
     c.exchange = ex;
     ex.counted = counted;
-    if (this.tracing !== null) ex.span = this.#startSpan(this.tracing, c, req, route);
+    if (this.tracing !== null) {
+      // Unsampled: no span to carry, and the head is forwarded as it came.
+      const span = this.#startSpan(this.tracing, c, req, route);
+      if (span.sampled) ex.span = span;
+    }
     if (counted && this.#counters.begin(route.slot)) this.#onActivity(route.slot, true);
     return ex;
   }

@@ -29,6 +29,7 @@ import {
   ParentBasedSampler,
   type ReadableSpan,
   type Sampler,
+  SamplingDecision,
   type SpanExporter,
   TraceIdRatioBasedSampler,
   TracerProvider,
@@ -87,6 +88,70 @@ class Handle {
 
   end(): void {
     this.span.end();
+  }
+}
+
+/**
+ * A span nobody records, handed out without calling the SDK: starting an
+ * SDK span that is then dropped costs several microseconds per request
+ * (bench:tracing), most of the cost of a 1% sampler. Its children are
+ * unrecorded too, and it passes no context on (the app gets the client's
+ * traceparent as it came, as with tracing off).
+ */
+class Unsampled {
+  readonly traceId = "0".repeat(32);
+  readonly sampled = false;
+  context(): Array<[string, string]> {
+    return [];
+  }
+  child(): Unsampled {
+    return this;
+  }
+  event(): void {}
+  set(): void {}
+  fail(): void {}
+  end(): void {}
+}
+
+const UNSAMPLED = new Unsampled();
+
+/** The share of new traces (no parent) that are sampled, decided before the SDK is called. */
+function rootRatioOf(cfg: TracingConfig): number {
+  switch (cfg.sampler) {
+    case "traceidratio":
+    case "parentbased_traceidratio":
+      return cfg.ratio;
+    case "always_off":
+    case "parentbased_always_off":
+      return 0;
+    default:
+      return 1;
+  }
+}
+
+/**
+ * The configured sampler for spans with a remote parent (the client's); a
+ * span without one was sampled already (rootRatioOf), so it is recorded,
+ * and a child of ours follows its parent.
+ */
+class PreSampledRoots implements Sampler {
+  constructor(readonly withParent: Sampler) {}
+  shouldSample(...args: Parameters<Sampler["shouldSample"]>): ReturnType<Sampler["shouldSample"]> {
+    const parent = trace.getSpanContext(args[0]);
+    if (parent === undefined) return { decision: SamplingDecision.RECORD_AND_SAMPLED };
+    // A child of our own span follows it (a ratio on the trace id would drop
+    // children of roots sampled by the pre-sampling).
+    if (!parent.isRemote) {
+      return {
+        decision: parent.traceFlags & TraceFlags.SAMPLED
+          ? SamplingDecision.RECORD_AND_SAMPLED
+          : SamplingDecision.NOT_RECORD,
+      };
+    }
+    return this.withParent.shouldSample(...args);
+  }
+  toString(): string {
+    return `PreSampledRoots{${this.withParent.toString()}}`;
   }
 }
 
@@ -159,15 +224,15 @@ export async function createTracing(
     name: string,
     incoming: { traceparent?: string | null; tracestate?: string | null },
     attrs?: SpanAttributes,
-  ) => Handle;
-  root: (name: string, attrs?: SpanAttributes, kind?: "internal" | "client") => Handle;
+  ) => Handle | Unsampled;
+  root: (name: string, attrs?: SpanAttributes, kind?: "internal" | "client") => Handle | Unsampled;
   shutdown: () => Promise<void>;
 }> {
   const provider = new TracerProvider({
     resource: defaultResource().merge(
       resourceFromAttributes({ "service.name": cfg.serviceName, "service.version": "HEAD" }),
     ),
-    sampler: samplerOf(cfg),
+    sampler: new PreSampledRoots(samplerOf(cfg)),
     spanProcessors: [
       new BatchSpanProcessor({
         exporter: await exporterOf(cfg, log),
@@ -176,16 +241,31 @@ export async function createTracing(
     ],
   });
   const tracer = provider.getTracer(scope);
+  const rootRatio = rootRatioOf(cfg);
+  const parentBased = cfg.sampler.startsWith("parentbased_");
+  /** A new trace is sampled at the root ratio (Math.random: no need for the trace id here). */
+  const skipRoot = () => rootRatio < 1 && (rootRatio === 0 || Math.random() >= rootRatio);
   return {
     server(
       name: string,
       incoming: { traceparent?: string | null; tracestate?: string | null },
       attrs?: SpanAttributes,
-    ): Handle {
+    ): Handle | Unsampled {
       const carrier: Record<string, string> = {};
       if (incoming.traceparent) carrier.traceparent = incoming.traceparent;
       if (incoming.tracestate) carrier.tracestate = incoming.tracestate;
       const parent = TRACE_CONTEXT.extract(ROOT_CONTEXT, carrier, defaultTextMapGetter);
+      const parentCtx = trace.getSpanContext(parent);
+      // Decided here, without an SDK span: a new trace by the root ratio (a
+      // malformed traceparent is a new trace), an unsampled parent's child
+      // under a parent-based sampler.
+      if (
+        parentCtx === undefined
+          ? skipRoot()
+          : parentBased && !(parentCtx.traceFlags & TraceFlags.SAMPLED)
+      ) {
+        return UNSAMPLED;
+      }
       const span = tracer.startSpan(name, { kind: SpanKind.SERVER, attributes: attrs }, parent);
       return new Handle(span, tracer);
     },
@@ -193,7 +273,8 @@ export async function createTracing(
       name: string,
       attrs?: SpanAttributes,
       kind: "internal" | "client" = "internal",
-    ): Handle {
+    ): Handle | Unsampled {
+      if (skipRoot()) return UNSAMPLED;
       const span = tracer.startSpan(name, { kind: KINDS[kind], attributes: attrs }, ROOT_CONTEXT);
       return new Handle(span, tracer);
     },
