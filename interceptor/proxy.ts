@@ -776,14 +776,14 @@ export class HttpProxy {
     return tracing.server(
       "keda-http-interceptor",
       { traceparent: h.get("traceparent"), tracestate: h.get("tracestate") },
-      {
+      () => ({
         "http.request.method": req.method,
         "url.path": utf8Of(req.path).slice(0, 500),
         "server.address": utf8Of(req.host).slice(0, 200),
         "network.protocol.version": c.h2 ? "2" : `1.${req.minor}`,
         "client.address": c.remoteIp,
         "keda.route": route.key,
-      },
+      }),
     );
   }
 

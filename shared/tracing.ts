@@ -35,7 +35,12 @@ export interface Incoming {
 
 export interface Tracing {
   /** A server span, child of the caller's context when it sent a valid one. */
-  server(name: string, incoming: Incoming, attrs?: SpanAttributes): SpanHandle;
+  /** `attrs` may be a function: it is called only for a span that is recorded. */
+  server(
+    name: string,
+    incoming: Incoming,
+    attrs?: SpanAttributes | (() => SpanAttributes),
+  ): SpanHandle;
   /** A root span of our own (a poll, a background call). */
   root(name: string, attrs?: SpanAttributes, kind?: "internal" | "client"): SpanHandle;
   /** Exports what is buffered and stops. */

@@ -223,7 +223,7 @@ export async function createTracing(
   server: (
     name: string,
     incoming: { traceparent?: string | null; tracestate?: string | null },
-    attrs?: SpanAttributes,
+    attrs?: SpanAttributes | (() => SpanAttributes),
   ) => Handle | Unsampled;
   root: (name: string, attrs?: SpanAttributes, kind?: "internal" | "client") => Handle | Unsampled;
   shutdown: () => Promise<void>;
@@ -249,12 +249,15 @@ export async function createTracing(
     server(
       name: string,
       incoming: { traceparent?: string | null; tracestate?: string | null },
-      attrs?: SpanAttributes,
+      attrs?: SpanAttributes | (() => SpanAttributes),
     ): Handle | Unsampled {
-      const carrier: Record<string, string> = {};
-      if (incoming.traceparent) carrier.traceparent = incoming.traceparent;
-      if (incoming.tracestate) carrier.tracestate = incoming.tracestate;
-      const parent = TRACE_CONTEXT.extract(ROOT_CONTEXT, carrier, defaultTextMapGetter);
+      // Most requests come without a traceparent: nothing to extract.
+      let parent = ROOT_CONTEXT;
+      if (incoming.traceparent) {
+        const carrier: Record<string, string> = { traceparent: incoming.traceparent };
+        if (incoming.tracestate) carrier.tracestate = incoming.tracestate;
+        parent = TRACE_CONTEXT.extract(ROOT_CONTEXT, carrier, defaultTextMapGetter);
+      }
       const parentCtx = trace.getSpanContext(parent);
       // Decided here, without an SDK span: a new trace by the root ratio (a
       // malformed traceparent is a new trace), an unsampled parent's child
@@ -266,7 +269,8 @@ export async function createTracing(
       ) {
         return UNSAMPLED;
       }
-      const span = tracer.startSpan(name, { kind: SpanKind.SERVER, attributes: attrs }, parent);
+      const attributes = typeof attrs === "function" ? attrs() : attrs;
+      const span = tracer.startSpan(name, { kind: SpanKind.SERVER, attributes }, parent);
       return new Handle(span, tracer);
     },
     root(
