@@ -48,24 +48,7 @@ import { H2_TOOLS, h2RatioLine, runH2Bench } from "./h2_bench.ts";
 import { nginxMain, startNginx } from "./nginx.ts";
 import { measureWorkerApply, type RoutingResult, runRoutingBenchFresh } from "./routing_bench.ts";
 
-const enc = new TextEncoder();
-const out = (s = "") => Deno.stdout.writeSync(enc.encode(s + "\n"));
-
-function flag(name: string, def: number): number;
-function flag(name: string, def: undefined): number | undefined;
-function flag(name: string, def: number | undefined): number | undefined {
-  for (const a of Deno.args) {
-    if (a === `--${name}`) return def ?? 1;
-    if (a.startsWith(`--${name}=`)) {
-      const v = Number(a.slice(name.length + 3));
-      if (!Number.isFinite(v) || v <= 0) {
-        throw new Error(`--${name} must be a positive number, got "${a}"`);
-      }
-      return v;
-    }
-  }
-  return def;
-}
+import { flag, out } from "./bench_args.ts";
 
 const has = (name: string) =>
   Deno.args.some((a) => a === `--${name}` || a.startsWith(`--${name}=`));

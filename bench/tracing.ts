@@ -49,24 +49,7 @@ import { sleep } from "../shared/lifetime.ts";
 import { parse as parseYaml } from "yaml";
 import { type LoadResult, missingTools, wrk } from "./load_tools.ts";
 
-const enc = new TextEncoder();
-const out = (s = "") => Deno.stdout.writeSync(enc.encode(s + "\n"));
-
-function flag(name: string, def: number): number;
-function flag(name: string, def: undefined): number | undefined;
-function flag(name: string, def: number | undefined): number | undefined {
-  for (const a of Deno.args) {
-    if (a === `--${name}`) return def ?? 1;
-    if (a.startsWith(`--${name}=`)) {
-      const v = Number(a.slice(name.length + 3));
-      if (!Number.isFinite(v) || v <= 0) {
-        throw new Error(`--${name} must be a positive number, got "${a}"`);
-      }
-      return v;
-    }
-  }
-  return def;
-}
+import { flag, out } from "./bench_args.ts";
 
 function stringFlag(name: string, def: string): string {
   return Deno.args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? def;

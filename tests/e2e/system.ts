@@ -611,3 +611,33 @@ export async function deployAppAtZero(opts: {
     throw new Error(`the app starts at ${d.spec?.replicas} replicas, not 0`);
   }
 }
+
+/**
+ * The demo app deployed at 0 replicas (deployAppAtZero), then its first
+ * request through the interceptor's proxy Service: held while KEDA scales
+ * 0 -> 1, answered 200 by the app with `X-KEDA-HTTP-Cold-Start: true`.
+ * Returns the request's time to answer, ms.
+ */
+export async function coldStartThroughProxy(
+  opts: Parameters<typeof deployAppAtZero>[0] & { step(what: string): void },
+): Promise<number> {
+  opts.step(`deploy ${opts.appNs}/app at 0 replicas; wait for its route and its ScaledObject`);
+  await deployAppAtZero(opts);
+  opts.step("first request through the proxy Service (held while KEDA scales 0 -> 1)");
+  const proxy = await opts.access.proxy(opts.namespace, PROXY_SERVICE, 8080);
+  const tSent = Date.now();
+  const r = await httpGet(proxy, { host: opts.host, path: "/hello", timeoutMs: 90_000 });
+  const ms = Date.now() - tSent;
+  if (r.status !== 200) throw new Error(`the held request: ${r.status} ${r.body.slice(0, 300)}`);
+  let text: unknown;
+  try {
+    text = (JSON.parse(r.body) as { text?: unknown }).text;
+  } catch {
+    text = undefined;
+  }
+  if (text !== "app") throw new Error(`not the app's answer: ${r.body.slice(0, 300)}`);
+  if (r.headers.get("x-keda-http-cold-start") !== "true") {
+    throw new Error("the held request lacks X-KEDA-HTTP-Cold-Start: true");
+  }
+  return ms;
+}
