@@ -9,6 +9,7 @@
  * aggregator reports a change; with no stream open it asks nothing.
  */
 import { parseHTTPScaledObject } from "../shared/httpso.ts";
+import { ParsedIndex } from "./httpso_index.ts";
 import { parseInterceptorRoute } from "../shared/interceptor_route.ts";
 import { sleep } from "../shared/lifetime.ts";
 import type { Logger } from "../shared/log.ts";
@@ -66,37 +67,34 @@ interface Client {
 
 const enc = new TextEncoder();
 
-/** Parses each raw object once (by identity: the informer replaces objects on change). */
-class EntryCache {
-  readonly #cache = new WeakMap<object, ParsedObject<RouteEntry>>();
-  constructor(readonly parse: (raw: unknown) => RouteEntry) {}
-
-  get(raw: unknown): ParsedObject<RouteEntry> | undefined {
-    if (raw === null || typeof raw !== "object") return undefined;
-    let p = this.#cache.get(raw);
-    if (!p) {
-      try {
-        p = { entry: this.parse(raw) };
-      } catch (e) {
-        p = { error: (e as Error).message };
-      }
-      this.#cache.set(raw, p);
-    }
-    return p;
-  }
+/** A store's object as the routing table reads it: its entry, or why it is invalid. */
+function parsedEntry(
+  index: ParsedIndex<{ entry: RouteEntry }>,
+  key: string,
+): ParsedObject<RouteEntry> | undefined {
+  const r = index.lookupKey(key);
+  if (!r.found) return undefined;
+  return "invalid" in r ? { error: r.invalid } : { entry: r.entry };
 }
 
 export class Dashboard {
   readonly #opts: DashboardOptions;
   readonly #clients = new Set<Client>();
   readonly #statuses = new Map<string, InterceptorRouteStatus>();
-  readonly #httpsos = new EntryCache((raw) => routeEntryOf(parseHTTPScaledObject(raw)));
-  readonly #routes = new EntryCache((raw) => routeEntryOfRoute(parseInterceptorRoute(raw)));
+  readonly #httpsos: ParsedIndex<{ entry: RouteEntry }>;
+  readonly #routes: ParsedIndex<{ entry: RouteEntry }>;
   #wakeUp: (() => void) | null = null;
   #changed = false;
 
   constructor(options: DashboardOptions) {
     this.#opts = options;
+    // Each object parsed once, by identity, as the scaler's other indexes do.
+    this.#httpsos = new ParsedIndex(options.httpsoStore, (raw) => ({
+      entry: routeEntryOf(parseHTTPScaledObject(raw)),
+    }));
+    this.#routes = new ParsedIndex(options.routeStore, (raw) => ({
+      entry: routeEntryOfRoute(parseInterceptorRoute(raw)),
+    }));
     // Counts moved: refresh now instead of at the next tick (held counts lag otherwise).
     options.aggregator.subscribe(() => {
       this.#changed = true;
@@ -115,8 +113,8 @@ export class Dashboard {
     const invalid = new Map<string, string>();
     for (const key of [...new Set([...httpsoStore.keys(), ...routeStore.keys()])].sort()) {
       const { serving, problem } = servingOf(
-        this.#routes.get(routeStore.get(key)),
-        this.#httpsos.get(httpsoStore.get(key)),
+        parsedEntry(this.#routes, key),
+        parsedEntry(this.#httpsos, key),
       );
       if (serving?.entry) entries.set(key, serving.entry);
       if (problem !== undefined) invalid.set(key, problem);
