@@ -148,6 +148,9 @@ export class DataPlaneIsolate {
         break;
       case "drain":
         this.#stopAccepting();
+        // Until the accept loop has ended the listening socket may still be
+        // open, and the kernel would keep handing it new connections.
+        await this.#accepting;
         await this.proxy.drain(msg.timeoutMs);
         this.post({ type: "drained", index: this.init.index });
         break;

@@ -93,6 +93,8 @@ export class HttpProxy {
   readonly #h2up: H2Upstreams;
   #ticker: ReturnType<typeof setInterval> | undefined;
   #draining = false;
+  /** Set once drain() has closed what was left: a connection arriving later is not served. */
+  #drainDone = false;
   #drained: (() => void) | null = null;
   #accepted = 0;
   /** Connections accepted before this close after their next response. */
@@ -152,7 +154,10 @@ export class HttpProxy {
   serve(conn: ByteConn, remoteIp: string, proto: "http" | "https" = "http", h2 = false): void {
     const c = new ClientConn(conn, remoteIp, proto);
     c.seq = ++this.#accepted;
-    if (this.#draining) {
+    // A connection accepted while draining is still answered (its request gets
+    // Connection: close): the client completed its handshake with us, and
+    // closing it unanswered would fail a request no other isolate can retry.
+    if (this.#drainDone) {
       c.close();
       return;
     }
@@ -311,6 +316,7 @@ export class HttpProxy {
       });
       clearTimeout(timer);
     }
+    this.#drainDone = true;
     for (const h2 of [...this.#h2.keys()]) h2.close();
     for (const c of this.#conns) c.close();
     this.#pools.closeAll();

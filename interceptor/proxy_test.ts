@@ -524,6 +524,30 @@ Deno.test("proxy: drain lets in-flight requests finish and closes idle connectio
   assert.equal(h.proxy.connections, 0);
 });
 
+Deno.test("proxy: a connection accepted while draining is answered, then closed", async () => {
+  await using h = startHarness();
+  await using app = startApp(async (req) => {
+    if (new URL(req.url).pathname === "/slow") await new Promise((r) => setTimeout(r, 300));
+    return new Response("answered");
+  });
+  h.setRoutes([appRoute()]);
+  h.setEndpoints(KEY, [app.port]);
+  using busy = await RawClient.connect(h.port);
+  await busy.send(get("/slow"));
+  await until(() => counted(h).concurrency === 1, "the request in flight");
+  const drained = h.proxy.drain(5_000);
+  // The harness still accepts, like an isolate's listener in the moment before it closes.
+  using late = await RawClient.connect(h.port);
+  await late.send(get("/"));
+  const r = await late.response();
+  assert.equal(r.status, 200);
+  assert.equal(r.body, "answered");
+  assert.equal(r.headers.get("connection"), "close");
+  assert.equal((await busy.response()).status, 200);
+  await drained;
+  assert.equal(h.proxy.connections, 0);
+});
+
 Deno.test("proxy: HEAD, 204 and 304 responses have no body and keep the connection", async () => {
   await using h = startHarness();
   await using app = startApp((req) => {
