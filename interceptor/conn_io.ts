@@ -16,10 +16,9 @@ type IoOp = (rid: number, buf: Uint8Array) => Promise<number>;
 
 /**
  * Deno's Conn.read wraps the read op in an async function that also tracks
- * the promise in a Set (only for unref()), which allocates ~0.7 KB per read:
- * a third of what a proxied request allocated, and young-generation GC is a
- * large part of the data plane's CPU. Conn.write wraps the write op in an
- * async function too (~0.3 KB per write), and the op itself usually returns
+ * the promise in a Set (only for unref()), which allocates on every read,
+ * and young-generation GC is a large part of the data plane's CPU. Conn.write
+ * wraps the write op in an async function too, and the op itself usually returns
  * an already settled promise. Deno pins one version (deno.json, .ci), so we
  * call the ops directly when this runtime exposes them, and fall back to the
  * Conn methods otherwise (conn_io_test asserts the fast path is live).

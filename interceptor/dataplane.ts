@@ -89,7 +89,7 @@ export class DataPlane {
 
   /**
    * Starts the isolates: the first runs in this isolate (a worker costs
-   * ~11 MB) and picks the port when it is 0; the workers share the port.
+   * memory: README Measured) and picks the port when it is 0; the workers share the port.
    */
   async start(): Promise<void> {
     let n = Math.max(1, this.#opts.workers);

@@ -70,7 +70,7 @@ export class DataPlaneIsolate {
       });
       let tlsPort: number | undefined;
       if (this.init.tls) {
-        // node:tls costs ~10 MB per isolate: load it only where TLS is on.
+        // node:tls costs memory in every isolate that loads it (README Measured): only where TLS is on.
         const { startTlsServer } = await import("./tls.ts");
         this.#tls = await startTlsServer({
           hostname: this.init.listen.hostname,

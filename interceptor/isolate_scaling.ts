@@ -1,6 +1,6 @@
 /**
  * How many data-plane isolates run: one while traffic is light (each more
- * costs ~11 MB and, on a busy node, adds threads that compete for the same
+ * costs memory, README Measured, and, on a busy node, adds threads that compete for the same
  * cores), more while the process is CPU-bound, up to one per CPU of its
  * budget. Decided from the process's own CPU time, sampled once a second.
  */

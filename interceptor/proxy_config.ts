@@ -25,7 +25,7 @@ export function proxyConfigOf(c: InterceptorConfig): ProxyConfig {
   };
 }
 
-/** Most isolates the default picks: each costs ~13 MB, and the benefit flattens out. */
+/** Most isolates the default picks: each costs memory (README Measured), and the benefit flattens out. */
 export const MAX_DEFAULT_ISOLATES = 8;
 
 /**

@@ -399,8 +399,8 @@ Deno.test("hostile finding: each client that does not read pins a private copy o
   // responseBytes copies head + body into one new buffer per request; a
   // client that sends 35 bytes and never reads keeps that copy alive until
   // the idle timeout (90 s by default). 200 such connections to a 900 KB
-  // ConfigMap page pinned ~54 MB here (a proxied 900 KB response pins ~7 MB
-  // for the same 200: the relay is bounded by its buffers); a few thousand
+  // ConfigMap page pinned 200 copies of it (a proxied response pins only the
+  // relay's bounded buffers for the same 200); a few thousand
   // connections take the interceptor, which fronts every app, out of memory.
   await using h = startHarness({ idleTimeoutMs: 20_000 });
   const page = "x".repeat(900_000);

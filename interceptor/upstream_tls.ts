@@ -107,7 +107,7 @@ export async function connectTls(opts: {
 }): Promise<Deno.TlsConn | ByteConn> {
   const alpn = opts.alpn ?? ["http/1.1"];
   if (opts.config?.skipVerify) {
-    // node:tls only here: it costs ~10 MB per isolate.
+    // node:tls only here: it costs memory in every isolate that loads it (README Measured).
     const { connectUnverified } = await import("./tls.ts");
     try {
       return await connectUnverified({

@@ -285,9 +285,9 @@ export class InvalidHTTPScaledObject extends Error {
 }
 
 // zod's compiled fast path (z.compile): generated code checks valid input
-// 2-4x faster than the generic parser, and invalid input falls back to the
-// generic parser, so errors read the same. It costs ~4 MB RSS (codegen and
-// the generated functions), so a program switches to it only when it has a
+// faster than the generic parser, and invalid input falls back to the
+// generic parser, so errors read the same. It costs resident memory (codegen
+// and the generated functions; README Measured), so a program switches to it only when it has a
 // large batch to parse (an informer listing thousands of objects), and then
 // keeps it.
 const COMPILE_FROM_BATCH = 1000;

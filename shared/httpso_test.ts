@@ -201,7 +201,7 @@ Deno.test("parseHTTPScaledObject names the object and lists every problem", () =
 // generated code separate from the schema's own parser: it must accept,
 // reject and shape output exactly as the schema does.
 Deno.test("the compiled parser agrees with the schema on every field changed to odd values", () => {
-  // Until a large batch is announced, the generic parser (no codegen, ~4 MB less).
+  // Until a large batch is announced, the generic parser (no codegen, less memory).
   if (!compiledParsing()) {
     expectHTTPScaledObjects(999);
     assert.equal(compiledParsing(), false);

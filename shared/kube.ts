@@ -10,7 +10,7 @@
  * certificates, streaming watches and AbortSignal everywhere.
  *
  * Everything but the KubeConfig entry points lives in kube_api.ts, which does
- * not load client-node (~80 MB); programs that mind their memory use that.
+ * not load client-node (README Measured); programs that mind their memory use that.
  */
 import { KubeConfig } from "@kubernetes/client-node";
 import { fromBase64, KubeApiClient, type KubeCredentials, readText } from "./kube_api.ts";

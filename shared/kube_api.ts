@@ -1,6 +1,6 @@
 /**
- * Kubernetes API access without @kubernetes/client-node (which costs ~80 MB
- * of memory to load): credentials from a kubeconfig file or the pod's
+ * Kubernetes API access without @kubernetes/client-node (loading it costs
+ * tens of MB of memory, README Measured): credentials from a kubeconfig file or the pod's
  * service account, requests over Deno's native fetch with a per-cluster TLS
  * client, and the Informer (list+watch cache that relists on 410 Gone and
  * backs off with jitter). kube.ts re-exports all of this and adds the

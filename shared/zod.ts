@@ -1,7 +1,8 @@
 /**
  * zod for every schema in shared/: the functional "zod/mini" API, whose
- * schema objects carry no per-instance methods. The classic "zod" API cost
- * each program ~10 MB RSS; do not import "zod" itself.
+ * schema objects carry no per-instance methods, which the classic "zod"
+ * API's schemas do in every program (README Measured); do not import "zod"
+ * itself.
  *
  * Unlike the classic API, zod/mini sets no locale, so its own messages (a
  * value of the wrong type, say) would read just "Invalid input". English,

@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 /**
  * V8 keeps each module's source (with Deno's inline source map) in memory, as
  * one byte per char only when all of it is Latin-1; one arrow in a comment
- * doubles it. For the interceptor's modules that was ~0.5 MB of its 60 MB
- * idle budget, so its runtime sources stay ASCII (write "->", "\u00b5").
+ * doubles it. For the interceptor's modules that was a measurable share of
+ * its idle memory budget, so its runtime sources stay ASCII (write "->", "\u00b5").
  */
 Deno.test("sources: the interceptor's runtime modules (interceptor/, shared/) are ASCII", async () => {
   const root = new URL("../", import.meta.url);

@@ -29,7 +29,7 @@ async function yamlFiles(dir: string): Promise<string[]> {
 export async function kedaCrdDir(): Promise<string> {
   const explicit = Deno.env.get("KEDAHTTP_KEDA_CRD_DIR");
   if (explicit) return explicit;
-  // `go mod download` costs ~1s even when cached; remember the answer.
+  // `go mod download` takes noticeable time even when cached; remember the answer.
   const memo = `${cacheDir()}/keda-${KEDA_VERSION}.crd-dir`;
   try {
     const dir = (await Deno.readTextFile(memo)).trim();
